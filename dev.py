@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Set up a virtualenv and run a job; needs only python3.
+
+    python3 dev.py demo    # set up, then run a session end to end (loopback provider)
+    python3 dev.py test    # set up, then lint, type-check and run the whole test suite
+    python3 dev.py bench   # set up, then run the benchmarks
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def run(*cmd: str | Path) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], cwd=ROOT, check=True)
+
+
+def setup(extras: str) -> None:
+    """Create .venv and install the project with ``extras``, once per pyproject change."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / f".installed-{digest[:16]}"
+    if stamp.exists():
+        return
+    if not PY.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]")
+    for old in VENV.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+
+
+def main(argv: list[str]) -> int:
+    job = argv[1] if len(argv) > 1 else "test"
+    rest = argv[2:]
+    try:
+        if job == "demo":
+            setup("test")
+            run(PY, "-m", "examples.demo", *rest)
+        elif job == "test":
+            setup("test,bench")
+            run(PY, "-m", "ruff", "check", "voxtrio", "tests", "benchmarks", "examples")
+            run(PY, "-m", "mypy")
+            # pytest exits 5 when it collects nothing: that is a failure here too.
+            run(PY, "-m", "pytest", *rest)
+        elif job == "bench":
+            setup("test,bench")
+            run(PY, "-m", "benchmarks", *rest)
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode or 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
