@@ -26,17 +26,22 @@ def to_float(pcm: np.ndarray, channels: int) -> np.ndarray:
     channel 0 of a mono input. Returns 1-D for mono output (soxr's mono layout).
     """
     src = pcm.shape[1]
+    out: np.ndarray
     if channels == 1:
         if src == 1:
-            return pcm[:, 0].astype(np.float32) * np.float32(1 / 32768)
-        if src == 2:
+            out = pcm[:, 0].astype(np.float32) * np.float32(1 / 32768)
+        elif src == 2:
             # Two columns summed in float32 is exact for int16, and ~5x faster than mean().
-            return (pcm[:, 0].astype(np.float32) + pcm[:, 1]) * np.float32(0.5 / 32768)
-        return pcm.sum(axis=1, dtype=np.float32) * np.float32(1 / (32768 * src))
+            out = (pcm[:, 0].astype(np.float32) + pcm[:, 1]) * np.float32(0.5 / 32768)
+        else:
+            out = pcm.sum(axis=1, dtype=np.float32) * np.float32(1 / (32768 * src))
+        return out
     if src == channels:
-        return pcm.astype(np.float32) * np.float32(1 / 32768)
+        out = pcm.astype(np.float32) * np.float32(1 / 32768)
+        return out
     if src == 1:
-        return np.repeat(pcm.astype(np.float32) * np.float32(1 / 32768), channels, axis=1)
+        out = np.repeat(pcm.astype(np.float32) * np.float32(1 / 32768), channels, axis=1)
+        return out
     raise ValueError(f"cannot map {src} channels to {channels}; only to mono or from mono")
 
 

@@ -1,0 +1,347 @@
+"""Capture actors: where audio enters a session.
+
+Each capture is a small object holding its configuration, with an
+``async run(send, *, events, counter, task_status)`` method that sends
+:class:`~voxtrio.codecs.AudioFrame` chunks in the source's own format and closes
+``send`` when the source ends.
+
+Drop policy. A ``realtime`` source is live audio: it never blocks on a full channel;
+a chunk that finds the channel full is dropped, counted, and reported as an
+:class:`~voxtrio.messages.AudioDropped` event (at most one report per second of
+drops, plus one when the source ends). A non-realtime source (a file read as fast as
+the pipeline takes it) waits instead, and loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Protocol
+
+import numpy as np
+import trio
+
+from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, Reframer, as_pcm, frame_fraction
+from ..codecs.wav import read_wav
+from ..messages import AudioDropped, ErrorEvent, Event
+from .base import EdgeCounter
+from .pacing import Pacer
+
+__all__ = [
+    "ArrayCapture",
+    "ByteStreamCapture",
+    "Capture",
+    "MicCapture",
+    "WavCapture",
+]
+
+_REPORT_INTERVAL_S = 1.0
+
+
+class Capture(Protocol):
+    """Anything the session can run as its audio source."""
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[AudioFrame],
+        *,
+        events: trio.MemorySendChannel[Event],
+        counter: EdgeCounter,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None: ...
+
+
+class _Sender:
+    """Sends chunks under the capture drop policy and reports drops."""
+
+    def __init__(
+        self,
+        send: trio.MemorySendChannel[AudioFrame],
+        events: trio.MemorySendChannel[Event],
+        counter: EdgeCounter,
+        realtime: bool,
+    ) -> None:
+        self._send = send
+        self._events = events
+        self._counter = counter
+        self._realtime = realtime
+        self._unreported_frames = 0
+        self._unreported_samples = 0
+        self._last_report = -float("inf")
+
+    async def send(self, frame: AudioFrame) -> None:
+        c = self._counter
+        if self._realtime:
+            try:
+                self._send.send_nowait(frame)
+            except trio.WouldBlock:
+                c.dropped_frames += 1
+                c.dropped_samples += frame.samples
+                self._unreported_frames += 1
+                self._unreported_samples += frame.samples
+                if trio.current_time() - self._last_report >= _REPORT_INTERVAL_S:
+                    await self.report()
+                return
+        else:
+            await self._send.send(frame)
+        c.messages += 1
+        c.frames += 1
+        c.samples += frame.samples
+
+    async def report(self) -> None:
+        if not self._unreported_frames:
+            return
+        event = AudioDropped(
+            edge="capture",
+            frames=self._unreported_frames,
+            samples=self._unreported_samples,
+            total_frames=self._counter.dropped_frames,
+        )
+        self._unreported_frames = self._unreported_samples = 0
+        self._last_report = trio.current_time()
+        await self._events.send(event)
+
+
+async def _send_chunks(
+    chunks: Reframer,
+    pcm: np.ndarray,
+    sender: _Sender,
+    pacer: Pacer | None,
+) -> None:
+    """Cut ``pcm`` with ``chunks`` and send each chunk, paced if ``pacer``."""
+    frames = chunks.push(pcm) + chunks.flush(pad=False)
+    for frame in frames:
+        if pacer is not None:
+            await pacer.wait(frame.duration)
+        await sender.send(frame)
+
+
+class ArrayCapture:
+    """Capture from an in-memory int16 array.
+
+    Args:
+        pcm: ``(samples, channels)`` int16, or 1-D for mono; copied.
+        fmt: its format.
+        realtime: pace chunks on trio's clock as a live source would, with the live
+            drop policy; otherwise send as fast as the pipeline takes them.
+        chunk_ms: chunk length. Defaults to 20 ms when realtime; 200 ms otherwise,
+            since moving blocks costs one channel hop per block, not per frame.
+    """
+
+    def __init__(
+        self,
+        pcm: np.ndarray,
+        fmt: AudioFormat,
+        *,
+        realtime: bool = False,
+        chunk_ms: FrameMs | None = None,
+    ) -> None:
+        if not isinstance(fmt, AudioFormat):
+            raise ValueError(f"fmt must be an AudioFormat, got {fmt!r}")
+        self._pcm = as_pcm(pcm, fmt.channels).copy()
+        self._fmt = fmt
+        self._realtime = realtime
+        self._chunk_ms: FrameMs = chunk_ms if chunk_ms is not None else (20 if realtime else 200)
+        frame_fraction(fmt.sample_rate, self._chunk_ms)  # validate now, at the call site
+
+    @property
+    def format(self) -> AudioFormat:
+        return self._fmt
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[AudioFrame],
+        *,
+        events: trio.MemorySendChannel[Event],
+        counter: EdgeCounter,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with send, events:
+            task_status.started()
+            sender = _Sender(send, events, counter, self._realtime)
+            pacer = Pacer() if self._realtime else None
+            await _send_chunks(Reframer(self._fmt, self._chunk_ms), self._pcm, sender, pacer)
+            await sender.report()
+
+    def __repr__(self) -> str:
+        return (
+            f"ArrayCapture(samples={self._pcm.shape[0]}, fmt={self._fmt!r}, "
+            f"realtime={self._realtime})"
+        )
+
+
+class WavCapture:
+    """Capture from a 16-bit PCM WAV file, read in a worker thread.
+
+    The file is checked when the capture runs; a missing or invalid file becomes an
+    :class:`~voxtrio.messages.ErrorEvent` (``capture_failed``) and the capture ends.
+    See :class:`ArrayCapture` for ``realtime`` and ``chunk_ms``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        realtime: bool = False,
+        chunk_ms: FrameMs | None = None,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._realtime = realtime
+        self._chunk_ms = chunk_ms
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[AudioFrame],
+        *,
+        events: trio.MemorySendChannel[Event],
+        counter: EdgeCounter,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            pcm, fmt = await trio.to_thread.run_sync(read_wav, self._path)
+        except (OSError, ValueError) as exc:
+            with send, events:
+                task_status.started()
+                await events.send(
+                    ErrorEvent(
+                        f"cannot read WAV input: {exc}",
+                        code="capture_failed",
+                        source="capture",
+                        recoverable=False,
+                    )
+                )
+            return
+        inner = ArrayCapture(pcm, fmt, realtime=self._realtime, chunk_ms=self._chunk_ms)
+        await inner.run(send, events=events, counter=counter, task_status=task_status)
+
+    def __repr__(self) -> str:
+        return f"WavCapture({self._path!r}, realtime={self._realtime})"
+
+
+class ByteStreamCapture:
+    """Capture interleaved little-endian int16 bytes from a trio ``ReceiveStream``.
+
+    A socket, a pipe, or a WebRTC bridge: the stream's own pace is the live pace, so
+    this capture uses the live drop policy (never blocks the source). Chunks are
+    whole frames of ``chunk_ms`` (partial samples and frames are carried over); when
+    the stream ends the rest is sent short. A broken stream becomes an
+    :class:`~voxtrio.messages.ErrorEvent` (``capture_failed``) and the capture ends.
+
+    Args:
+        stream: the byte source; closed when the capture ends.
+        fmt: the format of its bytes.
+        chunk_ms: chunk length.
+        max_read: bytes asked for per ``receive_some`` call.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.ReceiveStream,
+        fmt: AudioFormat,
+        *,
+        chunk_ms: FrameMs = 20,
+        max_read: int = 65536,
+        realtime: bool = True,
+    ) -> None:
+        if not isinstance(fmt, AudioFormat):
+            raise ValueError(f"fmt must be an AudioFormat, got {fmt!r}")
+        frame_fraction(fmt.sample_rate, chunk_ms)
+        if max_read < fmt.bytes_per_sample:
+            raise ValueError(f"max_read must be at least one sample ({fmt.bytes_per_sample} bytes)")
+        self._stream = stream
+        self._fmt = fmt
+        self._chunk_ms = chunk_ms
+        self._max_read = max_read
+        self._realtime = realtime
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[AudioFrame],
+        *,
+        events: trio.MemorySendChannel[Event],
+        counter: EdgeCounter,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        chunks = Reframer(self._fmt, self._chunk_ms)
+        async with self._stream:
+            with send, events:
+                task_status.started()
+                sender = _Sender(send, events, counter, self._realtime)
+                try:
+                    while data := await self._stream.receive_some(self._max_read):
+                        for frame in chunks.push(data):
+                            await sender.send(frame)
+                except (trio.BrokenResourceError, OSError) as exc:
+                    await events.send(
+                        ErrorEvent(
+                            f"audio byte stream failed: {type(exc).__name__}: {exc}",
+                            code="capture_failed",
+                            source="capture",
+                        )
+                    )
+                for frame in chunks.flush(pad=False):
+                    await sender.send(frame)
+                await sender.report()
+
+
+class MicCapture:
+    """Capture from the default microphone through ``sounddevice`` (``voxtrio[mic]``).
+
+    The audio callback runs on PortAudio's thread and hands blocks to trio through
+    a bounded queue with the live drop policy.
+    """
+
+    def __init__(self, fmt: AudioFormat, *, chunk_ms: FrameMs = 20, device: Any = None) -> None:
+        if not isinstance(fmt, AudioFormat):
+            raise ValueError(f"fmt must be an AudioFormat, got {fmt!r}")
+        self._fmt = fmt
+        self._block = int(frame_fraction(fmt.sample_rate, chunk_ms))
+        self._device = device
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[AudioFrame],
+        *,
+        events: trio.MemorySendChannel[Event],
+        counter: EdgeCounter,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            import sounddevice
+        except ImportError as exc:
+            raise RuntimeError(
+                "MicCapture needs the optional 'sounddevice' package: pip install 'voxtrio[mic]'"
+            ) from exc
+        token = trio.lowlevel.current_trio_token()
+        blocks_tx, blocks_rx = trio.open_memory_channel[np.ndarray](32)
+        def deliver(block: np.ndarray) -> None:  # runs in trio's thread
+            try:
+                blocks_tx.send_nowait(block)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                counter.dropped_frames += 1
+                counter.dropped_samples += block.shape[0]
+
+        def callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+            block = indata.copy()
+            block.flags.writeable = False
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(deliver, block)
+
+        with send, events, blocks_rx:
+            sender = _Sender(send, events, counter, realtime=True)
+            stream = sounddevice.InputStream(
+                samplerate=self._fmt.sample_rate,
+                channels=self._fmt.channels,
+                dtype="int16",
+                blocksize=self._block,
+                device=self._device,
+                callback=callback,
+            )
+            pts = 0
+            with stream:
+                task_status.started()
+                async for block in blocks_rx:
+                    frame = AudioFrame(block, self._fmt.sample_rate, pts, 0)
+                    pts += block.shape[0]
+                    await sender.send(frame)
+

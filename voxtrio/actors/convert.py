@@ -1,0 +1,81 @@
+"""The convert actor: capture format in, the provider's exact format and framing out.
+
+Downmix (or upmix), streaming resample, exact reframe. Control messages travel
+in-band with the audio, so their order is kept: at a segment end (``CommitInput``,
+``ClearInput``, ``EndOfInput``, or the end of the input channel) the resampler's tail
+and the reframer's partial frame are flushed *before* the control is forwarded, so no
+tail is ever lost. A change of input format mid-stream is a segment end too.
+
+Frames go out as :class:`~voxtrio.messages.FrameBatch` messages: one channel hop per
+input chunk rather than per frame.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ..codecs.audio import AudioFormat, AudioFrame, FrameMs
+from ..codecs.convert import Converter
+from ..messages import ClearInput, CommitInput, EndOfInput, FrameBatch, LinkInput
+from .base import EdgeCounter
+
+__all__ = ["run"]
+
+_SEGMENT_ENDS = (CommitInput, ClearInput, EndOfInput)
+
+
+async def run(
+    receive: trio.MemoryReceiveChannel[AudioFrame | LinkInput],
+    send: trio.MemorySendChannel[LinkInput],
+    *,
+    target: AudioFormat,
+    frame_ms: FrameMs = 20,
+    counter: EdgeCounter | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Convert audio from ``receive`` to ``target`` frames on ``send``.
+
+    Args:
+        receive: capture chunks (any supported format, may change mid-stream) and
+            link controls, in order.
+        send: :class:`FrameBatch` messages of ``target`` frames, and the controls.
+        target: the provider's declared input format.
+        frame_ms: the provider's frame length.
+        counter: updated with what is sent.
+
+    Closes ``send`` when ``receive`` ends, after flushing. On cancellation whatever
+    the converter holds (under one frame plus the filter delay) is discarded.
+    """
+    counter = counter if counter is not None else EdgeCounter("convert")
+    converter: Converter | None = None
+    source: AudioFormat | None = None
+
+    async def emit(frames: list[AudioFrame]) -> None:
+        if frames:
+            await send.send(FrameBatch(tuple(frames)))
+            counter.messages += 1
+            counter.frames += len(frames)
+            counter.samples += sum(f.samples for f in frames)
+
+    with receive, send:
+        task_status.started()
+        async for msg in receive:
+            if isinstance(msg, AudioFrame):
+                if source is None or msg.sample_rate != source.sample_rate or (
+                    msg.channels != source.channels
+                ):
+                    if converter is not None:
+                        await emit(converter.flush())
+                    source = msg.format
+                    converter = Converter(source, target, frame_ms)
+                assert converter is not None
+                await emit(converter.push(msg.pcm))
+            elif isinstance(msg, FrameBatch):
+                raise TypeError("convert takes capture chunks, not FrameBatch")
+            else:
+                if isinstance(msg, _SEGMENT_ENDS) and converter is not None:
+                    await emit(converter.flush())
+                await send.send(msg)
+                counter.messages += 1
+        if converter is not None:
+            await emit(converter.flush())

@@ -1,0 +1,331 @@
+"""The playback actor: reply audio in, output-track frames out, paced.
+
+Reply audio (:class:`~voxtrio.messages.ReplyAudio`, at the provider's output rate)
+is resampled with one continuous stream to the output track's rate and cut into exact
+frames of the track's frame length. Two tasks share a queue of ready frames: the
+receiver never waits on the sink, so a provider that sends a reply faster than real
+time is never slowed down; the pacer sends one frame per frame duration.
+
+``Reframe(rate_hz, frame_ms)`` -- the seed's ``reframe_audio_track`` as a message --
+is applied in order with the audio: the resampler's tail and the reframer's partial
+frame are drained at the old format, then the track switches. Pacing runs on the
+exact durations of the frames actually sent, so there is no burst or stall across the
+switch, and pts keep increasing (see :meth:`Reframer.reframe`).
+
+Barge-in: on :class:`~voxtrio.messages.ReplyInterrupted` (or
+:meth:`PlaybackState.cancel`) queued frames of that reply are dropped and later audio
+with its id is ignored. :class:`PlaybackState` knows how many samples of each item
+were actually sent to the sink, so a truncate can name the played position.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import wave
+
+import attrs
+import numpy as np
+import trio
+
+from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, Reframer, frame_fraction
+from ..codecs.resample import StreamResampler, float_to_int16, int16_to_float
+from ..messages import (
+    AudioDropped,
+    Event,
+    PlaybackInput,
+    Reframe,
+    ReplyAudio,
+    ReplyDone,
+    ReplyInterrupted,
+)
+from .base import EdgeCounter
+from .pacing import Pacer
+
+__all__ = ["PlaybackState", "QueuedFrame", "WavSink", "run"]
+
+
+@attrs.frozen
+class QueuedFrame:
+    """An output frame with the reply it belongs to."""
+
+    frame: AudioFrame
+    response_id: str | None
+    item_id: str | None
+
+
+class PlaybackState:
+    """What playback has done, readable by the session while it runs.
+
+    Attributes:
+        played_ms_by_item: per item id, milliseconds of that item sent to the sink.
+        cancelled: response ids whose audio is dropped.
+        queued: frames ready to play, oldest first.
+        queued_s: their total duration in seconds.
+    """
+
+    def __init__(self) -> None:
+        self.played_ms_by_item: dict[str, float] = {}
+        self.cancelled: set[str] = set()
+        self.queued: collections.deque[QueuedFrame] = collections.deque()
+        self.queued_s = 0.0
+        self.wakeup = trio.Event()
+
+    def played_ms(self, item_id: str) -> int:
+        """Whole milliseconds of ``item_id`` actually sent to the sink (0 if none)."""
+        return int(self.played_ms_by_item.get(item_id, 0.0))
+
+    def append(self, q: QueuedFrame) -> None:
+        self.queued.append(q)
+        self.queued_s += float(q.frame.duration)
+
+    def popleft(self) -> QueuedFrame:
+        q = self.queued.popleft()
+        self.queued_s -= float(q.frame.duration)
+        if not self.queued:
+            self.queued_s = 0.0  # no float residue
+        return q
+
+    def cancel(self, response_id: str | None) -> int:
+        """Drop queued audio of ``response_id`` (all queued audio if None).
+
+        Returns the number of frames dropped. Later audio of that id is ignored.
+        """
+        before = len(self.queued)
+        if response_id is None:
+            kept: list[QueuedFrame] = []
+        else:
+            self.cancelled.add(response_id)
+            kept = [q for q in self.queued if q.response_id != response_id]
+        self.queued.clear()
+        self.queued_s = 0.0
+        for q in kept:
+            self.append(q)
+        return before - len(self.queued)
+
+
+class WavSink:
+    """Writes output frames to a WAV file, in a worker thread.
+
+    The file's format is fixed by the first frame. A WAV file has one format, so a
+    frame of another format (after a ``Reframe`` to another rate) raises
+    ``ValueError``: reframe only to the same rate when writing to a WAV sink.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._writer: wave.Wave_write | None = None
+        self._fmt: AudioFormat | None = None
+        self.frames_written = 0
+
+    async def write(self, frame: AudioFrame) -> None:
+        fmt = frame.format
+        if self._writer is None:
+            self._writer = await trio.to_thread.run_sync(self._open, fmt)
+            self._fmt = fmt
+        elif fmt != self._fmt:
+            raise ValueError(f"WavSink {self._path!r} is {self._fmt}, got a frame in {fmt}")
+        await trio.to_thread.run_sync(self._writer.writeframes, frame.to_bytes())
+        self.frames_written += 1
+
+    def _open(self, fmt: AudioFormat) -> wave.Wave_write:
+        w = wave.open(self._path, "wb")  # noqa: SIM115 - closed by aclose()
+        w.setnchannels(fmt.channels)
+        w.setsampwidth(2)
+        w.setframerate(fmt.sample_rate)
+        return w
+
+    async def aclose(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await trio.to_thread.run_sync(writer.close)
+
+
+Sink = trio.MemorySendChannel[AudioFrame] | WavSink
+
+
+class _Track:
+    """The output track: one reframer for its whole life (pts never restart) and a
+    resampler from the reply rate, replaced when either rate changes."""
+
+    def __init__(self, in_rate: int, fmt: AudioFormat, frame_ms: FrameMs) -> None:
+        self.fmt = fmt
+        self.framer = Reframer(fmt, frame_ms)
+        self.resampler = StreamResampler(in_rate, fmt.sample_rate, 1)
+
+    @property
+    def in_rate(self) -> int:
+        return self.resampler.in_rate
+
+    def push(self, pcm: np.ndarray) -> list[AudioFrame]:
+        out = self.resampler.push_float(int16_to_float(pcm[:, 0]))
+        return self.framer.push(self._channels(out))
+
+    def drain(self) -> list[AudioFrame]:
+        """Everything held, the last frame short: the end of a reply."""
+        tail = self.resampler.flush_float()
+        frames = self.framer.push(self._channels(tail)) if tail.size else []
+        return frames + self.framer.flush(pad=False)
+
+    def discard(self) -> None:
+        """Forget held audio (barge-in). The reframer's partial frame is dropped; the
+        next frame's pts skips over it, so pts stay increasing."""
+        self.resampler.reset()
+        self.framer.flush(pad=False)
+
+    def set_in_rate(self, in_rate: int) -> list[AudioFrame]:
+        frames = self.drain()
+        self.resampler = StreamResampler(in_rate, self.fmt.sample_rate, 1)
+        return frames
+
+    def reframe(self, fmt: AudioFormat, frame_ms: FrameMs) -> list[AudioFrame]:
+        tail = self.resampler.flush_float()
+        frames = self.framer.push(self._channels(tail)) if tail.size else []
+        frames += self.framer.reframe(fmt, frame_ms)
+        self.fmt = fmt
+        self.resampler = StreamResampler(self.in_rate, fmt.sample_rate, 1)
+        return frames
+
+    def _channels(self, mono: np.ndarray) -> np.ndarray:
+        pcm = float_to_int16(mono).reshape(-1, 1)
+        return pcm if self.fmt.channels == 1 else np.repeat(pcm, self.fmt.channels, axis=1)
+
+
+async def run(
+    receive: trio.MemoryReceiveChannel[PlaybackInput],
+    sink: Sink,
+    *,
+    reply_rate: int,
+    output: AudioFormat,
+    frame_ms: FrameMs = 20,
+    realtime: bool = True,
+    max_queue_s: float = 120.0,
+    state: PlaybackState | None = None,
+    events: trio.MemorySendChannel[Event] | None = None,
+    counter: EdgeCounter | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Play reply audio from ``receive`` into ``sink``.
+
+    Args:
+        receive: reply audio and playback controls.
+        sink: a channel of frames for the app, or a :class:`WavSink`; closed when
+            playback ends.
+        reply_rate: the provider's output rate (a ``ReplyAudio`` of another rate
+            switches the resampler after draining).
+        output: the output track's format (mono reply audio is copied to every
+            channel).
+        frame_ms: the output frame length.
+        realtime: pace frames on trio's clock; otherwise send as fast as the sink
+            takes them.
+        max_queue_s: audio queued beyond this many seconds is dropped (oldest
+            first), counted and reported as ``AudioDropped(edge="playback")``.
+        state: shared :class:`PlaybackState` (played positions, cancellations).
+        events: where drop reports go.
+
+    When ``receive`` ends, everything queued is played (the tail drained, the last
+    frame short), then the sink is closed. On cancellation queued audio is dropped
+    and the sink is closed.
+    """
+    frame_fraction(output.sample_rate, frame_ms)
+    state = state if state is not None else PlaybackState()
+    counter = counter if counter is not None else EdgeCounter("playback")
+    track = _Track(reply_rate, output, frame_ms)
+    drops = _DropCounter()
+    done = trio.Event()
+
+    def enqueue(frames: list[AudioFrame], response_id: str | None, item_id: str | None) -> None:
+        for f in frames:
+            state.append(QueuedFrame(f, response_id, item_id))
+        while state.queued_s > max_queue_s and state.queued:
+            drops.note(state.popleft().frame)
+        state.wakeup.set()
+
+    async def receiver() -> None:
+        current: tuple[str | None, str | None] = (None, None)
+        with receive:
+            async for msg in receive:
+                match msg:
+                    case ReplyAudio():
+                        if msg.response_id is not None and msg.response_id in state.cancelled:
+                            continue
+                        if msg.sample_rate != track.in_rate:
+                            enqueue(track.set_in_rate(msg.sample_rate), *current)
+                        current = (msg.response_id, msg.item_id)
+                        enqueue(track.push(msg.pcm), *current)
+                    case ReplyInterrupted():
+                        state.cancel(msg.response_id)
+                        track.discard()
+                    case ReplyDone():
+                        # The reply's last samples are in the filter: play them now.
+                        enqueue(track.drain(), *current)
+                    case Reframe(rate_hz=rate, frame_ms=fms):
+                        enqueue(track.reframe(AudioFormat(rate, track.fmt.channels), fms), *current)
+        enqueue(track.drain(), *current)
+        done.set()
+        state.wakeup.set()
+
+    async def pacer() -> None:
+        pace = Pacer() if realtime else None
+        try:
+            while True:
+                if not state.queued:
+                    if done.is_set():
+                        return
+                    state.wakeup = trio.Event()
+                    await state.wakeup.wait()
+                    if pace is not None:
+                        pace.reset()  # an idle gap is not lag to catch up
+                    continue
+                q = state.queued[0]
+                if pace is not None:
+                    await pace.wait(q.frame.duration)
+                    # The frame may have been cancelled while we slept.
+                    if not state.queued or state.queued[0] is not q:
+                        continue
+                state.popleft()
+                if isinstance(sink, WavSink):
+                    await sink.write(q.frame)
+                else:
+                    await sink.send(q.frame)
+                counter.messages += 1
+                counter.frames += 1
+                counter.samples += q.frame.samples
+                if q.item_id is not None:
+                    state.played_ms_by_item[q.item_id] = state.played_ms_by_item.get(
+                        q.item_id, 0.0
+                    ) + float(q.frame.duration * 1000)
+                if drops.unreported and events is not None:
+                    await events.send(drops.report(counter))
+        finally:
+            if isinstance(sink, WavSink):
+                with trio.CancelScope(shield=True):
+                    await sink.aclose()
+            else:
+                sink.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver)
+        nursery.start_soon(pacer)
+        task_status.started()
+
+
+class _DropCounter:
+    """Counts queue-overflow drops until they are reported."""
+
+    def __init__(self) -> None:
+        self.unreported = 0
+        self.unreported_samples = 0
+        self.total = 0
+
+    def note(self, frame: AudioFrame) -> None:
+        self.unreported += 1
+        self.unreported_samples += frame.samples
+        self.total += 1
+
+    def report(self, counter: EdgeCounter) -> AudioDropped:
+        counter.dropped_frames += self.unreported
+        counter.dropped_samples += self.unreported_samples
+        event = AudioDropped("playback", self.unreported, self.unreported_samples, self.total)
+        self.unreported = self.unreported_samples = 0
+        return event

@@ -1,0 +1,139 @@
+"""An in-process provider with no network: it records what the session sends and
+emits whatever events the test (or app) scripts.
+
+Use it to test an app's handling of events and audio without a websocket::
+
+    provider = RecordingProvider()
+    async with open_session(provider) as session:
+        await provider.connected.wait()
+        await provider.emit(InputTranscriptionCompleted("item_1", "hello"))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import trio
+
+from ..actors.base import InstructionsSource
+from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, concat_frames
+from ..messages import EndOfInput, Event, FrameBatch, LinkInput, SessionConnected
+
+__all__ = ["RecordingProvider"]
+
+
+class RecordingProvider:
+    """A provider that records its input and emits scripted events.
+
+    Args:
+        input_format: the format it declares for input audio.
+        output_format: the format of the reply audio it claims to send.
+        input_frame_ms: the input frame length it asks for.
+        record: keep every frame (False: only count them, for benchmarks).
+
+    Attributes:
+        frames: every input frame received, in order (when ``record``).
+        controls: every non-audio message received, in order.
+        instructions: the instructions fetched at each connect.
+        frames_received / samples_received: counts, recorded or not.
+        connected: set once the link is up.
+        input_ended: set at ``EndOfInput`` or when the link's input channel ends.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_format: AudioFormat | None = None,
+        output_format: AudioFormat | None = None,
+        input_frame_ms: FrameMs = 20,
+        record: bool = True,
+        name: str = "recording",
+    ) -> None:
+        self._input_format = input_format or AudioFormat(24_000)
+        self._output_format = output_format or AudioFormat(24_000)
+        self._frame_ms = input_frame_ms
+        self._record = record
+        self._name = name
+        self.frames: list[AudioFrame] = []
+        self.controls: list[LinkInput] = []
+        self.instructions: list[str] = []
+        self.frames_received = 0
+        self.samples_received = 0
+        self.messages_received = 0
+        self.connected = trio.Event()
+        self.input_ended = trio.Event()
+        self._events: trio.MemorySendChannel[Event] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def input_format(self) -> AudioFormat:
+        return self._input_format
+
+    @property
+    def output_format(self) -> AudioFormat:
+        return self._output_format
+
+    @property
+    def input_frame_ms(self) -> FrameMs:
+        return self._frame_ms
+
+    def audio(self) -> np.ndarray:
+        """All recorded input audio, concatenated, ``(samples, channels)``."""
+        return concat_frames(self.frames)
+
+    async def emit(self, event: Event) -> None:
+        """Send ``event`` into the session as if the provider said it.
+
+        Raises:
+            RuntimeError: the link is not running.
+        """
+        if self._events is None:
+            raise RuntimeError("the provider link is not running")
+        await self._events.send(event)
+
+    async def run_link(
+        self,
+        receive: trio.MemoryReceiveChannel[LinkInput],
+        events: trio.MemorySendChannel[Event],
+        *,
+        instructions: InstructionsSource,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with receive, events:
+            text = await instructions()
+            self.instructions.append(text)
+            self._events = events
+            await events.send(SessionConnected(self._name, len(text)))
+            task_status.started()
+            self.connected.set()
+            try:
+                async for msg in receive:
+                    self.messages_received += 1
+                    if isinstance(msg, FrameBatch):
+                        self._take(msg.frames)
+                    elif isinstance(msg, AudioFrame):
+                        self._take((msg,))
+                    else:
+                        self.controls.append(msg)
+                        if isinstance(msg, EndOfInput):
+                            self.input_ended.set()
+                self.input_ended.set()
+                # Input is over but replies may still come: stay up until cancelled.
+                await trio.sleep_forever()
+            finally:
+                self._events = None
+
+    def _take(self, frames: tuple[AudioFrame, ...]) -> None:
+        for f in frames:
+            if f.sample_rate != self._input_format.sample_rate or (
+                f.channels != self._input_format.channels
+            ):
+                raise AssertionError(
+                    f"the session sent {f!r}, but this provider declared {self._input_format}"
+                )
+            self.frames_received += 1
+            self.samples_received += f.samples
+        if self._record:
+            self.frames.extend(frames)
