@@ -441,7 +441,7 @@ async def open_session(
                     counters["playback"],
                 )
                 await inner.start(
-                    _run_link, provider, link_rx, events_tx.clone(), instructions_source
+                    _run_link, provider, link_rx, events_tx.clone(), instructions_source, session
                 )
                 await inner.start(
                     partial(
@@ -489,10 +489,14 @@ async def _run_link(
     receive: trio.MemoryReceiveChannel[LinkInput],
     events: trio.MemorySendChannel[Event],
     instructions: Callable[[], Awaitable[str]],
+    session: Session,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Run the provider link. A link that ends by itself (rejected key, out of
+    retries, after reporting a non-recoverable ErrorEvent) ends the session."""
     await provider.run_link(receive, events, instructions=instructions, task_status=task_status)
+    session._close_now()
 
 
 async def _run_playback(
