@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import wave
 
 import numpy as np
@@ -39,6 +40,13 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, AudioFormat]:
         raise ValueError(f"{os.fspath(path)!r} is not a 16-bit PCM WAV file: {exc}") from exc
     except EOFError as exc:
         raise ValueError(f"{os.fspath(path)!r} is truncated: {exc}") from exc
+    except (RuntimeError, struct.error) as exc:
+        # The wave module raises a bare RuntimeError for a chunk that claims more bytes
+        # than the file holds (it seeks past the end while skipping it).
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a 16-bit PCM WAV file or is truncated: a chunk "
+            "is malformed or runs past the end of the file"
+        ) from exc
     got = len(raw) // fmt.bytes_per_sample
     if got != declared or len(raw) % fmt.bytes_per_sample:
         raise ValueError(
