@@ -18,6 +18,21 @@ from .resample import StreamResampler, float_to_int16
 
 __all__ = ["Converter", "convert_oneshot", "to_float"]
 
+_INT16 = np.dtype(np.int16)
+_FULL = np.float32(32768.0)
+_HI = np.float32(32767.0)
+_LO = np.float32(-32768.0)
+# int16 (samples, c) -> mono float32 (samples, 1) as one matrix product, for c = 1 and
+# 2. Each product is exact (a power-of-two scale) and so is the sum of two (17 bits),
+# so the result is exactly ``(L.astype(float32) + R) * (0.5 / 32768)`` whatever the
+# BLAS kernel or the block size -- the streaming and one-shot paths agree bit for bit
+# -- and it is ~3x faster than that column arithmetic (~15x faster than ``mean``). The
+# (samples, 1) result goes through soxr as is, so the int16 output needs no reshape.
+_TO_MONO = {
+    1: np.array([[1.0 / 32768]], dtype=np.float32),
+    2: np.array([[0.5 / 32768], [0.5 / 32768]], dtype=np.float32),
+}
+
 
 def to_float(pcm: np.ndarray, channels: int) -> np.ndarray:
     """int16 ``(samples, c)`` to float32 in [-1, 1) with ``channels`` channels.
@@ -28,11 +43,8 @@ def to_float(pcm: np.ndarray, channels: int) -> np.ndarray:
     src = pcm.shape[1]
     out: np.ndarray
     if channels == 1:
-        if src == 1:
-            out = pcm[:, 0].astype(np.float32) * np.float32(1 / 32768)
-        elif src == 2:
-            # Two columns summed in float32 is exact for int16, and ~5x faster than mean().
-            out = (pcm[:, 0].astype(np.float32) + pcm[:, 1]) * np.float32(0.5 / 32768)
+        if src <= 2:
+            out = pcm.dot(_TO_MONO[src]).reshape(-1)
         else:
             out = pcm.sum(axis=1, dtype=np.float32) * np.float32(1 / (32768 * src))
         return out
@@ -57,7 +69,18 @@ class Converter:
             equal counts), or PCM that does not match ``source``.
     """
 
-    __slots__ = ("_channels", "_framer", "_resampler", "_source", "_target")
+    __slots__ = (
+        "_bytes_tail",
+        "_channels",
+        "_cut",
+        "_framer",
+        "_resample",
+        "_resampler",
+        "_source",
+        "_src_channels",
+        "_target",
+        "_to_mono",
+    )
 
     def __init__(self, source: AudioFormat, target: AudioFormat, frame_ms: FrameMs = 20) -> None:
         if not isinstance(source, AudioFormat) or not isinstance(target, AudioFormat):
@@ -72,8 +95,13 @@ class Converter:
         self._source = source
         self._target = target
         self._channels = target.channels
+        self._src_channels = source.channels
+        self._bytes_tail = b""
+        self._to_mono = _TO_MONO.get(source.channels) if target.channels == 1 else None
         self._framer = Reframer(target, frame_ms)
         self._resampler = StreamResampler(source.sample_rate, target.sample_rate, target.channels)
+        self._resample = self._resampler.push_float  # bound once: hot path
+        self._cut = self._framer._push_owned
 
     @property
     def source(self) -> AudioFormat:
@@ -84,17 +112,53 @@ class Converter:
         return self._target
 
     def push(self, pcm: PcmInput) -> list[AudioFrame]:
-        """Convert a chunk; returns the target frames it completes."""
-        arr = as_pcm(pcm, self._source.channels)
+        """Convert a chunk; returns the target frames it completes.
+
+        Takes what :meth:`Reframer.push` takes; a partial trailing sample of bytes
+        input is carried to the next push (and dropped by :meth:`flush`: it is not
+        audio yet). The input is only read, never kept.
+        """
+        if (
+            type(pcm) is np.ndarray
+            and pcm.dtype is _INT16
+            and pcm.ndim == 2
+            and pcm.shape[1] == self._src_channels
+        ):
+            arr = pcm  # hot path: nothing to check or copy
+        elif isinstance(pcm, bytes | bytearray | memoryview):
+            raw = bytes(memoryview(pcm).cast("B"))
+            if self._bytes_tail:
+                raw = self._bytes_tail + raw
+            whole = len(raw) - len(raw) % (2 * self._src_channels)
+            self._bytes_tail = raw[whole:]
+            arr = as_pcm(raw[:whole], self._src_channels)
+        else:
+            arr = as_pcm(pcm, self._src_channels)
         if not arr.shape[0]:
             return []
-        out = self._resampler.push_float(to_float(arr, self._channels))
-        return self._framer.push(_to_frame_pcm(out))
+        # The per-chunk hot path, inlined (each Python call here costs ~1% of the
+        # budget): to_float(), one soxr stream, then float_to_int16()'s arithmetic.
+        weights = self._to_mono
+        if weights is not None:
+            x = arr.dot(weights)  # (samples, 1)
+        else:
+            x = to_float(arr, self._channels).reshape(arr.shape[0], self._channels)
+        y = self._resample(x)
+        if not y.shape[0]:  # soxr emits in blocks: often nothing for a 20 ms chunk
+            return []
+        y = np.multiply(y, _FULL, dtype=np.float32)
+        np.rint(y, out=y)
+        np.minimum(y, _HI, out=y)
+        np.maximum(y, _LO, out=y)
+        # x is 2-D on every path, so soxr's output is (samples, channels) too: a fresh
+        # int16 array nobody else holds, which the framer takes over uncopied.
+        return self._cut(y.astype(np.int16))
 
     def flush(self) -> list[AudioFrame]:
         """End the segment: emit the filter's tail and the last partial frame."""
+        self._bytes_tail = b""
         tail = self._resampler.flush_float()
-        frames = self._framer.push(_to_frame_pcm(tail)) if tail.shape[0] else []
+        frames = self._framer._push_owned(_to_frame_pcm(tail)) if tail.shape[0] else []
         return frames + self._framer.flush(pad=False)
 
 

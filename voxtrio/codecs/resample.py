@@ -20,18 +20,30 @@ __all__ = ["QUALITIES", "StreamResampler", "float_to_int16", "int16_to_float"]
 
 QUALITIES: Final = ("qq", "lq", "mq", "hq", "vhq")
 _SCALE: Final = np.float32(1.0 / 32768.0)
+_FULL: Final = np.float32(32768.0)
+_HI: Final = np.float32(32767.0)
+_LO: Final = np.float32(-32768.0)
 
 
 def int16_to_float(pcm: np.ndarray) -> np.ndarray:
     """int16 to float32 in [-1, 1)."""
-    return pcm.astype(np.float32) * _SCALE
+    out = pcm.astype(np.float32)
+    out *= _SCALE
+    return out
 
 
 def float_to_int16(pcm: np.ndarray) -> np.ndarray:
-    """float32 in [-1, 1) to int16, rounded to nearest and clipped."""
-    out = np.rint(pcm * np.float32(32768.0))
-    np.clip(out, -32768, 32767, out=out)
-    return out.astype(np.int16)
+    """float32 in [-1, 1) to int16, rounded to nearest (ties to even) and clipped.
+
+    Hot path: in-place ``minimum``/``maximum`` ufuncs are about twice as fast as
+    ``np.clip`` on 20 ms blocks, for the same result.
+    """
+    out = np.multiply(pcm, _FULL, dtype=np.float32)
+    np.rint(out, out=out)
+    np.minimum(out, _HI, out=out)
+    np.maximum(out, _LO, out=out)
+    result: np.ndarray = out.astype(np.int16)
+    return result
 
 
 class StreamResampler:
@@ -105,7 +117,9 @@ class StreamResampler:
             raise ValueError(f"PCM must be int16 or float32, got {pcm.dtype}")
         if pcm.ndim == 1:
             if self._channels != 1:
-                raise ValueError(f"1-D PCM is mono, but the resampler has {self._channels} channels")
+                raise ValueError(
+                    f"1-D PCM is mono, but the resampler has {self._channels} channels"
+                )
         elif pcm.ndim != 2 or pcm.shape[1] != self._channels:
             raise ValueError(
                 f"PCM must have shape (samples, {self._channels}), got {pcm.shape}"
@@ -120,10 +134,10 @@ class StreamResampler:
     def push(self, pcm: np.ndarray) -> np.ndarray:
         """Resample a chunk; returns what the filter can emit so far."""
         self._check(pcm)
-        if self.passthrough:
-            return pcm
         self._dtype = pcm.dtype
         self._ndim = pcm.ndim
+        if self.passthrough:
+            return pcm
         return self._run(pcm, last=False)
 
     def push_float(self, pcm: np.ndarray) -> np.ndarray:
@@ -131,19 +145,23 @@ class StreamResampler:
 
         For callers (the convert actor) that build the float input themselves.
         """
-        if self._in_rate == self._out_rate:
-            return pcm
-        if self._stream is None:
-            self._stream = self._new_stream()
-        return self._stream.resample_chunk(pcm)
+        stream = self._stream
+        if stream is None:  # first push of a stream (always, when passing through)
+            self._ndim = pcm.ndim
+            if self._in_rate == self._out_rate:
+                return pcm
+            stream = self._stream = self._new_stream()
+        out: np.ndarray = stream.resample_chunk(pcm)
+        return out
 
     def _run(self, pcm: np.ndarray, last: bool) -> np.ndarray:
         if self._stream is None:
             self._stream = self._new_stream()
         if pcm.dtype == np.int16:
-            out = self._stream.resample_chunk(int16_to_float(pcm), last=last)
+            out: np.ndarray = self._stream.resample_chunk(int16_to_float(pcm), last=last)
             return float_to_int16(out)
-        return self._stream.resample_chunk(pcm, last=last)
+        out = self._stream.resample_chunk(pcm, last=last)
+        return out
 
     def flush(self) -> np.ndarray:
         """Emit the filter's tail and start a new stream.
@@ -160,11 +178,16 @@ class StreamResampler:
         return out
 
     def flush_float(self) -> np.ndarray:
-        """Hot-path variant of :meth:`flush` for :meth:`push_float` users."""
-        shape: tuple[int, ...] = (0,) if self._channels == 1 else (0, self._channels)
+        """Hot-path variant of :meth:`flush` for :meth:`push_float` users.
+
+        The tail has the dimensionality of the stream's first push (1-D or 2-D).
+        """
+        shape: tuple[int, ...] = (0,) if self._ndim == 1 else (0, self._channels)
         if self._stream is None:
             return np.zeros(shape, dtype=np.float32)
-        out = self._stream.resample_chunk(np.zeros(shape, dtype=np.float32), last=True)
+        out: np.ndarray = self._stream.resample_chunk(
+            np.zeros(shape, dtype=np.float32), last=True
+        )
         self._stream = None
         return out
 
