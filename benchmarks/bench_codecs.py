@@ -1,0 +1,262 @@
+"""Codec throughput: 48 kHz stereo int16 in 20 ms chunks -> 24 kHz mono 20 ms frames.
+
+All paths run on the same input (a 1 kHz sine plus noise, slightly different in each
+channel), in the same process, interleaved round-robin; each path's best of several
+runs is reported (machine noise only ever slows a run down).
+
+Paths:
+
+- ``reframer``: :class:`Reframer` alone, cutting the 48 kHz stereo input into 20 ms
+  :class:`AudioFrame` objects (no conversion; output checked equal to the input).
+- ``converter``: :class:`voxtrio.codecs.convert.Converter` -- downmix, one float32
+  :class:`StreamResampler` stream, int16 rounding and :class:`Reframer` in one object,
+  flushed at the end. This is the codec path the convert actor runs.
+- ``public objects``: the same conversion composed by hand from the public pieces
+  ``downmix`` (int16) -> ``StreamResampler.push`` (int16) -> ``Reframer.push``, flushed.
+  The int16 downmix rounds once more than the float path, which costs a little SNR.
+- ``bare loop``: the limit -- the same numeric kernels written inline with no framing
+  objects: float32 downmix, one ``soxr.ResampleStream`` in float32, rint/clip to int16,
+  plain numpy slicing into 480-sample arrays, flushed at the end.
+- ``per-chunk FFT``: ``scipy.signal.resample`` on each 20 ms chunk (the approach we
+  replace): clicks at every chunk boundary.
+- ``soxr int16, no flush``: an int16 ``soxr.ResampleStream`` that is never flushed,
+  sliced into frames (what other frameworks do): its tail is lost.
+
+Columns: frames/s (24 kHz 20 ms output frames per wall-clock second; for ``reframer``,
+48 kHz input frames), the ratio to the bare loop, the SNR against the one-shot
+``soxr.resample`` of the whole (float64, downmixed) signal over the samples the path
+produced, and the samples lost at the end compared with that one-shot output.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from voxtrio.codecs import AudioFormat, Reframer, StreamResampler, downmix
+from voxtrio.codecs.convert import Converter
+
+IN_RATE = 48_000
+OUT_RATE = 24_000
+CHUNK = IN_RATE // 50  # 20 ms of input
+FRAME = OUT_RATE // 50  # 20 ms of output
+TARGET_RATIO = 0.90
+
+Int16 = npt.NDArray[np.int16]
+Float = npt.NDArray[np.floating]
+
+
+def make_input(seconds: float, seed: int = 0) -> Int16:
+    """``(samples, 2)`` int16 at 48 kHz: a 1 kHz sine plus a little noise per channel."""
+    n = int(seconds * IN_RATE)
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / IN_RATE
+    tone = np.sin(2 * np.pi * 1000.0 * t)
+    left = 0.5 * tone + 0.01 * rng.standard_normal(n)
+    right = 0.4 * tone + 0.01 * rng.standard_normal(n)
+    st = np.stack([left, right], axis=1) * 32767.0
+    return np.clip(np.rint(st), -32768, 32767).astype(np.int16)
+
+
+def reference(stereo: Int16) -> Float:
+    """The one-shot conversion of the whole signal, in float64 (no int16 rounding)."""
+    mono = stereo.astype(np.float64).mean(axis=1) / 32768.0
+    return np.asarray(soxr.resample(mono, IN_RATE, OUT_RATE, quality="VHQ"), dtype=np.float64)
+
+
+def snr_db(out: Int16, ref: Float) -> float:
+    """SNR of ``out`` (int16 mono) against ``ref`` over their common length."""
+    n = min(len(out), len(ref))
+    if n == 0:
+        return float("nan")
+    got = out[:n].astype(np.float64) / 32768.0
+    want = ref[:n]
+    noise = float(np.sum((got - want) ** 2))
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(float(np.sum(want**2)) / noise)
+
+
+# ---------------------------------------------------------------- the paths
+# Each takes the list of 20 ms stereo chunks and returns a list of mono int16 arrays
+# (the output frames' PCM), doing whatever per-frame work that path really does.
+
+_HALF = np.float32(0.5 / 32768.0)
+_W = np.array([_HALF, _HALF], dtype=np.float32)
+_S = np.float32(32768.0)
+_HI = np.float32(32767.0)
+_LO = np.float32(-32768.0)
+
+
+def run_reframer(chunks: Sequence[Int16]) -> list[Int16]:
+    framer = Reframer(AudioFormat(IN_RATE, 2), 20)
+    frames = []
+    for c in chunks:
+        frames.extend(framer.push(c))
+    frames.extend(framer.flush(pad=False))
+    return [f.pcm for f in frames]
+
+
+def run_converter(chunks: Sequence[Int16]) -> list[Int16]:
+    conv = Converter(AudioFormat(IN_RATE, 2), AudioFormat(OUT_RATE, 1), 20)
+    frames = []
+    for c in chunks:
+        frames.extend(conv.push(c))
+    frames.extend(conv.flush())
+    return [f.pcm for f in frames]
+
+
+def run_public_objects(chunks: Sequence[Int16]) -> list[Int16]:
+    resampler = StreamResampler(IN_RATE, OUT_RATE, 1)
+    framer = Reframer(AudioFormat(OUT_RATE, 1), 20)
+    frames = []
+    for c in chunks:
+        frames.extend(framer.push(resampler.push(downmix(c))))
+    frames.extend(framer.push(resampler.flush()))
+    frames.extend(framer.flush(pad=False))
+    return [f.pcm for f in frames]
+
+
+def _to_int16(y: npt.NDArray[np.float32]) -> Int16:
+    x = y * _S
+    np.rint(x, out=x)
+    np.minimum(x, _HI, out=x)
+    np.maximum(x, _LO, out=x)
+    return x.astype(np.int16)
+
+
+def run_bare_loop(chunks: Sequence[Int16]) -> list[Int16]:
+    stream = soxr.ResampleStream(IN_RATE, OUT_RATE, 1, dtype="float32", quality="VHQ")
+    out: list[Int16] = []
+    pending: Int16 = np.zeros(0, dtype=np.int16)
+    for c in chunks:
+        y = stream.resample_chunk(c.dot(_W))
+        if not y.shape[0]:  # soxr emits in blocks: often nothing for a 20 ms chunk
+            continue
+        x = _to_int16(y)
+        if pending.shape[0]:
+            x = np.concatenate((pending, x))
+        i, n = 0, x.shape[0]
+        while i + FRAME <= n:
+            out.append(x[i : i + FRAME])
+            i += FRAME
+        pending = x[i:]
+    tail = _to_int16(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    x = np.concatenate((pending, tail))
+    for i in range(0, x.shape[0], FRAME):
+        out.append(x[i : i + FRAME])
+    return out
+
+
+def run_fft_per_chunk(chunks: Sequence[Int16]) -> list[Int16]:
+    from scipy.signal import resample
+
+    return [_to_int16(resample(c.dot(_W), FRAME).astype(np.float32)) for c in chunks]
+
+
+def run_soxr_int16_unflushed(chunks: Sequence[Int16]) -> list[Int16]:
+    stream = soxr.ResampleStream(IN_RATE, OUT_RATE, 1, dtype="int16", quality="VHQ")
+    out: list[Int16] = []
+    pending: Int16 = np.zeros(0, dtype=np.int16)
+    for c in chunks:
+        x = stream.resample_chunk(downmix(c)[:, 0])
+        if pending.shape[0]:
+            x = np.concatenate((pending, x))
+        i, n = 0, x.shape[0]
+        while i + FRAME <= n:
+            out.append(x[i : i + FRAME])
+            i += FRAME
+        pending = x[i:]
+    return out  # never flushed: the resampler's tail and `pending` are lost
+
+
+@dataclass
+class Path:
+    name: str
+    run: Callable[[Sequence[Int16]], list[Int16]]
+    best: float = math.inf
+    frames: int = 0
+    snr: float = math.nan
+    lost: int = 0
+    note: str = ""
+
+
+def _have_scipy() -> bool:
+    try:
+        import scipy.signal  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(quick: bool = False) -> None:
+    seconds = 5.0 if quick else 60.0
+    repeats = 3 if quick else 15
+    stereo = make_input(seconds)
+    chunks = [stereo[i : i + CHUNK] for i in range(0, stereo.shape[0], CHUNK)]
+    ref = reference(stereo)
+
+    paths = [
+        Path("reframer (48k stereo, no conversion)", run_reframer),
+        Path("converter (codec path)", run_converter),
+        Path("public objects: downmix+StreamResampler+Reframer", run_public_objects),
+        Path("bare loop (the limit)", run_bare_loop),
+        Path("per-chunk FFT (scipy.signal.resample)", run_fft_per_chunk),
+        Path("soxr int16 stream, never flushed", run_soxr_int16_unflushed),
+    ]
+    if not _have_scipy():
+        paths = [p for p in paths if p.run is not run_fft_per_chunk]
+        print("scipy is not installed (pip install -e '.[bench]'): per-chunk FFT skipped")
+
+    for _ in range(repeats):
+        for p in paths:
+            gc.collect()
+            t0 = time.perf_counter()
+            out = p.run(chunks)
+            elapsed = time.perf_counter() - t0
+            p.best = min(p.best, elapsed)
+            p.frames = len(out)
+            pcm = np.concatenate(out) if out else np.zeros((0, 1), dtype=np.int16)
+            if p.run is run_reframer:
+                p.lost = stereo.shape[0] - pcm.shape[0]
+                p.note = "output == input" if np.array_equal(pcm, stereo) else "OUTPUT != INPUT"
+                p.snr = math.inf if p.note == "output == input" else math.nan
+            else:
+                mono = pcm.reshape(-1)
+                p.lost = len(ref) - len(mono)
+                p.snr = snr_db(mono, ref)
+
+    bare = next(p for p in paths if p.run is run_bare_loop)
+    bare_fps = bare.frames / bare.best
+    print(
+        f"input: {seconds:g} s of 48 kHz stereo int16 in 20 ms chunks -> 24 kHz mono "
+        f"20 ms frames; best of {repeats} runs"
+    )
+    header = f"{'path':52s} {'frames/s':>10s} {'x bare':>7s} {'SNR dB':>8s} {'lost':>6s}"
+    print(header)
+    print("-" * len(header))
+    for p in paths:
+        fps = p.frames / p.best
+        snr = "exact" if p.snr == math.inf else f"{p.snr:.1f}"
+        print(f"{p.name:52s} {fps:10,.0f} {fps / bare_fps:7.2f} {snr:>8s} {p.lost:6d} {p.note}")
+    conv = next(p for p in paths if p.run is run_converter)
+    ratio = (conv.frames / conv.best) / bare_fps
+    verdict = "MET" if ratio >= TARGET_RATIO and conv.lost == 0 else "NOT MET"
+    if quick:
+        verdict += " in this quick run (too short to judge; run without --quick)"
+    print(
+        f"target (converter >= {TARGET_RATIO:.0%} of the bare loop, 0 samples lost, "
+        f"bare loop's SNR): {verdict} ({ratio:.1%}, lost {conv.lost}, "
+        f"SNR {conv.snr:.1f} vs {bare.snr:.1f} dB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
