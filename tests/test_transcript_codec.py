@@ -547,7 +547,11 @@ def test_user_turns_keep_the_order_they_were_spoken(events: list[Event]) -> None
     spoken = [e.item_id for e in events if isinstance(e, SpeechStarted)]
     assert users == spoken
     # every completion's text is recorded (a do-nothing builder fails here)
-    texts = {e.item_id: e.transcript for e in events if isinstance(e, InputTranscriptionCompleted)}
+    texts = {
+        e.item_id: clean(e.transcript)
+        for e in events
+        if isinstance(e, InputTranscriptionCompleted)
+    }
     assert {i.item_id: i.text for i in items if isinstance(i, UserItem)} == texts
     # each user turn comes before the reply to it
     order = [i.key for i in items]
@@ -631,3 +635,12 @@ def test_resumed_builder_appends_after_prior_items(first: list[Event], second: l
     assert all(i.seq > max((p.seq for p in prior), default=-1) for i in new)
     assert len({i.key for i in resumed.items}) == len(resumed.items)
     assert [i.seq for i in resumed.items] == sorted({i.seq for i in resumed.items})
+
+
+def test_items_hold_only_valid_text() -> None:
+    item = UserItem("id\udc00", "a\ud83d\ude00b\ud800")  # a pair and a lone surrogate
+    assert item.text == "a\U0001f600b\ufffd"
+    assert item.item_id == "id\ufffd"
+    item.text.encode("utf-8")
+    with pytest.raises(TypeError):
+        UserItem(1, "x")  # type: ignore[arg-type]

@@ -90,6 +90,22 @@ DEFAULT_BASE_INSTRUCTIONS: Final = (
 #: Default size limit of the folded-in section (about 6,000 tokens of English).
 DEFAULT_BUDGET_CHARS: Final = 24_000
 
+def _text(value: str) -> str:
+    """Make text fields valid Unicode: a surrogate pair becomes its character, a lone
+    surrogate U+FFFD. Such strings can come out of a provider's JSON (``"\\ud800"``);
+    they are not text, cannot be encoded as UTF-8, and would not round-trip."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _opt_text(value: str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
 _str = attrs.validators.instance_of(str)
 _opt_str = attrs.validators.optional(_str)
 _opt_int = attrs.validators.optional(attrs.validators.instance_of(int))
@@ -112,8 +128,8 @@ class UserItem:
         interrupted: the turn was cut off before it ended.
     """
 
-    item_id: str = attrs.field(validator=_str)
-    text: str = attrs.field(validator=_str)
+    item_id: str = attrs.field(converter=_text, validator=_str)
+    text: str = attrs.field(converter=_text, validator=_str)
     seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     pts: int | None = attrs.field(default=None, validator=_opt_int)
     created_s: float | None = attrs.field(default=None, validator=_opt_float)
@@ -131,13 +147,13 @@ class AssistantItem:
     ``interrupted`` means the caller barged in: they may not have heard all of it.
     """
 
-    item_id: str = attrs.field(validator=_str)
-    text: str = attrs.field(validator=_str)
+    item_id: str = attrs.field(converter=_text, validator=_str)
+    text: str = attrs.field(converter=_text, validator=_str)
     seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     pts: int | None = attrs.field(default=None, validator=_opt_int)
     created_s: float | None = attrs.field(default=None, validator=_opt_float)
     interrupted: bool = False
-    response_id: str | None = attrs.field(default=None, validator=_opt_str)
+    response_id: str | None = attrs.field(default=None, converter=_opt_text, validator=_opt_str)
 
     @property
     def key(self) -> str:
@@ -148,9 +164,9 @@ class AssistantItem:
 class ToolCallItem:
     """The model called a tool; ``arguments`` is the model's (JSON) argument text."""
 
-    call_id: str = attrs.field(validator=_str)
-    name: str = attrs.field(validator=_str)
-    arguments: str = attrs.field(validator=_str)
+    call_id: str = attrs.field(converter=_text, validator=_str)
+    name: str = attrs.field(converter=_text, validator=_str)
+    arguments: str = attrs.field(converter=_text, validator=_str)
     seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     created_s: float | None = attrs.field(default=None, validator=_opt_float)
 
@@ -163,9 +179,9 @@ class ToolCallItem:
 class ToolResultItem:
     """The app's result for a tool call; ``name`` is the called tool's, when known."""
 
-    call_id: str = attrs.field(validator=_str)
-    output: str = attrs.field(validator=_str)
-    name: str | None = attrs.field(default=None, validator=_opt_str)
+    call_id: str = attrs.field(converter=_text, validator=_str)
+    output: str = attrs.field(converter=_text, validator=_str)
+    name: str | None = attrs.field(default=None, converter=_opt_text, validator=_opt_str)
     seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     created_s: float | None = attrs.field(default=None, validator=_opt_float)
 
@@ -178,8 +194,8 @@ class ToolResultItem:
 class SystemItem:
     """A note for the record (never rendered into the instructions)."""
 
-    item_id: str = attrs.field(validator=_str)
-    text: str = attrs.field(validator=_str)
+    item_id: str = attrs.field(converter=_text, validator=_str)
+    text: str = attrs.field(converter=_text, validator=_str)
     seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     created_s: float | None = attrs.field(default=None, validator=_opt_float)
 
@@ -204,7 +220,7 @@ _KIND_OF: Final[dict[type[Item], str]] = {cls: kind for kind, cls in _KINDS.item
 def encode_item(item: Item) -> str:
     """The item as ASCII JSON (``{"kind": ..., fields...}``); :func:`decode_item` inverts it.
 
-    ASCII so that any text, lone surrogates included, stores anywhere.
+    ASCII, so it stores unchanged in any text column.
     """
     record: dict[str, Any] = {"kind": _KIND_OF[type(item)]}
     record.update(attrs.asdict(item, recurse=False))
