@@ -1,0 +1,582 @@
+"""The transcript store actor and its backends.
+
+The actor consumes the session's events, folds them into transcript items with
+:class:`~voxtrio.codecs.transcript.TranscriptBuilder`, and writes changed items to a
+backend in batches. It answers :class:`SnapshotRequest` messages (the provider link sends
+one on every connect) from memory, so a snapshot always holds the latest items, even
+those not yet committed.
+
+Backends: :class:`MemoryTranscriptStore` (the default; lost with the process) and
+:class:`SqliteTranscriptStore` (a file; WAL mode, one writer connection, every call in a
+worker thread so the event loop never blocks, created owner-only since it holds
+personal data).
+
+Durability: with the default ``flush_interval_s`` (50 ms) and a healthy disk, an item
+whose event was delivered to the actor (the send into its channel returned) is
+committed within :data:`DURABILITY_BOUND_S` (200 ms): it waits at most one interval
+for its batch, then at most for the write in flight and its own. A commit survives the
+process being killed (SIGKILL) at any moment after it; with ``synchronous="FULL"`` it
+also survives a power loss. When the actor's input ends, everything pending is written
+before it returns; when it is cancelled, it still tries to, shielded, for up to
+``close_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
+
+import attrs
+import trio
+
+from ..codecs.transcript import Item, TranscriptBuilder, decode_item, encode_item, sort_items
+from ..messages import ErrorEvent, Event
+
+__all__ = [
+    "DURABILITY_BOUND_S",
+    "SCHEMA_VERSION",
+    "MemoryTranscriptStore",
+    "SnapshotRequest",
+    "SqliteTranscriptStore",
+    "StoreInput",
+    "TranscriptStore",
+    "request_snapshot",
+    "run",
+]
+
+#: An item delivered to the actor is committed within this many seconds (default
+#: settings, healthy disk); see the module docstring.
+DURABILITY_BOUND_S: Final = 0.2
+#: The schema this code writes; see :class:`SqliteTranscriptStore`.
+SCHEMA_VERSION: Final = 1
+
+
+@attrs.frozen
+class SnapshotRequest:
+    """Ask the store actor for the transcript so far.
+
+    The actor sends the items (in order) on ``reply`` and closes it. A request is
+    answered after every event sent to the actor before it, so it sees them all.
+    """
+
+    reply: trio.MemorySendChannel[list[Item]]
+
+
+StoreInput: TypeAlias = Event | SnapshotRequest
+
+
+async def request_snapshot(send: trio.MemorySendChannel[StoreInput]) -> list[Item]:
+    """Send a :class:`SnapshotRequest` on ``send`` and wait for the items.
+
+    Raises:
+        trio.BrokenResourceError: the actor is gone (its input was closed).
+    """
+    reply_tx, reply_rx = trio.open_memory_channel[list[Item]](1)
+    with reply_rx:
+        await send.send(SnapshotRequest(reply_tx))
+        try:
+            return await reply_rx.receive()
+        except trio.EndOfChannel:
+            raise trio.BrokenResourceError("the transcript store ended without answering") from None
+
+
+# ------------------------------------------------------------------------ backends
+
+
+@runtime_checkable
+class TranscriptStore(Protocol):
+    """What the actor needs from a backend.
+
+    Items are upserted by ``(session_id, item.key)``: writing an item again replaces
+    it. Faults of the outside world (disk full, database locked or corrupt) raise
+    ``OSError`` or ``sqlite3.Error``; the actor reports them as ``ErrorEvent``.
+    """
+
+    def items(self, session_id: str) -> list[Item]:
+        """Every stored item of ``session_id``, in transcript order (blocking)."""
+        ...
+
+    async def snapshot(self, session_id: str) -> list[Item]:
+        """Like :meth:`items`, without blocking the event loop."""
+        ...
+
+    async def append(self, session_id: str, items: Sequence[Item]) -> None:
+        """Upsert ``items``; when it returns they are stored (committed)."""
+        ...
+
+
+def _check_session_id(session_id: object) -> str:
+    if not isinstance(session_id, str) or not session_id:
+        raise ValueError(f"session_id must be a non-empty str, got {session_id!r}")
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("session_id must be valid text (no lone surrogates)") from None
+    return session_id
+
+
+class MemoryTranscriptStore:
+    """Items in a dict, gone with the process. Safe to share between sessions."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, dict[str, Item]] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryTranscriptStore(sessions={len(self._sessions)})"
+
+    def items(self, session_id: str) -> list[Item]:
+        return sort_items(list(self._sessions.get(_check_session_id(session_id), {}).values()))
+
+    def session_ids(self) -> list[str]:
+        return sorted(self._sessions)
+
+    async def snapshot(self, session_id: str) -> list[Item]:
+        await trio.lowlevel.checkpoint()
+        return self.items(session_id)
+
+    async def append(self, session_id: str, items: Sequence[Item]) -> None:
+        _check_session_id(session_id)
+        await trio.lowlevel.checkpoint()
+        stored = self._sessions.setdefault(session_id, {})
+        for item in items:
+            stored[item.key] = item
+
+    def close(self) -> None:
+        """Nothing to release; for symmetry with :class:`SqliteTranscriptStore`."""
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS items ("
+    " session_id TEXT NOT NULL,"
+    " item_key TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " data TEXT NOT NULL,"
+    " updated_s REAL NOT NULL,"
+    " PRIMARY KEY (session_id, item_key)"
+    ") WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS items_by_seq ON items (session_id, seq)",
+)
+_UPSERT: Final = (
+    "INSERT INTO items (session_id, item_key, seq, kind, data, updated_s)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, item_key) DO UPDATE SET"
+    " seq = excluded.seq, kind = excluded.kind, data = excluded.data,"
+    " updated_s = excluded.updated_s"
+)
+_SELECT: Final = "SELECT data FROM items WHERE session_id = ? ORDER BY seq, item_key"
+_OWNER_ONLY: Final = 0o600
+
+
+def _key_text(key: str) -> str:
+    # Keys hold provider ids, which may be any JSON string (lone surrogates included);
+    # store them as ASCII JSON so sqlite3 can always encode them.
+    return json.dumps(key, ensure_ascii=True)
+
+
+def _kind(item: Item) -> str:
+    return item.key.partition(":")[0]
+
+
+def _create_owner_only(path: str) -> None:
+    """Create ``path`` empty with mode 0o600 if it does not exist (never truncates)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _OWNER_ONLY)
+    os.close(fd)
+
+
+class SqliteTranscriptStore:
+    """Items in an SQLite file: one writer connection, WAL mode, owner-only files.
+
+    Construction only checks the path; the file is created (mode 0o600, and so are
+    its ``-wal`` and ``-shm`` files) and the schema set up on the first write or
+    read. Every async method runs its SQLite work in a worker thread, one call at a
+    time; :meth:`items` blocks (for apps, tools and tests).
+
+    Schema (version :data:`SCHEMA_VERSION`, recorded in ``schema_version``): table
+    ``items(session_id, item_key, seq, kind, data, updated_s)`` keyed by
+    ``(session_id, item_key)``, with ``data`` the item as JSON. A file written by a
+    newer schema is refused with ``sqlite3.DatabaseError``.
+
+    Args:
+        path: the database file; its directory must exist.
+        synchronous: ``"NORMAL"`` (commits survive a killed process) or ``"FULL"``
+            (they also survive a power loss, at the cost of an fsync per commit).
+        busy_timeout_s: how long a write waits for a lock held by another process.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        text = os.fspath(path)
+        if not text or text == ":memory:" or text.startswith("file:"):
+            raise ValueError("path must name a file (use MemoryTranscriptStore for memory)")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if not (busy_timeout_s >= 0 and math.isfinite(busy_timeout_s)):
+            raise ValueError(f"busy_timeout_s must be finite and >= 0, got {busy_timeout_s}")
+        self._path = Path(text)
+        self._synchronous = synchronous
+        self._busy_ms = int(busy_timeout_s * 1000)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one SQLite call at a time, whatever the thread
+        self._limiter = trio.CapacityLimiter(1)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SqliteTranscriptStore({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- connection (always called with the lock held)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise sqlite3.ProgrammingError("this SqliteTranscriptStore is closed")
+        if self._conn is not None:
+            return self._conn
+        base = str(self._path)
+        # SQLite gives the -wal and -shm files the main file's mode; create all three
+        # owner-only ourselves anyway, before SQLite can create them with the umask's.
+        for suffix in ("", "-wal", "-shm"):
+            _create_owner_only(base + suffix)
+        conn = sqlite3.connect(
+            base, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not switch {base} to WAL mode ({mode})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+                version = row[0]
+                if version is None:
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                 (SCHEMA_VERSION,))
+                elif version > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(
+                        f"{base} has transcript schema version {version}; this voxtrio "
+                        f"reads up to {SCHEMA_VERSION}"
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _append_sync(self, session_id: str, items: Sequence[Item]) -> None:
+        with self._lock:
+            conn = self._connect()
+            now = time.time()
+            # A generator: each row is encoded just before SQLite steps it, and SQLite
+            # releases the GIL while it steps, so the event loop's thread is never held
+            # up for a whole batch.
+            rows = (
+                (session_id, _key_text(i.key), i.seq, _kind(i), encode_item(i), now)
+                for i in items
+            )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_UPSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _items_sync(self, session_id: str) -> list[Item]:
+        with self._lock:
+            if self._conn is None and not self._path.exists():
+                return []
+            conn = self._connect()
+            rows = conn.execute(_SELECT, (session_id,)).fetchall()
+        return [decode_item(data) for (data,) in rows]
+
+    # -- public
+
+    def items(self, session_id: str) -> list[Item]:
+        """Every stored item of ``session_id`` in order. Blocks; [] if no file yet."""
+        return self._items_sync(_check_session_id(session_id))
+
+    def session_ids(self) -> list[str]:
+        """The sessions with stored items, sorted. Blocks."""
+        with self._lock:
+            if self._conn is None and not self._path.exists():
+                return []
+            rows = self._connect().execute(
+                "SELECT DISTINCT session_id FROM items ORDER BY session_id"
+            ).fetchall()
+        return [sid for (sid,) in rows]
+
+    async def snapshot(self, session_id: str) -> list[Item]:
+        _check_session_id(session_id)
+        return await trio.to_thread.run_sync(
+            self._items_sync, session_id, limiter=self._limiter
+        )
+
+    async def append(self, session_id: str, items: Sequence[Item]) -> None:
+        _check_session_id(session_id)
+        batch = list(items)
+        if not batch:
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.to_thread.run_sync(
+            self._append_sync, session_id, batch, limiter=self._limiter
+        )
+
+    def close(self) -> None:
+        """Close the connection (SQLite checkpoints the WAL). Idempotent; blocks."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self.close, limiter=self._limiter)
+
+    def __enter__(self) -> SqliteTranscriptStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- actor
+
+_STORE_ERRORS: Final = (sqlite3.Error, OSError)
+
+
+class _Writer:
+    """Pending items and the loop that commits them in batches."""
+
+    def __init__(
+        self,
+        store: TranscriptStore,
+        session_id: str,
+        errors: trio.MemorySendChannel[Event] | None,
+        *,
+        flush_interval_s: float,
+        batch_items: int,
+        max_pending: int,
+    ) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.errors = errors
+        self.flush_interval_s = flush_interval_s
+        self.batch_items = batch_items
+        self.max_pending = max_pending
+        self.pending: dict[str, Item] = {}
+        self.first_pending_at: float | None = None
+        self.input_done = False
+        self.failures = 0
+        self.written = 0
+        self._changed = trio.Event()
+        self._space = trio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self) -> None:
+        if self._changed.is_set():
+            self._changed = trio.Event()
+        await self._changed.wait()
+
+    async def add(self, items: Iterable[Item]) -> None:
+        """Queue items; waits while ``max_pending`` are queued (the disk is behind)."""
+        for item in items:
+            self.pending[item.key] = item
+        if self.first_pending_at is None and self.pending:
+            self.first_pending_at = trio.current_time()
+        self._notify()
+        while len(self.pending) >= self.max_pending:
+            if self._space.is_set():
+                self._space = trio.Event()
+            await self._space.wait()
+
+    def finish(self) -> None:
+        self.input_done = True
+        self._notify()
+
+    async def run(self) -> None:
+        """Commit batches until the input is done and nothing is pending."""
+        while True:
+            while not self.pending and not self.input_done:
+                await self._wait_change()
+            if not self.pending:
+                return
+            if not self.input_done and len(self.pending) < self.batch_items:
+                assert self.first_pending_at is not None
+                with trio.move_on_at(self.first_pending_at + self.flush_interval_s):
+                    while len(self.pending) < self.batch_items and not self.input_done:
+                        await self._wait_change()
+            if not await self.write_once():
+                if self.input_done and self.failures >= 3:
+                    return  # give up at the end (reported by write_once)
+                await trio.sleep(min(2.0, 0.1 * 2 ** (self.failures - 1)))
+
+    async def write_once(self) -> bool:
+        """Commit everything pending as one batch. Returns False (and reports) on failure."""
+        batch, self.pending, self.first_pending_at = self.pending, {}, None
+        self._space.set()
+        if not batch:
+            await trio.lowlevel.checkpoint()
+            return True
+        try:
+            await self.store.append(self.session_id, list(batch.values()))
+        except BaseException as exc:
+            # Put the batch back under anything newer that came meanwhile (upserts are
+            # idempotent, so a batch that did land is harmless to write again).
+            batch.update(self.pending)
+            self.pending = batch
+            if self.first_pending_at is None:
+                self.first_pending_at = trio.current_time()
+            if not isinstance(exc, _STORE_ERRORS):
+                raise
+            self.failures += 1
+            final = self.input_done and self.failures >= 3
+            await self._report(exc, final)
+            return False
+        self.failures = 0
+        self.written += len(batch)
+        return True
+
+    async def flush(self) -> None:
+        """Write whatever is pending (for the shielded close path)."""
+        while self.pending and self.failures < 3:
+            await self.write_once()
+
+    async def _report(self, exc: BaseException, final: bool) -> None:
+        what = f"{len(self.pending)} transcript items of session {self.session_id!r}"
+        if final:
+            message = f"gave up storing {what}: {type(exc).__name__}: {exc}"
+        else:
+            message = f"could not store {what} (will retry): {type(exc).__name__}: {exc}"
+        event = ErrorEvent(message, code="store_failed", source="store", recoverable=not final)
+        if self.errors is None:
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.errors.send(event)
+
+
+async def _answer(request: SnapshotRequest, items: list[Item]) -> None:
+    with request.reply, contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await request.reply.send(items)
+
+
+async def run(
+    receive: trio.MemoryReceiveChannel[StoreInput],
+    *,
+    store: TranscriptStore,
+    session_id: str,
+    errors: trio.MemorySendChannel[Event] | None = None,
+    flush_interval_s: float = 0.05,
+    batch_items: int = 256,
+    max_pending: int = 8192,
+    close_timeout_s: float = 5.0,
+    clock: Callable[[], float] = time.time,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Record the session's events in ``store`` until ``receive`` ends.
+
+    On start, loads the stored transcript of ``session_id`` (so a resumed session
+    continues it), then reports readiness. Events are folded into items (see
+    :class:`~voxtrio.codecs.transcript.TranscriptBuilder`); changed items are
+    committed when ``batch_items`` are pending or ``flush_interval_s`` after the
+    oldest pending one, whichever comes first. :class:`SnapshotRequest` messages are
+    answered at once with every item so far, stored or not.
+
+    When ``receive`` ends, everything pending is committed before returning. When
+    cancelled, pending items are still written, shielded, for up to
+    ``close_timeout_s``; what cannot be written then is lost (and reported).
+
+    Store faults (disk full, database locked) are sent as
+    ``ErrorEvent(code="store_failed", source="store")`` on ``errors`` (closed on
+    exit) and retried with a growing delay (0.1 s to 2 s); the events keep being
+    consumed, up to ``max_pending`` unwritten items, after which the actor waits for
+    the disk (backpressure on the session's events). At the end, a batch that failed
+    three times is given up with a non-recoverable ``ErrorEvent``.
+
+    Args:
+        receive: the session's events and snapshot requests; the actor owns it.
+        store: the backend (``MemoryTranscriptStore()`` or ``SqliteTranscriptStore``).
+        session_id: the conversation's name in the store.
+        errors: where store faults are reported (optional; closed on exit).
+        clock: wall-clock time for the items' ``created_s``.
+
+    Raises:
+        ValueError, TypeError: bad arguments.
+    """
+    _check_session_id(session_id)
+    if not isinstance(store, TranscriptStore):
+        raise TypeError(f"store must be a transcript store, got {store!r}")
+    if not (flush_interval_s >= 0 and math.isfinite(flush_interval_s)):
+        raise ValueError(f"flush_interval_s must be finite and >= 0, got {flush_interval_s}")
+    if not (close_timeout_s >= 0 and math.isfinite(close_timeout_s)):
+        raise ValueError(f"close_timeout_s must be finite and >= 0, got {close_timeout_s}")
+    if batch_items < 1 or max_pending < batch_items:
+        raise ValueError(
+            f"need 1 <= batch_items <= max_pending, got {batch_items} and {max_pending}"
+        )
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(receive)
+        if errors is not None:
+            stack.enter_context(errors)
+        writer = _Writer(
+            store,
+            session_id,
+            errors,
+            flush_interval_s=flush_interval_s,
+            batch_items=batch_items,
+            max_pending=max_pending,
+        )
+        prior: list[Item] = []
+        try:
+            prior = await store.snapshot(session_id)
+        except _STORE_ERRORS as exc:
+            await writer._report(exc, final=False)
+        builder = TranscriptBuilder(prior)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer.run)
+                task_status.started()
+                async for message in receive:
+                    if isinstance(message, SnapshotRequest):
+                        await _answer(message, builder.items)
+                        continue
+                    changed = builder.feed(message, created_s=clock())
+                    if changed:
+                        await writer.add(changed)
+                writer.finish()
+        finally:
+            if writer.pending:
+                with trio.CancelScope(shield=True), trio.move_on_after(close_timeout_s):
+                    await writer.flush()
