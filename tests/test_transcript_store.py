@@ -339,6 +339,23 @@ async def test_a_resumed_session_continues_the_stored_transcript(tmp_path: Path)
         assert text.index("weather in Oslo?") < text.index("I'm back")
 
 
+async def test_instructions_source_folds_the_latest_snapshot_in() -> None:
+    store = MemoryTranscriptStore()
+    with trio.fail_after(10):
+        async with running(store, flush_interval_s=3600) as send:
+            link_send = send.clone()
+            source = ts.instructions_source(link_send, "Be brief.")
+            assert await source() == "Be brief."  # nothing to fold yet
+            await send.send(InputTranscriptionCompleted("u1", "my name is Ada"))
+            first = await source()
+            assert first.startswith("Be brief.\n\n## ")
+            assert 'user: "my name is Ada"' in first
+            link_send.close()  # the link is done; the actor ends when send closes too
+        assert await source() == first  # the actor is gone: the last snapshot is used
+    with pytest.raises(ValueError, match="budget_chars"):
+        ts.instructions_source(send, "x", budget_chars=10)
+
+
 class FlakyStore(MemoryTranscriptStore):
     """Fails the first ``failures`` appends like a locked database."""
 

@@ -30,14 +30,22 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 import trio
 
-from ..codecs.transcript import Item, TranscriptBuilder, decode_item, encode_item, sort_items
+from ..codecs.transcript import (
+    DEFAULT_BUDGET_CHARS,
+    Item,
+    TranscriptBuilder,
+    decode_item,
+    encode_item,
+    instructions_with_context,
+    sort_items,
+)
 from ..messages import ErrorEvent, Event
 
 __all__ = [
@@ -48,6 +56,7 @@ __all__ = [
     "SqliteTranscriptStore",
     "StoreInput",
     "TranscriptStore",
+    "instructions_source",
     "request_snapshot",
     "run",
 ]
@@ -86,6 +95,36 @@ async def request_snapshot(send: trio.MemorySendChannel[StoreInput]) -> list[Ite
             return await reply_rx.receive()
         except trio.EndOfChannel:
             raise trio.BrokenResourceError("the transcript store ended without answering") from None
+
+
+def instructions_source(
+    send: trio.MemorySendChannel[StoreInput],
+    base: str | None,
+    *,
+    budget_chars: int = DEFAULT_BUDGET_CHARS,
+) -> Callable[[], Awaitable[str]]:
+    """An ``InstructionsSource`` for the provider link, fed by the store actor.
+
+    Every call asks the actor for a snapshot (by message, on ``send``) and returns
+    :func:`~voxtrio.codecs.transcript.instructions_with_context` of ``base`` and it.
+    If the actor has ended, the last snapshot it gave is used. The caller owns
+    ``send`` (a clone of the actor's input) and must close it when the link is done:
+    the actor runs until every clone of its input is closed.
+
+    Raises:
+        ValueError, TypeError: bad ``base`` or ``budget_chars`` (at this call).
+    """
+    instructions_with_context(base, (), budget_chars=budget_chars)  # validate now
+    last: list[Item] = []
+
+    async def source() -> str:
+        nonlocal last
+        # If the store has ended, the last snapshot is the latest there is.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            last = await request_snapshot(send)
+        return instructions_with_context(base, last, budget_chars=budget_chars)
+
+    return source
 
 
 # ------------------------------------------------------------------------ backends
