@@ -390,6 +390,26 @@ async def test_store_faults_are_reported_and_retried(
     assert [i.key for i in store.items("call-1")] == ["user:u1", "user:u2"]
 
 
+async def test_a_locked_database_is_reported_and_written_once_free(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    errors_tx, errors_rx = trio.open_memory_channel[Event](10)
+    with trio.fail_after(20), SqliteTranscriptStore(db, busy_timeout_s=0) as store:
+        await store.append("s", [UserItem("u0", "before", 0)])
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            async with running(store, "s", errors=errors_tx) as send:
+                await send.send(InputTranscriptionCompleted("u1", "hello"))
+                event = await errors_rx.receive()
+                assert isinstance(event, ErrorEvent)
+                assert event.code == "store_failed"
+                assert "locked" in event.message
+                other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert [i.key for i in store.items("s")] == ["user:u0", "user:u1"]
+
+
 async def test_a_store_that_never_recovers_is_given_up_at_the_end(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -80,6 +80,7 @@ __all__ = [
     "instructions_with_context",
     "render_context_as_text",
     "render_line",
+    "sort_items",
 ]
 
 #: The base instructions used when ``instructions_with_context`` is given ``None``.
