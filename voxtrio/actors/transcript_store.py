@@ -314,8 +314,9 @@ class SqliteTranscriptStore:
                 row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
                 version = row[0]
                 if version is None:
-                    conn.execute("INSERT INTO schema_version (version) VALUES (?)",
-                                 (SCHEMA_VERSION,))
+                    conn.execute(
+                        "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+                    )
                 elif version > SCHEMA_VERSION:
                     raise sqlite3.DatabaseError(
                         f"{base} has transcript schema version {version}; this voxtrio "
@@ -339,8 +340,7 @@ class SqliteTranscriptStore:
             # releases the GIL while it steps, so the event loop's thread is never held
             # up for a whole batch.
             rows = (
-                (session_id, _key_text(i.key), i.seq, _kind(i), encode_item(i), now)
-                for i in items
+                (session_id, _key_text(i.key), i.seq, _kind(i), encode_item(i), now) for i in items
             )
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -370,16 +370,16 @@ class SqliteTranscriptStore:
         with self._lock:
             if self._conn is None and not self._path.exists():
                 return []
-            rows = self._connect().execute(
-                "SELECT DISTINCT session_id FROM items ORDER BY session_id"
-            ).fetchall()
+            rows = (
+                self._connect()
+                .execute("SELECT DISTINCT session_id FROM items ORDER BY session_id")
+                .fetchall()
+            )
         return [sid for (sid,) in rows]
 
     async def snapshot(self, session_id: str) -> list[Item]:
         _check_session_id(session_id)
-        return await trio.to_thread.run_sync(
-            self._items_sync, session_id, limiter=self._limiter
-        )
+        return await trio.to_thread.run_sync(self._items_sync, session_id, limiter=self._limiter)
 
     async def append(self, session_id: str, items: Sequence[Item]) -> None:
         _check_session_id(session_id)
@@ -387,9 +387,7 @@ class SqliteTranscriptStore:
         if not batch:
             await trio.lowlevel.checkpoint()
             return
-        await trio.to_thread.run_sync(
-            self._append_sync, session_id, batch, limiter=self._limiter
-        )
+        await trio.to_thread.run_sync(self._append_sync, session_id, batch, limiter=self._limiter)
 
     def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL). Idempotent; blocks."""
