@@ -124,6 +124,19 @@ class Subscription(trio.abc.ReceiveChannel[Event]):
         await trio.lowlevel.checkpoint()
 
 
+async def _to_playback(
+    playback: trio.MemorySendChannel[PlaybackInput], event: PlaybackInput
+) -> trio.MemorySendChannel[PlaybackInput] | None:
+    """Send ``event`` to playback; None once playback has ended (the session is
+    closing, and reply audio still on its way has nowhere to go)."""
+    try:
+        await playback.send(event)
+    except trio.BrokenResourceError:
+        playback.close()
+        return None
+    return playback
+
+
 class EventHub:
     """Routes the session's events to subscribers, the store and playback.
 
@@ -179,10 +192,10 @@ class EventHub:
                 async for event in receive:
                     if isinstance(event, ReplyAudio):
                         if playback is not None:
-                            await playback.send(event)
+                            playback = await _to_playback(playback, event)
                         continue
                     if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
-                        await playback.send(event)
+                        playback = await _to_playback(playback, event)
                     if store is not None:
                         await store.send(event)
                     self.publish_nowait(event)

@@ -14,6 +14,7 @@ nursery. No task outlives the ``async with`` block.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,7 @@ from ..messages import (
     LinkInput,
     PlaybackInput,
     Reframe,
+    ReplyInterrupted,
     SendText,
     ToolResult,
     TruncateItem,
@@ -114,7 +116,6 @@ class Session:
         queues: dict[str, Callable[[], int]],
         playback_state: playback_actor.PlaybackState,
         push_mode: bool,
-        cancel_scope: trio.CancelScope,
     ) -> None:
         self._provider = provider
         self._session_id = session_id
@@ -126,7 +127,9 @@ class Session:
         self._queues = queues
         self._playback_state = playback_state
         self._push_mode = push_mode
-        self._cancel_scope = cancel_scope
+        # One per actor task: closing cancels the actors, not the app's code in the
+        # ``async with`` block (which runs in the same nursery).
+        self._actor_scopes: list[trio.CancelScope] = []
         self._closed = False
         self._input_ended = False
         self._pts: dict[AudioFormat, int] = {}
@@ -236,7 +239,11 @@ class Session:
         """Cancel the reply in progress and drop its queued audio."""
         if self._closed:
             raise SessionClosedError("cannot cancel a reply: the session is closed")
-        self._playback_state.cancel(response_id)
+        self._playback_state.cancel(response_id)  # queued frames go at once
+        # Playback also drops what its resampler and framer hold of the reply, in order
+        # with the audio (else that tail would open the next reply).
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await self._playback_ctl.send(ReplyInterrupted(response_id))  # else: ended
         await self._send_input(CancelReply(response_id), "cancel a reply")
 
     async def truncate(self, item_id: str) -> None:
@@ -324,7 +331,8 @@ class Session:
     def _close_now(self) -> None:
         self._closed = True
         self._push.close()
-        self._cancel_scope.cancel()
+        for scope in self._actor_scopes:
+            scope.cancel()
 
 
 @asynccontextmanager
@@ -425,9 +433,10 @@ async def open_session(
                     queues=queues,
                     playback_state=playback_state,
                     push_mode=capture is None,
-                    cancel_scope=inner.cancel_scope,
                 )
+                actor = partial(_stoppable, session)
                 await inner.start(
+                    actor,
                     _run_playback,
                     play_rx,
                     playback_sink,
@@ -441,9 +450,11 @@ async def open_session(
                     counters["playback"],
                 )
                 await inner.start(
-                    _run_link, provider, link_rx, events_tx.clone(), instructions_source, session
+                    actor, _run_link, provider, link_rx, events_tx.clone(), instructions_source,
+                    session,
                 )
                 await inner.start(
+                    actor,
                     partial(
                         convert_actor.run,
                         in_rx,
@@ -455,7 +466,7 @@ async def open_session(
                 )
                 if capture is not None:
                     await inner.start(
-                        _run_capture, capture, in_tx.clone(), session, events_tx.clone(),
+                        actor, _run_capture, capture, in_tx.clone(), session, events_tx.clone(),
                         counters["capture"],
                     )
                 events_tx.close()
@@ -465,6 +476,25 @@ async def open_session(
                 finally:
                     session._close_now()
                     session._playback_ctl.close()
+
+
+async def _stoppable(
+    session: Session,
+    fn: Callable[..., Awaitable[None]],
+    *args: Any,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run an actor in a cancel scope of its own, which closing the session cancels.
+
+    The app's code in the ``async with`` block runs in the session's nursery too; so
+    :meth:`Session.aclose` (or the link giving up) stops the actors without cancelling
+    the app, which can still read what subscriptions hold, then sees them end.
+    """
+    with trio.CancelScope() as scope:
+        session._actor_scopes.append(scope)
+        if session._closed:
+            scope.cancel()
+        await fn(*args, task_status=task_status)
 
 
 async def _run_capture(
@@ -494,7 +524,8 @@ async def _run_link(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the provider link. A link that ends by itself (rejected key, out of
-    retries, after reporting a non-recoverable ErrorEvent) ends the session."""
+    retries, after reporting a non-recoverable ErrorEvent) ends the session: its
+    actors stop, and the app's subscriptions and output end once read."""
     await provider.run_link(receive, events, instructions=instructions, task_status=task_status)
     session._close_now()
 
