@@ -51,6 +51,13 @@ class Pacer:
         later chunk is due when the previous ones' total duration has elapsed.
         Always a checkpoint.
         """
+        await self.wait_due()
+        self._elapsed += duration
+
+    async def wait_due(self) -> None:
+        """Wait until the next chunk is due without booking it: a caller whose chunk
+        went away meanwhile (a cancelled reply) sends another in the same slot.
+        Follow with :meth:`book`. Always a checkpoint."""
         now = trio.current_time()
         if self._start is None:
             self._start = now
@@ -62,4 +69,7 @@ class Pacer:
             self._elapsed = Fraction(0)
             due = now
         await trio.sleep_until(due)
+
+    def book(self, duration: Fraction) -> None:
+        """Book a chunk of ``duration`` seconds sent at its due time."""
         self._elapsed += duration

@@ -21,8 +21,10 @@ were actually sent to the sink, so a truncate can name the played position.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import wave
+from fractions import Fraction
 
 import attrs
 import numpy as np
@@ -66,6 +68,9 @@ class PlaybackState:
 
     def __init__(self) -> None:
         self.played_ms_by_item: dict[str, float] = {}
+        # Exact seconds per item: a float sum of 220/221-sample frames creeps below
+        # whole milliseconds (8,010 Hz: 10 frames sum to 199.99999999999997 ms).
+        self._played_s: dict[str, Fraction] = {}
         self.cancelled: set[str] = set()
         self.queued: collections.deque[QueuedFrame] = collections.deque()
         self.queued_s = 0.0
@@ -73,7 +78,13 @@ class PlaybackState:
 
     def played_ms(self, item_id: str) -> int:
         """Whole milliseconds of ``item_id`` actually sent to the sink (0 if none)."""
-        return int(self.played_ms_by_item.get(item_id, 0.0))
+        return math.floor(self._played_s.get(item_id, 0) * 1000)
+
+    def add_played(self, item_id: str, duration: Fraction) -> None:
+        """Count ``duration`` seconds of ``item_id`` as sent to the sink."""
+        total = self._played_s.get(item_id, Fraction(0)) + duration
+        self._played_s[item_id] = total
+        self.played_ms_by_item[item_id] = float(total * 1000)
 
     def append(self, q: QueuedFrame) -> None:
         self.queued.append(q)
@@ -231,7 +242,7 @@ async def run(
     state = state if state is not None else PlaybackState()
     counter = counter if counter is not None else EdgeCounter("playback")
     track = _Track(reply_rate, output, frame_ms)
-    drops = _DropCounter()
+    drops = _DropCounter(counter)
     done = trio.Event()
 
     def enqueue(frames: list[AudioFrame], response_id: str | None, item_id: str | None) -> None:
@@ -255,7 +266,8 @@ async def run(
                         enqueue(track.push(msg.pcm), *current)
                     case ReplyInterrupted():
                         state.cancel(msg.response_id)
-                        track.discard()
+                        if msg.response_id is None or msg.response_id == current[0]:
+                            track.discard()  # what the filter and framer hold is its
                     case ReplyDone():
                         # The reply's last samples are in the filter: play them now.
                         enqueue(track.drain(), *current)
@@ -270,6 +282,10 @@ async def run(
         try:
             while True:
                 if not state.queued:
+                    if drops.unreported and events is not None:
+                        # Nothing will play after these drops: report them now.
+                        await events.send(drops.report())
+                        continue
                     if done.is_set():
                         return
                     state.wakeup = trio.Event()
@@ -279,10 +295,12 @@ async def run(
                     continue
                 q = state.queued[0]
                 if pace is not None:
-                    await pace.wait(q.frame.duration)
-                    # The frame may have been cancelled while we slept.
+                    await pace.wait_due()
+                    # The frame may have been cancelled while we slept: then the next
+                    # one takes its slot (nothing booked, so no stall).
                     if not state.queued or state.queued[0] is not q:
                         continue
+                    pace.book(q.frame.duration)
                 state.popleft()
                 if isinstance(sink, WavSink):
                     await sink.write(q.frame)
@@ -292,11 +310,9 @@ async def run(
                 counter.frames += 1
                 counter.samples += q.frame.samples
                 if q.item_id is not None:
-                    state.played_ms_by_item[q.item_id] = state.played_ms_by_item.get(
-                        q.item_id, 0.0
-                    ) + float(q.frame.duration * 1000)
+                    state.add_played(q.item_id, q.frame.duration)
                 if drops.unreported and events is not None:
-                    await events.send(drops.report(counter))
+                    await events.send(drops.report())
         finally:
             if isinstance(sink, WavSink):
                 with trio.CancelScope(shield=True):
@@ -311,9 +327,11 @@ async def run(
 
 
 class _DropCounter:
-    """Counts queue-overflow drops until they are reported."""
+    """Counts queue-overflow drops (in the edge counter at once, so stats() sees them
+    while the sink is blocked) until they are reported."""
 
-    def __init__(self) -> None:
+    def __init__(self, counter: EdgeCounter) -> None:
+        self.counter = counter
         self.unreported = 0
         self.unreported_samples = 0
         self.total = 0
@@ -322,10 +340,10 @@ class _DropCounter:
         self.unreported += 1
         self.unreported_samples += frame.samples
         self.total += 1
+        self.counter.dropped_frames += 1
+        self.counter.dropped_samples += frame.samples
 
-    def report(self, counter: EdgeCounter) -> AudioDropped:
-        counter.dropped_frames += self.unreported
-        counter.dropped_samples += self.unreported_samples
+    def report(self) -> AudioDropped:
         event = AudioDropped("playback", self.unreported, self.unreported_samples, self.total)
         self.unreported = self.unreported_samples = 0
         return event
