@@ -109,7 +109,9 @@ async def _send_chunks(
     pacer: Pacer | None,
 ) -> None:
     """Cut ``pcm`` with ``chunks`` and send each chunk, paced if ``pacer``."""
-    frames = chunks.push(pcm) + chunks.flush(pad=False)
+    # ``pcm`` is the capture's private copy and is only read: the framer may take it
+    # over without copying it again (the frames are read-only views of it).
+    frames = chunks._push_owned(pcm) + chunks.flush(pad=False)
     for frame in frames:
         if pacer is not None:
             await pacer.wait(frame.duration)
@@ -207,7 +209,6 @@ class WavCapture:
                         f"cannot read WAV input: {exc}",
                         code="capture_failed",
                         source="capture",
-                        recoverable=False,
                     )
                 )
             return
@@ -317,7 +318,9 @@ class MicCapture:
         def deliver(block: np.ndarray) -> None:  # runs in trio's thread
             try:
                 blocks_tx.send_nowait(block)
-            except (trio.WouldBlock, trio.ClosedResourceError):
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                # Full, or the capture already ended (a block PortAudio delivered while
+                # the stream stopped): an exception here would crash the trio run.
                 counter.dropped_frames += 1
                 counter.dropped_samples += block.shape[0]
 
