@@ -55,7 +55,8 @@ async def run(
             await send.send(FrameBatch(tuple(frames)))
             counter.messages += 1
             counter.frames += len(frames)
-            counter.samples += sum(f.samples for f in frames)
+            # The frames of one push or flush are contiguous: count them by pts.
+            counter.samples += frames[-1].end_pts - frames[0].pts
 
     with receive, send:
         task_status.started()
