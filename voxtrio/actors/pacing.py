@@ -52,7 +52,7 @@ class Pacer:
         Always a checkpoint.
         """
         await self.wait_due()
-        self._elapsed += duration
+        self.book(duration)
 
     async def wait_due(self) -> None:
         """Wait until the next chunk is due without booking it: a caller whose chunk
