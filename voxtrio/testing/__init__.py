@@ -1,0 +1,37 @@
+"""Test doubles for voxtrio sessions and for apps built on them.
+
+* :func:`open_openai_loopback` -- a loopback OpenAI Realtime server on 127.0.0.1 that
+  speaks the real websocket protocol, validates and records what clients send, and
+  can be scripted (transcripts, replies, errors, drops, rejections, stalls);
+* :class:`RecordingProvider` -- an in-process provider with no network at all.
+"""
+
+from .inprocess import RecordingProvider
+from .openai_server import (
+    ClientEventRecord,
+    ConnectionScript,
+    EnergyVad,
+    LoopbackClosedError,
+    LoopbackConnection,
+    OpenAILoopback,
+    Outgoing,
+    open_openai_loopback,
+    openai_oracle_available,
+    validate_client_event,
+    validate_server_event,
+)
+
+__all__ = [
+    "ClientEventRecord",
+    "ConnectionScript",
+    "EnergyVad",
+    "LoopbackClosedError",
+    "LoopbackConnection",
+    "OpenAILoopback",
+    "Outgoing",
+    "RecordingProvider",
+    "open_openai_loopback",
+    "openai_oracle_available",
+    "validate_client_event",
+    "validate_server_event",
+]
