@@ -609,6 +609,21 @@ async def test_close_on_demand_with_a_code() -> None:
             assert conn.closed_by == "server"
 
 
+async def test_close_drops_a_client_that_never_replies(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(120):
+        async with open_openai_loopback() as server, client(server):
+            conn = await server.wait_for_connection()
+            # the client reads nothing: its one-message queue fills, and it never
+            # gets to the close frame
+            for _ in range(3):
+                await conn.send_event({"type": "input_audio_buffer.cleared"})
+            await conn.close(4000, "bye", timeout_s=2)
+            assert conn.closed_by == "dropped"
+            assert conn.close_code == 1006
+
+
 async def test_a_stalled_server_stops_reading_until_resumed() -> None:
     with trio.fail_after(10):
         scripts = [ConnectionScript(stall_after=1)]

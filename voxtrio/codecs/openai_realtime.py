@@ -230,7 +230,13 @@ def realtime_url(base_url: str | None, model: str) -> str:
     query.append(("model", model))
     path = parts.path or "/"
     return urllib.parse.urlunsplit(
-        (parts.scheme, parts.netloc, path, urllib.parse.urlencode(query, quote_via=urllib.parse.quote), "")
+        (
+            parts.scheme,
+            parts.netloc,
+            path,
+            urllib.parse.urlencode(query, quote_via=urllib.parse.quote),
+            "",
+        )
     )
 
 

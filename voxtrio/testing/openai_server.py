@@ -670,11 +670,19 @@ class LoopbackConnection:
         self._scope.cancel()
         await self._done.wait()
 
-    async def close(self, code: int = 1011, reason: str = "loopback close") -> None:
+    async def close(
+        self, code: int = 1011, reason: str = "loopback close", *, timeout_s: float = 5.0
+    ) -> None:
         """Send a close frame and record everything the client sends until its close
-        reply (nothing is lost); returns once the connection is over."""
+        reply (nothing is lost); returns once the connection is over. A client that
+        does not reply within ``timeout_s`` is dropped."""
         await self._start_close(code, reason)
-        await self._done.wait()
+        with trio.move_on_after(timeout_s):
+            await self._done.wait()
+        if not self._done.is_set():
+            self._finish("dropped", 1006, "no close reply: dropped")
+            self._scope.cancel()
+            await self._done.wait()
 
     def stall(self) -> None:
         """Stop reading: the client's messages pile up in the socket buffers."""
