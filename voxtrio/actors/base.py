@@ -39,6 +39,13 @@ class Provider(Protocol):
     @property
     def input_frame_ms(self) -> FrameMs: ...
 
+    def check(self) -> None:
+        """Raise a clear exception now if a link could not start (e.g. no API key).
+
+        Called by ``open_session`` before anything runs.
+        """
+        ...
+
     async def run_link(
         self,
         receive: trio.MemoryReceiveChannel[LinkInput],

@@ -315,6 +315,7 @@ class MicCapture:
             ) from exc
         token = trio.lowlevel.current_trio_token()
         blocks_tx, blocks_rx = trio.open_memory_channel[np.ndarray](32)
+
         def deliver(block: np.ndarray) -> None:  # runs in trio's thread
             try:
                 blocks_tx.send_nowait(block)
@@ -347,4 +348,3 @@ class MicCapture:
                     frame = AudioFrame(block, self._fmt.sample_rate, pts, 0)
                     pts += block.shape[0]
                     await sender.send(frame)
-

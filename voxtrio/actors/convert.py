@@ -62,8 +62,10 @@ async def run(
         task_status.started()
         async for msg in receive:
             if isinstance(msg, AudioFrame):
-                if source is None or msg.sample_rate != source.sample_rate or (
-                    msg.channels != source.channels
+                if (
+                    source is None
+                    or msg.sample_rate != source.sample_rate
+                    or (msg.channels != source.channels)
                 ):
                     if converter is not None:
                         await emit(converter.flush())

@@ -58,6 +58,7 @@ __all__ = [
     "TranscriptStore",
     "instructions_source",
     "request_snapshot",
+    "check_session_id",
     "run",
 ]
 
@@ -152,7 +153,7 @@ class TranscriptStore(Protocol):
         ...
 
 
-def _check_session_id(session_id: object) -> str:
+def check_session_id(session_id: object) -> str:
     if not isinstance(session_id, str) or not session_id:
         raise ValueError(f"session_id must be a non-empty str, got {session_id!r}")
     try:
@@ -172,7 +173,7 @@ class MemoryTranscriptStore:
         return f"MemoryTranscriptStore(sessions={len(self._sessions)})"
 
     def items(self, session_id: str) -> list[Item]:
-        return sort_items(list(self._sessions.get(_check_session_id(session_id), {}).values()))
+        return sort_items(list(self._sessions.get(check_session_id(session_id), {}).values()))
 
     def session_ids(self) -> list[str]:
         return sorted(self._sessions)
@@ -182,7 +183,7 @@ class MemoryTranscriptStore:
         return self.items(session_id)
 
     async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         await trio.lowlevel.checkpoint()
         stored = self._sessions.setdefault(session_id, {})
         for item in items:
@@ -363,7 +364,7 @@ class SqliteTranscriptStore:
 
     def items(self, session_id: str) -> list[Item]:
         """Every stored item of ``session_id`` in order. Blocks; [] if no file yet."""
-        return self._items_sync(_check_session_id(session_id))
+        return self._items_sync(check_session_id(session_id))
 
     def session_ids(self) -> list[str]:
         """The sessions with stored items, sorted. Blocks."""
@@ -378,11 +379,11 @@ class SqliteTranscriptStore:
         return [sid for (sid,) in rows]
 
     async def snapshot(self, session_id: str) -> list[Item]:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         return await trio.to_thread.run_sync(self._items_sync, session_id, limiter=self._limiter)
 
     async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         batch = list(items)
         if not batch:
             await trio.lowlevel.checkpoint()
@@ -572,7 +573,7 @@ async def run(
     Raises:
         ValueError, TypeError: bad arguments.
     """
-    _check_session_id(session_id)
+    check_session_id(session_id)
     if not isinstance(store, TranscriptStore):
         raise TypeError(f"store must be a transcript store, got {store!r}")
     if not (flush_interval_s >= 0 and math.isfinite(flush_interval_s)):

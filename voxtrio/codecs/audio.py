@@ -128,9 +128,7 @@ def frame_fraction(sample_rate: int, frame_ms: FrameMs) -> Fraction:
         raise ValueError(f"frame_ms must be > 0, got {frame_ms!r}")
     size = sample_rate * ms / 1000
     if size < 1:
-        raise ValueError(
-            f"a {frame_ms} ms frame at {sample_rate} Hz holds less than one sample"
-        )
+        raise ValueError(f"a {frame_ms} ms frame at {sample_rate} Hz holds less than one sample")
     return size
 
 
@@ -217,8 +215,7 @@ class AudioFrame:
             size = memoryview(pcm).nbytes
             if size % fmt.bytes_per_sample:
                 raise ValueError(
-                    f"{size} bytes is not a whole number of "
-                    f"{fmt.bytes_per_sample}-byte samples"
+                    f"{size} bytes is not a whole number of {fmt.bytes_per_sample}-byte samples"
                 )
         arr = as_pcm(pcm, fmt.channels).copy()  # never alias the caller's buffer
         return cls(_freeze(arr), fmt.sample_rate, pts, 0)
@@ -274,9 +271,7 @@ def as_pcm(pcm: PcmInput, channels: int) -> Int16Array:
         arr = np.frombuffer(raw[:whole], dtype="<i2").astype(np.int16, copy=False)
         return arr.reshape(-1, channels)
     if not isinstance(pcm, np.ndarray):
-        raise ValueError(
-            f"PCM must be a numpy int16 array or bytes, got {type(pcm).__name__}"
-        )
+        raise ValueError(f"PCM must be a numpy int16 array or bytes, got {type(pcm).__name__}")
     if pcm.dtype != np.int16:
         hint = ""
         if pcm.dtype.kind == "f":
@@ -297,9 +292,7 @@ def as_pcm(pcm: PcmInput, channels: int) -> Int16Array:
         hint = ""
         if pcm.shape[0] == channels:
             hint = "; the array looks transposed, pass shape (samples, channels)"
-        raise ValueError(
-            f"PCM has {pcm.shape[1]} channels but the format has {channels}{hint}"
-        )
+        raise ValueError(f"PCM has {pcm.shape[1]} channels but the format has {channels}{hint}")
     return np.ascontiguousarray(pcm)
 
 

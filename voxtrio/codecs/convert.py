@@ -85,9 +85,7 @@ class Converter:
     def __init__(self, source: AudioFormat, target: AudioFormat, frame_ms: FrameMs = 20) -> None:
         if not isinstance(source, AudioFormat) or not isinstance(target, AudioFormat):
             raise ValueError("source and target must be AudioFormat instances")
-        if not (
-            target.channels == 1 or source.channels == 1 or source.channels == target.channels
-        ):
+        if not (target.channels == 1 or source.channels == 1 or source.channels == target.channels):
             raise ValueError(
                 f"cannot map {source.channels} channels to {target.channels}; "
                 "only to mono or from mono"

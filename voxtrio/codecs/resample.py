@@ -121,9 +121,7 @@ class StreamResampler:
                     f"1-D PCM is mono, but the resampler has {self._channels} channels"
                 )
         elif pcm.ndim != 2 or pcm.shape[1] != self._channels:
-            raise ValueError(
-                f"PCM must have shape (samples, {self._channels}), got {pcm.shape}"
-            )
+            raise ValueError(f"PCM must have shape (samples, {self._channels}), got {pcm.shape}")
         if self._dtype is not None and pcm.dtype != self._dtype:
             raise ValueError(
                 f"this stream is {self._dtype}; got {pcm.dtype} (flush() before switching)"
@@ -185,9 +183,7 @@ class StreamResampler:
         shape: tuple[int, ...] = (0,) if self._ndim == 1 else (0, self._channels)
         if self._stream is None:
             return np.zeros(shape, dtype=np.float32)
-        out: np.ndarray = self._stream.resample_chunk(
-            np.zeros(shape, dtype=np.float32), last=True
-        )
+        out: np.ndarray = self._stream.resample_chunk(np.zeros(shape, dtype=np.float32), last=True)
         self._stream = None
         return out
 

@@ -30,8 +30,7 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, AudioFormat]:
             width = w.getsampwidth()
             if width != 2:
                 raise ValueError(
-                    f"{os.fspath(path)!r} has {8 * width}-bit samples; voxtrio reads "
-                    "16-bit PCM WAV"
+                    f"{os.fspath(path)!r} has {8 * width}-bit samples; voxtrio reads 16-bit PCM WAV"
                 )
             fmt = AudioFormat(w.getframerate(), w.getnchannels(), width)
             declared = w.getnframes()

@@ -16,10 +16,12 @@ memory channels and backpressure instead.
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Callable
 
 import trio
 
+from ..actors.transcript_store import SnapshotRequest, StoreInput
 from ..messages import (
     Event,
     PlaybackInput,
@@ -177,14 +179,21 @@ class EventHub:
 
     async def run(
         self,
-        receive: trio.MemoryReceiveChannel[Event],
+        receive: trio.MemoryReceiveChannel[StoreInput],
         *,
-        store: trio.MemorySendChannel[Event] | None = None,
+        store: trio.MemorySendChannel[StoreInput] | None = None,
+        store_errors: trio.MemoryReceiveChannel[Event] | None = None,
         playback: trio.MemorySendChannel[PlaybackInput] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Route events from ``receive`` until it ends, then end every subscriber
-        and close ``store`` and ``playback``."""
+        """Route events from ``receive`` until it ends, then close ``store`` and
+        ``playback``, pass on what the store reports on ``store_errors`` while it
+        finishes, and end every subscriber.
+
+        :class:`SnapshotRequest` messages on ``receive`` go to the store in order
+        with the events, so a snapshot requested after an event was sent includes
+        it. Without a store they are answered with no items.
+        """
         try:
             with receive:
                 task_status.started()
@@ -194,16 +203,35 @@ class EventHub:
                         if playback is not None:
                             playback = await _to_playback(playback, event)
                         continue
+                    if isinstance(event, SnapshotRequest):
+                        if store is not None:
+                            await store.send(event)
+                        else:
+                            await _answer_empty(event)
+                        continue
                     if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
                         playback = await _to_playback(playback, event)
                     if store is not None:
                         await store.send(event)
                     self.publish_nowait(event)
+            if store is not None:
+                store.close()
+            if store_errors is not None:
+                with store_errors:
+                    async for event in store_errors:
+                        self.publish_nowait(event)
         finally:
             self._ended = True
             for sub in self._subs:
                 sub.end()
             if store is not None:
                 store.close()
+            if store_errors is not None:
+                store_errors.close()
             if playback is not None:
                 playback.close()
+
+
+async def _answer_empty(request: SnapshotRequest) -> None:
+    with request.reply, contextlib.suppress(trio.BrokenResourceError):
+        await request.reply.send([])

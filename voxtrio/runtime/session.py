@@ -27,8 +27,10 @@ import trio
 
 from ..actors import convert as convert_actor
 from ..actors import playback as playback_actor
+from ..actors import transcript_store as store_actor
 from ..actors.base import EdgeCounter, Provider
 from ..actors.capture import Capture
+from ..actors.transcript_store import MemoryTranscriptStore, StoreInput, TranscriptStore
 from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, PcmInput, frame_fraction
 from ..messages import (
     CancelReply,
@@ -48,8 +50,6 @@ from ..messages import (
 from .hub import EventHub, Subscription
 
 __all__ = ["EdgeStats", "Session", "SessionClosedError", "SessionStats", "open_session"]
-
-DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant. Keep answers short and spoken."
 
 
 class SessionClosedError(RuntimeError):
@@ -108,7 +108,9 @@ class Session:
         *,
         provider: Provider,
         session_id: str,
+        store: TranscriptStore,
         hub: EventHub,
+        app_events: trio.MemorySendChannel[StoreInput],
         push: trio.MemorySendChannel[AudioFrame | LinkInput],
         playback_ctl: trio.MemorySendChannel[PlaybackInput],
         output: trio.MemoryReceiveChannel[AudioFrame],
@@ -119,7 +121,9 @@ class Session:
     ) -> None:
         self._provider = provider
         self._session_id = session_id
+        self._store = store
         self._hub = hub
+        self._app_events = app_events
         self._push = push
         self._playback_ctl = playback_ctl
         self._output = output
@@ -143,6 +147,11 @@ class Session:
     @property
     def provider(self) -> Provider:
         return self._provider
+
+    @property
+    def store(self) -> TranscriptStore:
+        """The transcript store; ``store.items(session.session_id)`` reads what it holds."""
+        return self._store
 
     @property
     def input_format(self) -> AudioFormat:
@@ -259,8 +268,13 @@ class Session:
         await self._send_input(SendText(text), "send text")
 
     async def send_tool_result(self, call_id: str, output: str) -> None:
+        """Answer the model's ``ToolCall(call_id)``; the result is also stored in the
+        transcript and published to subscribers."""
         self._check_open("send a tool result")
-        await self._send_input(ToolResult(call_id, output), "send a tool result")
+        result = ToolResult(call_id, output)
+        await self._send_input(result, "send a tool result")
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await self._app_events.send(result)
 
     async def end_input(self) -> None:
         """No more input: the converter flushes its tail and the provider is told.
@@ -331,6 +345,7 @@ class Session:
     def _close_now(self) -> None:
         self._closed = True
         self._push.close()
+        self._app_events.close()
         for scope in self._actor_scopes:
             scope.cancel()
 
@@ -341,7 +356,7 @@ async def open_session(
     *,
     instructions: str | None = None,
     capture: Capture | None = None,
-    store: Any = None,
+    store: TranscriptStore | None = None,
     session_id: str | None = None,
     output_format: AudioFormat | None = None,
     output_frame_ms: FrameMs = 20,
@@ -379,10 +394,19 @@ async def open_session(
             store to flush, even when cancelled.
 
     Raises:
-        ValueError: bad arguments, at the call.
+        ValueError: bad arguments, or a provider that cannot start (e.g.
+            ``MissingApiKeyError``), at the call.
+        TypeError: ``provider`` or ``store`` of the wrong kind.
     """
     if not isinstance(provider, Provider):
         raise TypeError(f"provider must implement voxtrio's Provider protocol, got {provider!r}")
+    if store is None:
+        store = MemoryTranscriptStore()
+    elif not isinstance(store, TranscriptStore):
+        raise TypeError(f"store must be a transcript store, got {store!r}")
+    if instructions is not None and not isinstance(instructions, str):
+        raise TypeError(f"instructions must be a str or None, got {type(instructions).__name__}")
+    provider.check()
     out_fmt = output_format if output_format is not None else provider.output_format
     if not isinstance(out_fmt, AudioFormat):
         raise ValueError(f"output_format must be an AudioFormat, got {out_fmt!r}")
@@ -394,13 +418,17 @@ async def open_session(
     if not (close_timeout_s >= 0 and math.isfinite(close_timeout_s)):
         raise ValueError(f"close_timeout_s must be finite and >= 0, got {close_timeout_s}")
     sid = session_id if session_id is not None else uuid.uuid4().hex
-    base = instructions if instructions is not None else DEFAULT_INSTRUCTIONS
+    store_actor.check_session_id(sid)
 
     counters = {name: EdgeCounter(name) for name in ("capture", "convert", "playback")}
     hub = EventHub(subscriber_buffer)
     playback_state = playback_actor.PlaybackState()
 
-    events_tx, events_rx = trio.open_memory_channel[Event](256)
+    # Events and snapshot requests share one channel into the hub, so a snapshot
+    # the link asks for on reconnect is answered after every event it sent before.
+    events_tx, events_rx = trio.open_memory_channel[StoreInput](256)
+    store_tx, store_rx = trio.open_memory_channel[StoreInput](256)
+    store_err_tx, store_err_rx = trio.open_memory_channel[Event](16)
     in_tx, in_rx = trio.open_memory_channel[AudioFrame | LinkInput](audio_buffer)
     link_tx, link_rx = trio.open_memory_channel[LinkInput](audio_buffer)
     play_tx, play_rx = trio.open_memory_channel[PlaybackInput](256)
@@ -412,22 +440,38 @@ async def open_session(
     }
     playback_sink: playback_actor.Sink = sink if sink is not None else out_tx
 
-    async def instructions_source() -> str:
-        # Replaced by the transcript store's snapshot when a store is wired in.
-        await trio.lowlevel.checkpoint()
-        return base
+    snapshot_tx = events_tx.clone()  # the link's; closed when the link ends
+    app_events = events_tx.clone()  # the session's own, for tool results
+    playback_ctl = play_tx.clone()  # before the hub runs: it closes play_tx when it ends
+    instructions_source = store_actor.instructions_source(snapshot_tx, instructions)
 
     async with trio.open_nursery() as outer:
-        # The hub outlives the audio path so that the last events reach everyone.
-        await outer.start(partial(hub.run, events_rx, store=None, playback=play_tx))
-        with out_rx:
+        # The store and the hub outlive the audio path so that the last events reach
+        # everyone and are written; leaving the block waits for the store's flush.
+        await outer.start(
+            partial(
+                store_actor.run,
+                store_rx,
+                store=store,
+                session_id=sid,
+                errors=store_err_tx,
+                close_timeout_s=close_timeout_s,
+            )
+        )
+        await outer.start(
+            partial(hub.run, events_rx, store=store_tx, store_errors=store_err_rx, playback=play_tx)
+        )
+        # Whatever happens while starting, the hub's input must end with the block.
+        with out_rx, events_tx, snapshot_tx, app_events, playback_ctl:
             async with trio.open_nursery() as inner:
                 session = Session(
                     provider=provider,
                     session_id=sid,
+                    store=store,
                     hub=hub,
+                    app_events=app_events,
                     push=in_tx,
-                    playback_ctl=play_tx.clone(),
+                    playback_ctl=playback_ctl,
                     output=out_rx,
                     counters=counters,
                     queues=queues,
@@ -450,7 +494,13 @@ async def open_session(
                     counters["playback"],
                 )
                 await inner.start(
-                    actor, _run_link, provider, link_rx, events_tx.clone(), instructions_source,
+                    actor,
+                    _run_link,
+                    provider,
+                    link_rx,
+                    events_tx.clone(),
+                    instructions_source,
+                    snapshot_tx,
                     session,
                 )
                 await inner.start(
@@ -462,11 +512,16 @@ async def open_session(
                         target=provider.input_format,
                         frame_ms=provider.input_frame_ms,
                         counter=counters["convert"],
-                    )
+                    ),
                 )
                 if capture is not None:
                     await inner.start(
-                        actor, _run_capture, capture, in_tx.clone(), session, events_tx.clone(),
+                        actor,
+                        _run_capture,
+                        capture,
+                        in_tx.clone(),
+                        session,
+                        events_tx.clone(),
                         counters["capture"],
                     )
                 events_tx.close()
@@ -519,6 +574,7 @@ async def _run_link(
     receive: trio.MemoryReceiveChannel[LinkInput],
     events: trio.MemorySendChannel[Event],
     instructions: Callable[[], Awaitable[str]],
+    snapshots: trio.MemorySendChannel[StoreInput],
     session: Session,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -526,7 +582,8 @@ async def _run_link(
     """Run the provider link. A link that ends by itself (rejected key, out of
     retries, after reporting a non-recoverable ErrorEvent) ends the session: its
     actors stop, and the app's subscriptions and output end once read."""
-    await provider.run_link(receive, events, instructions=instructions, task_status=task_status)
+    with snapshots:
+        await provider.run_link(receive, events, instructions=instructions, task_status=task_status)
     session._close_now()
 
 

@@ -67,6 +67,9 @@ class RecordingProvider:
     def name(self) -> str:
         return self._name
 
+    def check(self) -> None:
+        """Nothing to check: this provider needs no key or network."""
+
     @property
     def input_format(self) -> AudioFormat:
         return self._input_format
@@ -102,11 +105,13 @@ class RecordingProvider:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         with receive, events:
+            # Ready at once, like the real link: the instructions come from the
+            # session's transcript store, which answers once the session runs.
+            task_status.started()
             text = await instructions()
             self.instructions.append(text)
             self._events = events
             await events.send(SessionConnected(self._name, len(text)))
-            task_status.started()
             self.connected.set()
             try:
                 async for msg in receive:

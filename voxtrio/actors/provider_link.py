@@ -1,0 +1,505 @@
+"""The provider link: one websocket actor shared by every realtime provider.
+
+It owns the connection to the provider and nothing provider-specific: a sans-IO
+:class:`~voxtrio.codecs.wire.WireCodec` turns link inputs into wire messages and wire
+messages into events and link signals.
+
+Life of a link::
+
+    connect ─▶ send connect_messages(instructions())  ─▶ [wait for Ready if the codec
+    asks] ─▶ stream the outbox ─┬─ server closes / network error ─▶ ErrorEvent
+                                │   (recoverable) ─▶ SessionReconnecting ─▶ backoff ─▶
+                                │   connect again, instructions re-fetched (they carry
+                                │   the transcript so far) ─▶ SessionReconnected
+                                ├─ GoAway from the server ─▶ reconnect proactively
+                                └─ handshake rejected (401/403) ─▶ one ErrorEvent
+                                    (not recoverable), no retry, the link ends
+
+The outbox: every input message waits in an ordered outbox and leaves it only once
+``send_message`` returned, so a message that failed to go out is sent on the next
+connection. While disconnected, audio beyond ``outage_buffer_s`` is dropped oldest
+first, counted and reported as ``AudioDropped(edge="link_buffer")``; controls are
+never dropped. While connected, a full outbox pushes back on the input channel.
+
+What a server-initiated close handshake loses: nothing (messages sent before our
+close reply reached the server). What an abrupt TCP drop can lose: messages already
+handed to the kernel but never read by the server -- the protocols have no
+acknowledgement to resend by.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from fractions import Fraction
+
+import attrs
+import trio
+import trio_websocket
+
+from ..codecs.audio import AudioFrame
+from ..codecs.wire import GoAway, LinkSignal, Ready, ResumptionHandle, WireCodec, excerpt
+from ..messages import (
+    AudioDropped,
+    ErrorEvent,
+    Event,
+    FrameBatch,
+    LinkInput,
+    SessionConnected,
+    SessionReconnected,
+    SessionReconnecting,
+)
+from .base import InstructionsSource
+
+__all__ = ["ConnectTarget", "ReconnectPolicy", "run"]
+
+#: Close codes that mean "do not come back": policy violation, and the codes
+#: providers use for a rejected key or a bad configuration.
+_FATAL_CLOSE_CODES = frozenset({1008, 4001, 4003, 4004})
+_FATAL_HTTP = frozenset({400, 401, 403, 404})
+
+
+@attrs.frozen
+class ReconnectPolicy:
+    """How the link retries.
+
+    Attributes:
+        max_attempts: consecutive failed connection attempts before giving up
+            (the counter resets once a connection is up).
+        initial_backoff_s: the first retry delay.
+        max_backoff_s: the cap of the exponential backoff.
+        jitter: each delay is multiplied by a random factor in
+            ``[1 - jitter, 1 + jitter]``, so many sessions do not retry in step.
+        outage_buffer_s: audio kept while disconnected; older audio is dropped.
+        connect_timeout_s: limit for one connection attempt (TCP + TLS + handshake).
+        max_batch_frames: frames sent in one wire message at most.
+    """
+
+    max_attempts: int = 8
+    initial_backoff_s: float = 0.25
+    max_backoff_s: float = 8.0
+    jitter: float = 0.3
+    outage_buffer_s: float = 5.0
+    connect_timeout_s: float = 10.0
+    max_batch_frames: int = 10
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        for name in ("initial_backoff_s", "max_backoff_s", "outage_buffer_s", "connect_timeout_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        if self.max_batch_frames < 1:
+            raise ValueError(f"max_batch_frames must be >= 1, got {self.max_batch_frames}")
+
+    def backoff_s(self, attempt: int, rng: random.Random) -> float:
+        """The delay before retry number ``attempt`` (1-based)."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
+        return float(base * rng.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+@attrs.frozen
+class ConnectTarget:
+    """Where and how to connect. ``headers`` and ``secrets`` never appear in a repr.
+
+    Attributes:
+        url: the websocket URL (may carry a key in its query for some providers:
+            list that key in ``secrets`` so it is redacted from every message).
+        headers: extra handshake headers.
+        secrets: strings to redact from anything the link reports.
+        ssl_context: for ``wss://``; a default verifying context when None.
+        max_message_size: the largest server message accepted, in bytes.
+    """
+
+    url: str = attrs.field(repr=False)
+    headers: tuple[tuple[bytes, bytes], ...] = attrs.field(default=(), repr=False)
+    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, repr=False)
+    max_message_size: int = 16 * 1024 * 1024
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its query string (keys live there for some providers)."""
+        return self.redact(self.url.split("?", 1)[0])
+
+
+class _Outbox:
+    """Ordered queue of link inputs; audio kept as single frames so a batch can be
+    cut at any frame and a failed send retried exactly."""
+
+    def __init__(self, max_audio_s: float) -> None:
+        self._items: collections.deque[LinkInput] = collections.deque()
+        self._audio_s = Fraction(0)
+        self._max_audio_s = Fraction(max_audio_s)
+        self._lot = trio.lowlevel.ParkingLot()
+        self.dropped_frames = 0
+        self.dropped_samples = 0
+        self.unreported_frames = 0
+        self.unreported_samples = 0
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def audio_s(self) -> Fraction:
+        return self._audio_s
+
+    def full(self) -> bool:
+        return self._audio_s >= self._max_audio_s
+
+    def put(self, msg: LinkInput) -> None:
+        if isinstance(msg, FrameBatch):
+            for frame in msg.frames:
+                self._items.append(frame)
+                self._audio_s += frame.duration
+        else:
+            self._items.append(msg)
+            if isinstance(msg, AudioFrame):
+                self._audio_s += msg.duration
+        self._lot.unpark_all()
+
+    def drop_oldest_audio(self) -> None:
+        """Drop the oldest audio until the budget holds; controls stay, in order."""
+        if not self.full():
+            return
+        kept: collections.deque[LinkInput] = collections.deque()
+        while self._items and self._audio_s > self._max_audio_s:
+            item = self._items.popleft()
+            if isinstance(item, AudioFrame):
+                self._audio_s -= item.duration
+                self.dropped_frames += 1
+                self.dropped_samples += item.samples
+                self.unreported_frames += 1
+                self.unreported_samples += item.samples
+            else:
+                kept.append(item)
+        kept.extend(self._items)
+        self._items = kept
+
+    def peek(self, max_frames: int) -> tuple[LinkInput, int]:
+        """The next message to send and how many outbox items it covers: a run of
+        up to ``max_frames`` frames as one FrameBatch, or one control."""
+        first = self._items[0]
+        if not isinstance(first, AudioFrame):
+            return first, 1
+        run: list[AudioFrame] = []
+        for item in self._items:
+            if not isinstance(item, AudioFrame) or len(run) >= max_frames:
+                break
+            run.append(item)
+        return FrameBatch(tuple(run)), len(run)
+
+    def pop(self, n: int) -> None:
+        for _ in range(n):
+            item = self._items.popleft()
+            if isinstance(item, AudioFrame):
+                self._audio_s -= item.duration
+        self._lot.unpark_all()
+
+    async def wait_nonempty(self) -> None:
+        while not self._items:
+            await self._lot.park()
+
+    async def wait_not_full(self) -> None:
+        while self.full() and not self.closed:
+            await self._lot.park()
+
+    def wake(self) -> None:
+        self._lot.unpark_all()
+
+
+class _Link:
+    def __init__(
+        self,
+        *,
+        name: str,
+        codec_factory: Callable[[], WireCodec],
+        target: ConnectTarget,
+        events: trio.MemorySendChannel[Event],
+        instructions: InstructionsSource,
+        policy: ReconnectPolicy,
+        rng: random.Random,
+    ) -> None:
+        self.name = name
+        self.codec_factory = codec_factory
+        self.target = target
+        self.events = events
+        self.instructions = instructions
+        self.policy = policy
+        self.rng = rng
+        self.outbox = _Outbox(policy.outage_buffer_s)
+        self.connected = False
+        #: The latest session-resumption handle the provider gave (kept across
+        #: connections, passed to the next connect; never logged).
+        self.resumption_handle: str | None = None
+
+    async def emit(self, event: Event) -> None:
+        await self.events.send(event)
+
+    async def error(self, message: str, code: str, *, recoverable: bool = True) -> None:
+        text = self.target.redact(message)
+        await self.emit(ErrorEvent(text, code=code, source="link", recoverable=recoverable))
+
+    async def report_drops(self) -> None:
+        box = self.outbox
+        if box.unreported_frames:
+            event = AudioDropped(
+                "link_buffer", box.unreported_frames, box.unreported_samples, box.dropped_frames
+            )
+            box.unreported_frames = box.unreported_samples = 0
+            await self.emit(event)
+
+    async def pump(self, receive: trio.MemoryReceiveChannel[LinkInput]) -> None:
+        """Input channel -> outbox. Backpressure while connected, drops while not."""
+        with receive:
+            async for msg in receive:
+                if self.connected:
+                    await self.outbox.wait_not_full()
+                self.outbox.put(msg)
+                if not self.connected:
+                    self.outbox.drop_oldest_audio()
+                    await self.report_drops()
+        self.outbox.closed = True
+        self.outbox.wake()
+
+    async def serve(self) -> None:
+        """Connect, run, reconnect; returns when the link gives up or is rejected."""
+        failures = 0  # consecutive failed attempts
+        reconnecting = False  # a connection was up before
+        reason = ""
+        while True:
+            if failures:
+                if failures > self.policy.max_attempts:
+                    await self.error(
+                        f"giving up on {self.name} after {failures - 1} failed attempts: {reason}",
+                        "connection_failed",
+                        recoverable=False,
+                    )
+                    return
+                delay = self.policy.backoff_s(failures, self.rng)
+                await self.emit(SessionReconnecting(failures, delay, self.target.redact(reason)))
+                await trio.sleep(delay)
+            try:
+                await self.connection(failures, reconnecting)
+            except _Fatal as exc:
+                await self.error(str(exc), exc.code, recoverable=False)
+                return
+            except _Retry as exc:
+                reason = str(exc)
+                if exc.was_up:
+                    reconnecting = True
+                    failures = 1
+                    await self.error(reason, "connection_lost")
+                else:
+                    failures += 1
+
+    async def connection(self, attempt: int, reconnecting: bool) -> None:
+        """One connection's life; ends by raising _Retry or _Fatal.
+
+        The websocket's background task runs in a nursery of this connection, and
+        every outcome is carried out of it as a value, so what leaves this method is
+        a plain ``_Retry``/``_Fatal`` (never an exception group) and no task of a
+        dead connection survives it.
+        """
+        outcome: _Retry | _Fatal | None = None
+        async with trio.open_nursery() as background:
+            try:
+                await self._connection_life(background, attempt, reconnecting)
+            except (_Retry, _Fatal) as exc:
+                outcome = exc
+            finally:
+                self.connected = False
+                self.outbox.wake()
+                background.cancel_scope.cancel()
+        if outcome is not None:
+            raise outcome
+        raise AssertionError("a connection ends only with _Retry or _Fatal")  # pragma: no cover
+
+    async def _open(self, background: trio.Nursery) -> trio_websocket.WebSocketConnection:
+        target = self.target
+        try:
+            with trio.fail_after(self.policy.connect_timeout_s):
+                return await trio_websocket.connect_websocket_url(
+                    background,
+                    target.url,
+                    ssl_context=target.ssl_context,
+                    extra_headers=list(target.headers),
+                    max_message_size=target.max_message_size,
+                )
+        except trio_websocket.ConnectionRejected as exc:
+            status = exc.status_code
+            if status in _FATAL_HTTP:
+                hint = " (check the API key)" if status in (401, 403) else ""
+                raise _Fatal(
+                    f"{self.name} rejected the connection with HTTP {status}{hint}",
+                    "handshake_rejected",
+                ) from None
+            raise _Retry(f"{self.name} rejected the handshake with HTTP {status}") from None
+        except trio.TooSlowError:
+            raise _Retry(
+                f"cannot connect to {target.safe_url}: no handshake within "
+                f"{self.policy.connect_timeout_s:g} s"
+            ) from None
+        except (trio_websocket.HandshakeError, OSError) as exc:
+            raise _Retry(f"cannot connect to {target.safe_url}: {type(exc).__name__}") from None
+
+    async def _connection_life(
+        self, background: trio.Nursery, attempt: int, reconnecting: bool
+    ) -> None:
+        codec = self.codec_factory()
+        ws = await self._open(background)
+        was_up = False
+        try:
+            text = await self.instructions()
+            handle = self.resumption_handle if codec.supports_resumption else None
+            for wire in codec.connect_messages(text, resumption_handle=handle):
+                await ws.send_message(wire)
+            self.connected = was_up = True
+            if reconnecting:
+                await self.emit(SessionReconnected(self.name, attempt, len(text)))
+            else:
+                await self.emit(SessionConnected(self.name, len(text)))
+            ended = await self.run_connected(ws, codec)
+        except trio_websocket.ConnectionClosed as exc:
+            ended = exc
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                await ws.aclose()
+        if isinstance(ended, _Reconnect):
+            raise _Retry(str(ended), was_up=True)
+        reason = ended.reason
+        code = reason.code if reason is not None else None
+        detail = f"{self.name} closed the connection (code {code}"
+        detail += f": {excerpt(reason.reason)})" if reason is not None and reason.reason else ")"
+        if code in _FATAL_CLOSE_CODES:
+            raise _Fatal(detail, "connection_refused")
+        raise _Retry(detail, was_up=was_up)
+
+    async def run_connected(
+        self, ws: trio_websocket.WebSocketConnection, codec: WireCodec
+    ) -> trio_websocket.ConnectionClosed | _Reconnect:
+        """Read and write until the connection ends; returns why it ended."""
+        ready = trio.Event()
+        if not codec.wait_for_ready:
+            ready.set()
+        ended: list[trio_websocket.ConnectionClosed | _Reconnect] = []
+
+        async def reader() -> None:
+            while True:
+                data = await ws.get_message()
+                for item in codec.decode(data):
+                    if isinstance(item, Ready):
+                        ready.set()
+                    elif isinstance(item, GoAway):
+                        left = item.time_left_s
+                        left_text = "" if left is None else f", {left:.1f} s left"
+                        raise _Reconnect(f"{self.name} asked to reconnect (goAway{left_text})")
+                    elif isinstance(item, ResumptionHandle):
+                        if item.resumable or item.handle is None:
+                            self.resumption_handle = item.handle
+                    elif isinstance(item, LinkSignal):
+                        pass  # a signal this link does not act on
+                    else:
+                        await self.emit(item)
+
+        async def writer() -> None:
+            await ready.wait()
+            box = self.outbox
+            while True:
+                await box.wait_nonempty()
+                msg, count = box.peek(self.policy.max_batch_frames)
+                for wire in codec.encode(msg):
+                    await ws.send_message(wire)
+                box.pop(count)
+
+        async def guard(fn: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> None:
+            try:
+                await fn()
+            except (trio_websocket.ConnectionClosed, _Reconnect) as exc:
+                ended.append(exc)
+                nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(guard, reader, nursery)
+            nursery.start_soon(guard, writer, nursery)
+        if not ended:  # pragma: no cover - both loops run until one of them ends
+            raise AssertionError("the connection's loops ended without a reason")
+        return ended[0]
+
+
+class _Retry(Exception):
+    """This connection failed; ``was_up`` if it had been established."""
+
+    def __init__(self, message: str, *, was_up: bool = False) -> None:
+        super().__init__(message)
+        self.was_up = was_up
+
+
+class _Fatal(Exception):
+    """Do not retry."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Reconnect(Exception):
+    """The server asked us to move to a new connection."""
+
+
+async def run(
+    receive: trio.MemoryReceiveChannel[LinkInput],
+    events: trio.MemorySendChannel[Event],
+    *,
+    name: str,
+    codec_factory: Callable[[], WireCodec],
+    target: ConnectTarget,
+    instructions: InstructionsSource,
+    policy: ReconnectPolicy | None = None,
+    seed: int | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a provider link until cancelled, rejected, or out of retries.
+
+    Args:
+        receive: converted audio (``FrameBatch``) and controls, in order.
+        events: where decoded events, errors and connection events go.
+        name: the provider's name, for events and messages.
+        codec_factory: makes a fresh codec for each connection.
+        target: URL, headers and secrets.
+        instructions: fetched on every (re)connect.
+        policy: reconnect and buffering policy.
+        seed: seeds the backoff jitter (tests).
+
+    Reports readiness at once: audio sent before the first connection is up waits
+    in the outbox. Returns after a non-recoverable ``ErrorEvent`` (handshake
+    rejected, out of retries). Closes ``events`` on exit.
+    """
+    link = _Link(
+        name=name,
+        codec_factory=codec_factory,
+        target=target,
+        events=events,
+        instructions=instructions,
+        policy=policy or ReconnectPolicy(),
+        rng=random.Random(seed),
+    )
+    with events:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(link.pump, receive)
+            task_status.started()
+            await link.serve()
+            nursery.cancel_scope.cancel()
