@@ -1,0 +1,138 @@
+"""Frame throughput over a real websocket: the whole session with the OpenAI link.
+
+48 kHz stereo int16 -> 24 kHz mono 20 ms frames, through ``open_session`` with a
+non-realtime :class:`ArrayCapture` and :class:`voxtrio.OpenAIRealtime` pointed at a
+minimal websocket server on 127.0.0.1 that only counts the audio it receives (so the
+numbers are the client's cost: JSON + base64 encoding, websocket framing and the TCP
+loopback), next to the same session with the in-process ``RecordingProvider`` (no
+wire at all) in the same run. Each path's best run is reported.
+
+A run is timed from entering ``open_session`` until the server has every sample (the
+client's ``input_audio_buffer.commit`` after the last append arrived). Columns:
+output frames per second, times realtime, the ratio to the in-process session, and
+whether every sample arrived exactly (count checked against the one-shot conversion).
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import json
+import math
+import time
+from functools import partial
+
+import trio
+import trio_websocket
+
+from benchmarks.bench_pipeline import SOURCE, TARGET, Int16, make_input
+from voxtrio.actors.capture import ArrayCapture
+from voxtrio.codecs.convert import convert_oneshot
+from voxtrio.runtime import open_session
+from voxtrio.runtime.providers import OpenAIRealtime
+from voxtrio.testing.inprocess import RecordingProvider
+
+FRAME_MS = 20
+
+
+class CountingServer:
+    """Accepts one session at a time; counts appended samples until a commit."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.appends = 0
+        self.committed = trio.Event()
+
+    def reset(self) -> None:
+        self.samples = 0
+        self.appends = 0
+        self.committed = trio.Event()
+
+    async def handler(self, request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.send_message(json.dumps({"type": "session.created", "event_id": "e0"}))
+        try:
+            while True:
+                message = await ws.get_message()
+                event = json.loads(message)
+                kind = event.get("type")
+                if kind == "input_audio_buffer.append":
+                    self.samples += len(base64.b64decode(event["audio"])) // 2
+                    self.appends += 1
+                elif kind == "input_audio_buffer.commit":
+                    self.committed.set()
+        except trio_websocket.ConnectionClosed:
+            pass
+
+
+async def run_over_websocket(server: CountingServer, url: str, pcm: Int16) -> tuple[float, int]:
+    server.reset()
+    provider = OpenAIRealtime(
+        model="gpt-realtime", api_key="bench-key", base_url=url, turn_detection=None
+    )
+    capture = ArrayCapture(pcm, SOURCE)
+    t0 = time.perf_counter()
+    async with open_session(provider, capture=capture, realtime_playback=False) as session:
+        await server.committed.wait()
+        elapsed = time.perf_counter() - t0
+        await session.aclose()
+    return elapsed, server.samples
+
+
+async def run_in_process(pcm: Int16) -> tuple[float, int]:
+    provider = RecordingProvider(input_format=TARGET, input_frame_ms=FRAME_MS, record=False)
+    capture = ArrayCapture(pcm, SOURCE)
+    t0 = time.perf_counter()
+    async with open_session(provider, capture=capture, realtime_playback=False) as session:
+        await provider.input_ended.wait()
+        elapsed = time.perf_counter() - t0
+        await session.aclose()
+    return elapsed, provider.samples_received
+
+
+async def measure(seconds: float, repeats: int) -> None:
+    pcm = make_input(seconds)
+    expected = convert_oneshot(pcm, SOURCE, TARGET).shape[0]
+    server = CountingServer()
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(
+            partial(trio_websocket.serve_websocket, server.handler, "127.0.0.1", 0, None)
+        )
+        url = f"ws://127.0.0.1:{listener.port}/v1/realtime"
+        best = {"websocket": math.inf, "in-process": math.inf}
+        samples = {"websocket": 0, "in-process": 0}
+        for _ in range(repeats):
+            for name in best:
+                gc.collect()
+                if name == "websocket":
+                    elapsed, got = await run_over_websocket(server, url, pcm)
+                else:
+                    elapsed, got = await run_in_process(pcm)
+                best[name] = min(best[name], elapsed)
+                samples[name] = got
+        nursery.cancel_scope.cancel()
+
+    frames = math.ceil(expected / (TARGET.sample_rate * FRAME_MS / 1000))
+    print(
+        f"input: {seconds:g} s of 48 kHz stereo -> 24 kHz mono {FRAME_MS} ms frames "
+        f"({expected} samples, {frames} frames); best of {repeats} runs"
+    )
+    header = f"{'session path':44s} {'frames/s':>9s} {'x RT':>6s} {'x in-proc':>9s} {'ok':>3s}"
+    print(header)
+    print("-" * len(header))
+    ref = frames / best["in-process"]
+    for name, label in (
+        ("in-process", "in-process RecordingProvider (no wire)"),
+        ("websocket", "OpenAIRealtime over ws://127.0.0.1"),
+    ):
+        fps = frames / best[name]
+        ok = "yes" if samples[name] == expected else f"NO ({samples[name]})"
+        print(f"{label:44s} {fps:9,.0f} {seconds / best[name]:6.0f} {fps / ref:9.2f} {ok:>3s}")
+
+
+def main(quick: bool = False) -> None:
+    trio.run(measure, 5.0 if quick else 60.0, 2 if quick else 5)
+
+
+if __name__ == "__main__":
+    main()
