@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import trio
@@ -34,3 +36,22 @@ def test_describe_prints_the_events_that_matter() -> None:
     assert "hi there" in line
     assert demo.describe(voxtrio.ErrorEvent("boom", code="x")) == "error [x]: boom"
     assert demo.describe(voxtrio.SubscriberLagged(3)) is None
+
+
+def test_the_readme_example_names_real_api() -> None:
+    """Every ``voxtrio.X`` the README's example uses exists, and the example compiles."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks
+    for block in blocks:
+        tree = ast.parse(block)
+        used = {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "voxtrio"
+        }
+        assert used
+        missing = sorted(name for name in used if not hasattr(voxtrio, name))
+        assert missing == []
