@@ -28,7 +28,13 @@ from voxtrio.actors.capture import (
 )
 from voxtrio.codecs import AudioFormat, AudioFrame, concat_frames, write_wav
 from voxtrio.codecs.convert import convert_oneshot
-from voxtrio.messages import EndOfInput, ErrorEvent, Event, InputTranscriptionDelta
+from voxtrio.messages import (
+    AudioDropped,
+    EndOfInput,
+    ErrorEvent,
+    Event,
+    InputTranscriptionDelta,
+)
 from voxtrio.runtime import open_session
 from voxtrio.testing.inprocess import RecordingProvider
 
@@ -411,6 +417,72 @@ async def test_mic_capture_hands_blocks_from_the_audio_thread_to_trio(
     assert stream.closed
     assert np.array_equal(concat_frames(frames), np.concatenate(stream.sent[: len(frames)]))
     check_contiguous(frames)
+
+
+async def test_mic_capture_reports_blocks_dropped_on_the_audio_thread_and_keeps_pts(
+    fake_sounddevice: type[FakeInputStream],
+) -> None:
+    """The consumer is held up (its drop report cannot be delivered), so blocks pile
+    up and the audio thread must drop some: each drop is counted, reported, and the
+    next delivered frame's pts skips exactly the dropped samples."""
+    fake_sounddevice.blocks = 100
+    with trio.fail_after(30):
+        fmt = AudioFormat(16_000)
+        send, receive = trio.open_memory_channel[AudioFrame](0)
+        ev_send, ev_receive = trio.open_memory_channel[Event](0)
+        counter = EdgeCounter("capture")
+        frames: list[AudioFrame] = []
+        reports: list[AudioDropped] = []
+
+        async def read_frames() -> None:
+            async for frame in receive:
+                frames.append(frame)
+
+        async def read_events() -> None:
+            async for event in ev_receive:
+                assert isinstance(event, AudioDropped)
+                reports.append(event)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: MicCapture(fmt).run(
+                    send, events=ev_send, counter=counter, task_status=task_status
+                )
+            )
+            stream = fake_sounddevice.instances[0]
+            # Nobody reads frames or events until the audio thread is done.
+            await trio.to_thread.run_sync(stream.thread.join)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(read_frames)
+            nursery.start_soon(read_events)
+            await trio.testing.wait_all_tasks_blocked()
+            # The queue has drained; blocks captured now follow the gap.
+            for _ in range(3):
+                await trio.to_thread.run_sync(
+                    lambda: stream.callback(stream._block(), stream.blocksize, None, None)
+                )
+                await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    sent = np.concatenate(stream.sent[: fake_sounddevice.blocks + 3])
+    block = stream.blocksize
+    # The queue between the threads holds 32 blocks: at least the rest were dropped.
+    assert counter.dropped_frames >= fake_sounddevice.blocks - 32 - 1
+    assert frames
+    for frame in frames:
+        assert frame.pts % block == 0
+        assert np.array_equal(frame.pcm, sent[frame.pts : frame.pts + frame.samples])
+    assert [f.pts for f in frames] == sorted({f.pts for f in frames})
+    # The blocks after the gap arrived, at their true position in the stream.
+    assert [f.pts for f in frames[-3:]] == [(fake_sounddevice.blocks + i) * block for i in range(3)]
+    gaps = [b.pts - a.pts - a.samples for a, b in itertools.pairwise(frames)]
+    # Every sample of the stream is either in a frame, or in a gap (or before the
+    # first frame: blocks the held-up sender dropped).
+    total = (fake_sounddevice.blocks + 3) * block
+    assert frames[0].pts + sum(f.samples for f in frames) + sum(gaps) == total
+    assert counter.frames == len(frames)
+    reported = sum(r.frames for r in reports)
+    assert 0 < reported <= counter.dropped_frames
+    assert reports[-1].total_frames <= counter.dropped_frames
 
 
 async def test_mic_capture_without_sounddevice_says_what_to_install(

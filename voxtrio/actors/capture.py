@@ -88,6 +88,14 @@ class _Sender:
         c.frames += 1
         c.samples += frame.samples
 
+    async def dropped_upstream(self, frames: int, samples: int) -> None:
+        """Account for chunks the source dropped before they reached this sender
+        (already in the counter); reported under the same policy."""
+        self._unreported_frames += frames
+        self._unreported_samples += samples
+        if trio.current_time() - self._last_report >= _REPORT_INTERVAL_S:
+            await self.report()
+
     async def report(self) -> None:
         if not self._unreported_frames:
             return
@@ -233,6 +241,10 @@ class ByteStreamCapture:
         fmt: the format of its bytes.
         chunk_ms: chunk length.
         max_read: bytes asked for per ``receive_some`` call.
+        realtime: True (default) for a live source: never block it, drop what the
+            pipeline cannot take (counted and reported). False for a source that can
+            wait, such as a file piped in faster than real time: the capture then
+            stops reading while the pipeline is full, and nothing is lost.
     """
 
     def __init__(
@@ -289,7 +301,9 @@ class MicCapture:
     """Capture from the default microphone through ``sounddevice`` (``voxtrio[mic]``).
 
     The audio callback runs on PortAudio's thread and hands blocks to trio through
-    a bounded queue with the live drop policy.
+    a bounded queue with the live drop policy: a block that finds the queue full is
+    dropped, counted and reported as ``AudioDropped(edge="capture")``, and the next
+    block's pts skips the dropped samples, so pts stay tied to the microphone's clock.
     """
 
     def __init__(self, fmt: AudioFormat, *, chunk_ms: FrameMs = 20, device: Any = None) -> None:
@@ -314,16 +328,22 @@ class MicCapture:
                 "MicCapture needs the optional 'sounddevice' package: pip install 'voxtrio[mic]'"
             ) from exc
         token = trio.lowlevel.current_trio_token()
-        blocks_tx, blocks_rx = trio.open_memory_channel[np.ndarray](32)
+        # Each accepted block travels with the drops just before it, so the consumer
+        # knows exactly where the gaps are.
+        blocks_tx, blocks_rx = trio.open_memory_channel[tuple[int, int, np.ndarray]](32)
+        lost = [0, 0]  # blocks and samples dropped since the last accepted block
 
         def deliver(block: np.ndarray) -> None:  # runs in trio's thread
             try:
-                blocks_tx.send_nowait(block)
+                blocks_tx.send_nowait((lost[0], lost[1], block))
+                lost[0] = lost[1] = 0
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 # Full, or the capture already ended (a block PortAudio delivered while
                 # the stream stopped): an exception here would crash the trio run.
                 counter.dropped_frames += 1
                 counter.dropped_samples += block.shape[0]
+                lost[0] += 1
+                lost[1] += block.shape[0]
 
         def callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
             block = indata.copy()
@@ -344,7 +364,10 @@ class MicCapture:
             pts = 0
             with stream:
                 task_status.started()
-                async for block in blocks_rx:
+                async for frames_lost, samples_lost, block in blocks_rx:
+                    if frames_lost:
+                        pts += samples_lost
+                        await sender.dropped_upstream(frames_lost, samples_lost)
                     frame = AudioFrame(block, self._fmt.sample_rate, pts, 0)
                     pts += block.shape[0]
                     await sender.send(frame)
