@@ -201,6 +201,17 @@ def clean(text: str) -> str:
     return re.sub("[\ud800-\udfff]", "\ufffd", text)
 
 
+def item_text(text: str) -> str:
+    """What an item keeps of a text: a surrogate pair becomes its character, a lone
+    surrogate U+FFFD."""
+
+    def join(pair: re.Match[str]) -> str:
+        high, low = pair.group()[0], pair.group()[1]
+        return chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(low) - 0xDC00))
+
+    return clean(re.sub("[\ud800-\udbff][\udc00-\udfff]", join, text))
+
+
 def expected(item: Item) -> tuple[str, dict[str, Any]]:
     """The parsed form of an item's line."""
     cleaned: dict[str, Any] = {
@@ -545,7 +556,9 @@ def test_user_turns_keep_the_order_they_were_spoken(events: list[Event]) -> None
     assert users == spoken
     # every completion's text is recorded (a do-nothing builder fails here)
     texts = {
-        e.item_id: clean(e.transcript) for e in events if isinstance(e, InputTranscriptionCompleted)
+        e.item_id: item_text(e.transcript)
+        for e in events
+        if isinstance(e, InputTranscriptionCompleted)
     }
     assert {i.item_id: i.text for i in items if isinstance(i, UserItem)} == texts
     # each user turn comes before the reply to it
