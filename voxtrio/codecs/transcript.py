@@ -511,6 +511,16 @@ class TranscriptBuilder:
       reserve the item's place (see "Ordering of items" in the module docstring);
     * everything else is ignored.
 
+    Resuming (``items`` given): the prior items stay as they are, and new ones go
+    after them. Provider ids (item, response and call ids) are unique within one
+    provider conversation only, and a resumed call is a new one: a provider may
+    well hand out ``item_1`` again. So when this builder first hears of an id that
+    a prior item already has, the new item is stored under a fresh one (``id~2``,
+    ``id~3``, ...) and every later event of this run naming that id maps to it;
+    a prior item is never overwritten, moved or marked interrupted by this run.
+    The one exception: a ``ToolResult`` for a prior call that has no result yet
+    answers that call.
+
     Args:
         items: the transcript so far (e.g. a store's, on resume); new items go after it.
     """
@@ -534,6 +544,22 @@ class TranscriptBuilder:
         self._tool_names: dict[str, str] = {
             i.call_id: i.name for i in self._items.values() if isinstance(i, ToolCallItem)
         }
+        # (space, provider id) -> the id this run stores it under; see the docstring.
+        self._local: dict[tuple[str, str], str] = {}
+
+    def _id(self, space: Literal["user", "assistant", "tool"], raw: str, *taken: str) -> str:
+        """The id this run stores the provider's id ``raw`` under: ``raw`` itself,
+        unless an item with one of the key prefixes ``taken`` (default: ``space``)
+        and that id exists already when this run first hears of ``raw``."""
+        local = self._local.get((space, raw))
+        if local is None:
+            prefixes = taken or (space,)
+            local, n = raw, 1
+            while any(f"{prefix}:{local}" in self._slots for prefix in prefixes):
+                n += 1
+                local = f"{raw}~{n}"
+            self._local[(space, raw)] = local
+        return local
 
     @property
     def items(self) -> list[Item]:
@@ -588,15 +614,15 @@ class TranscriptBuilder:
         """Fold one event in; returns the items it made or changed (usually 0 or 1)."""
         match event:
             case SpeechStarted(item_id=str(item_id), pts=pts):
-                self._reserve(f"user:{item_id}", pts)
+                self._reserve(f"user:{self._id('user', item_id)}", pts)
             case InputTranscriptionDelta(item_id=str(item_id)):
-                self._reserve(f"user:{item_id}")
+                self._reserve(f"user:{self._id('user', item_id)}")
             case InputTranscriptionCompleted():
                 return self._user_done(event, created_s)
             case ReplyStarted(response_id=response_id):
                 self._open_response = response_id
             case ReplyTextDelta(item_id=str(item_id)):
-                self._reserve(f"assistant:{item_id}")
+                self._reserve(f"assistant:{self._id('assistant', item_id)}")
             case ReplyTextDone():
                 return self._assistant_done(event, created_s)
             case ReplyInterrupted(response_id=response_id):
@@ -604,14 +630,16 @@ class TranscriptBuilder:
             case ReplyDone(response_id=response_id):
                 if response_id is None or response_id == self._open_response:
                     self._open_response = None
-            case ToolCall(call_id=call_id, name=name, arguments=arguments):
+            case ToolCall(call_id=raw_id, name=name, arguments=arguments):
+                call_id = self._id("tool", raw_id, "tool_call", "tool_result")
                 self._tool_names[call_id] = name
                 key = f"tool_call:{call_id}"
                 slot = self._slots.get(key) or self._append_slot(key)
                 old = self._items.get(key)
                 created = old.created_s if old is not None else created_s
                 return self._put(ToolCallItem(call_id, name, arguments, slot.seq, created))
-            case ToolResult(call_id=call_id, output=output):
+            case ToolResult(call_id=raw_id, output=output):
+                call_id = self._id("tool", raw_id, "tool_result")  # may answer a prior call
                 key = f"tool_result:{call_id}"
                 slot = self._slots.get(key) or self._append_slot(key)
                 old = self._items.get(key)
@@ -623,7 +651,8 @@ class TranscriptBuilder:
         return []
 
     def _user_done(self, event: InputTranscriptionCompleted, created_s: float | None) -> list[Item]:
-        key = f"user:{event.item_id}"
+        item_id = self._id("user", event.item_id)
+        key = f"user:{item_id}"
         moved: list[Item] = []
         slot = self._slots.get(key)
         if slot is None:
@@ -650,7 +679,7 @@ class TranscriptBuilder:
         if isinstance(old, UserItem):
             item = attrs.evolve(old, text=event.transcript, pts=old.pts if pts is None else pts)
         else:
-            item = UserItem(event.item_id, event.transcript, slot.seq, pts, created_s)
+            item = UserItem(item_id, event.transcript, slot.seq, pts, created_s)
         return moved + self._put(item)
 
     def _assistant_done(self, event: ReplyTextDone, created_s: float | None) -> list[Item]:
@@ -660,6 +689,7 @@ class TranscriptBuilder:
             item_id = f"response:{event.response_id}"
         else:
             item_id = f"~{self._next_seq}"
+        item_id = self._id("assistant", item_id)
         key = f"assistant:{item_id}"
         slot = self._slots.get(key) or self._append_slot(key)
         response_id = event.response_id
@@ -687,7 +717,9 @@ class TranscriptBuilder:
         if target is not None:
             self._interrupted_responses.add(target)
             for key, item in list(self._items.items()):
-                if isinstance(item, AssistantItem) and item.response_id == target:
+                # Only this run's: response ids repeat across provider conversations.
+                mine = self._slots[key].mine
+                if mine and isinstance(item, AssistantItem) and item.response_id == target:
                     changed += self._mark(key, item)
             return changed
         if self._last_assistant is not None:
