@@ -17,8 +17,9 @@ committed within :data:`DURABILITY_BOUND_S` (200 ms): it waits at most one inter
 for its batch, then at most for the write in flight and its own. A commit survives the
 process being killed (SIGKILL) at any moment after it; with ``synchronous="FULL"`` it
 also survives a power loss. When the actor's input ends, everything pending is written
-before it returns; when it is cancelled, it still tries to, shielded, for up to
-``close_timeout_s``.
+before it returns; when it is cancelled, everything pending and everything already in
+its input channel is still written, shielded. Either way the last writes get at most
+``close_timeout_s``; what is not written by then is reported as lost.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "instructions_source",
     "request_snapshot",
     "check_session_id",
+    "check_store",
     "run",
 ]
 
@@ -151,6 +153,18 @@ class TranscriptStore(Protocol):
     async def append(self, session_id: str, items: Sequence[Item]) -> None:
         """Upsert ``items``; when it returns they are stored (committed)."""
         ...
+
+
+def check_store(store: object) -> TranscriptStore:
+    """``store`` if it is a transcript store (an instance, not a class).
+
+    Raises:
+        TypeError: it is not.
+    """
+    if isinstance(store, type) or not isinstance(store, TranscriptStore):
+        hint = " (a class: did you forget the parentheses?)" if isinstance(store, type) else ""
+        raise TypeError(f"store must be a transcript store, got {store!r}{hint}")
+    return store
 
 
 def check_session_id(session_id: object) -> str:
@@ -437,6 +451,8 @@ class _Writer:
         self.input_done = False
         self.failures = 0
         self.written = 0
+        self.gave_up = False  # reported as lost (non-recoverable) already
+        self.last_error: BaseException | None = None
         self._changed = trio.Event()
         self._space = trio.Event()
 
@@ -448,13 +464,17 @@ class _Writer:
             self._changed = trio.Event()
         await self._changed.wait()
 
-    async def add(self, items: Iterable[Item]) -> None:
-        """Queue items; waits while ``max_pending`` are queued (the disk is behind)."""
+    def add_nowait(self, items: Iterable[Item]) -> None:
+        """Queue items, whatever is pending already."""
         for item in items:
             self.pending[item.key] = item
         if self.first_pending_at is None and self.pending:
             self.first_pending_at = trio.current_time()
         self._notify()
+
+    async def add(self, items: Iterable[Item]) -> None:
+        """Queue items; waits while ``max_pending`` are queued (the disk is behind)."""
+        self.add_nowait(items)
         while len(self.pending) >= self.max_pending:
             if self._space.is_set():
                 self._space = trio.Event()
@@ -500,7 +520,9 @@ class _Writer:
             if not isinstance(exc, _STORE_ERRORS):
                 raise
             self.failures += 1
+            self.last_error = exc
             final = self.input_done and self.failures >= 3
+            self.gave_up = final
             await self._report(exc, final)
             return False
         self.failures = 0
@@ -508,8 +530,12 @@ class _Writer:
         return True
 
     async def flush(self) -> None:
-        """Write whatever is pending (for the shielded close path)."""
-        while self.pending and self.failures < 3:
+        """Write whatever is pending, in up to three attempts (for the close path:
+        no more input will come, so a third failure gives up)."""
+        self.input_done = True
+        attempts = 0
+        while self.pending and attempts < 3 and not self.gave_up:
+            attempts += 1
             await self.write_once()
 
     async def _report(self, exc: BaseException, final: bool) -> None:
@@ -524,10 +550,55 @@ class _Writer:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.errors.send(event)
 
+    def report_lost_nowait(self, close_timeout_s: float) -> None:
+        """Report what is still pending as lost (at the very end, maybe cancelled:
+        without waiting; dropped if the error channel is full or gone)."""
+        self.gave_up = True
+        message = (
+            f"gave up storing {len(self.pending)} transcript items of session "
+            f"{self.session_id!r}: not written within close_timeout_s ({close_timeout_s:g} s)"
+        )
+        if self.last_error is not None:
+            exc = self.last_error
+            message += f"; last error: {type(exc).__name__}: {exc}"
+        event = ErrorEvent(message, code="store_failed", source="store", recoverable=False)
+        if self.errors is None:
+            return
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            self.errors.send_nowait(event)
+
 
 async def _answer(request: SnapshotRequest, items: list[Item]) -> None:
     with request.reply, contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await request.reply.send(items)
+
+
+def _take_buffered(
+    receive: trio.MemoryReceiveChannel[StoreInput],
+    builder: TranscriptBuilder,
+    writer: _Writer,
+    clock: Callable[[], float],
+) -> None:
+    """Fold in what is already in the actor's input but was not read (it was
+    cancelled): whoever sent it -- the hub -- has published it, so a subscriber may
+    have seen it. Snapshot requests there are answered (or at least closed)."""
+    while True:
+        try:
+            message = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        if isinstance(message, SnapshotRequest):
+            with (
+                message.reply,
+                contextlib.suppress(
+                    trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+                ),
+            ):
+                message.reply.send_nowait(builder.items)
+            continue
+        writer.add_nowait(builder.feed(message, created_s=clock()))
 
 
 async def run(
@@ -552,9 +623,11 @@ async def run(
     oldest pending one, whichever comes first. :class:`SnapshotRequest` messages are
     answered at once with every item so far, stored or not.
 
-    When ``receive`` ends, everything pending is committed before returning. When
-    cancelled, pending items are still written, shielded, for up to
-    ``close_timeout_s``; what cannot be written then is lost (and reported).
+    When ``receive`` ends, everything pending is committed before returning, for
+    up to ``close_timeout_s``. When cancelled, pending items -- and the events
+    already in ``receive``'s buffer -- are still written, shielded, for up to
+    ``close_timeout_s``. What cannot be written in that time is lost, and reported
+    as a non-recoverable ``ErrorEvent`` on ``errors``.
 
     Store faults (disk full, database locked) are sent as
     ``ErrorEvent(code="store_failed", source="store")`` on ``errors`` (closed on
@@ -574,8 +647,7 @@ async def run(
         ValueError, TypeError: bad arguments.
     """
     check_session_id(session_id)
-    if not isinstance(store, TranscriptStore):
-        raise TypeError(f"store must be a transcript store, got {store!r}")
+    check_store(store)
     if not (flush_interval_s >= 0 and math.isfinite(flush_interval_s)):
         raise ValueError(f"flush_interval_s must be finite and >= 0, got {flush_interval_s}")
     if not (close_timeout_s >= 0 and math.isfinite(close_timeout_s)):
@@ -602,6 +674,7 @@ async def run(
         except _STORE_ERRORS as exc:
             await writer._report(exc, final=False)
         builder = TranscriptBuilder(prior)
+        deadline = math.inf  # for the last writes; set when they begin
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(writer.run)
@@ -614,7 +687,14 @@ async def run(
                     if changed:
                         await writer.add(changed)
                 writer.finish()
+                # The input ended: the last writes get close_timeout_s, no more.
+                deadline = trio.current_time() + close_timeout_s
+                nursery.cancel_scope.deadline = deadline
         finally:
-            if writer.pending:
-                with trio.CancelScope(shield=True), trio.move_on_after(close_timeout_s):
+            _take_buffered(receive, builder, writer, clock)
+            if writer.pending and not writer.gave_up:
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = min(deadline, trio.current_time() + close_timeout_s)
                     await writer.flush()
+                if writer.pending and not writer.gave_up:
+                    writer.report_lost_nowait(close_timeout_s)

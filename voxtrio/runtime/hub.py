@@ -187,39 +187,46 @@ class EventHub:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Route events from ``receive`` until it ends, then close ``store`` and
-        ``playback``, pass on what the store reports on ``store_errors`` while it
-        finishes, and end every subscriber.
+        ``playback``, and end every subscriber once ``store_errors`` has ended too.
 
         :class:`SnapshotRequest` messages on ``receive`` go to the store in order
         with the events, so a snapshot requested after an event was sent includes
         it. Without a store they are answered with no items.
+
+        What the store reports on ``store_errors`` is passed to the subscribers as
+        it comes, while the session runs (a store fault is news the app needs now,
+        and a store blocked on reporting would stall the events behind it) and
+        while the store finishes after ``receive`` ended: its last reports reach
+        the subscribers before they end. The store must close ``store_errors``
+        when it is done.
         """
         try:
             with receive:
-                task_status.started()
-                await self._open.wait()
-                async for event in receive:
-                    if isinstance(event, ReplyAudio):
-                        if playback is not None:
+                async with trio.open_nursery() as nursery:
+                    if store_errors is not None:
+                        nursery.start_soon(self._relay, store_errors)
+                    task_status.started()
+                    await self._open.wait()
+                    async for event in receive:
+                        if isinstance(event, ReplyAudio):
+                            if playback is not None:
+                                playback = await _to_playback(playback, event)
+                            continue
+                        if isinstance(event, SnapshotRequest):
+                            if store is not None:
+                                await store.send(event)
+                            else:
+                                await _answer_empty(event)
+                            continue
+                        if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
                             playback = await _to_playback(playback, event)
-                        continue
-                    if isinstance(event, SnapshotRequest):
                         if store is not None:
                             await store.send(event)
-                        else:
-                            await _answer_empty(event)
-                        continue
-                    if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
-                        playback = await _to_playback(playback, event)
-                    if store is not None:
-                        await store.send(event)
-                    self.publish_nowait(event)
-            if store is not None:
-                store.close()
-            if store_errors is not None:
-                with store_errors:
-                    async for event in store_errors:
                         self.publish_nowait(event)
+                    # The store finishes (and makes its last reports) once its input
+                    # ends; the relay returns when it closes ``store_errors``.
+                    if store is not None:
+                        store.close()
         finally:
             self._ended = True
             for sub in self._subs:
@@ -230,6 +237,12 @@ class EventHub:
                 store_errors.close()
             if playback is not None:
                 playback.close()
+
+    async def _relay(self, store_errors: trio.MemoryReceiveChannel[Event]) -> None:
+        with store_errors:
+            await self._open.wait()  # subscribers made before the start see these too
+            async for event in store_errors:
+                self.publish_nowait(event)
 
 
 async def _answer_empty(request: SnapshotRequest) -> None:

@@ -378,7 +378,9 @@ async def open_session(
             ``ByteStreamCapture``, ``MicCapture``); None for push mode
             (:meth:`Session.send_audio`).
         store: a transcript store (``MemoryTranscriptStore()`` by default, or
-            ``SqliteTranscriptStore(path)``).
+            ``SqliteTranscriptStore(path)``); the app owns it (closes it). Its
+            faults (a locked or full disk) reach subscribers as they happen, as
+            ``ErrorEvent(source="store")``, and are retried; the session goes on.
         session_id: names the conversation in the store; reuse it to resume a call.
             A random one by default.
         output_format: the output track (default: the provider's output format).
@@ -391,7 +393,11 @@ async def open_session(
         subscriber_buffer: default queue length per subscriber.
         audio_buffer: capacity in messages of the audio channels.
         close_timeout_s: how long leaving the block may wait for the transcript
-            store to flush, even when cancelled.
+            store's last writes, even when cancelled (then shielded). Every
+            transcript a subscriber saw is written unless the store fails or is
+            slower than this; what is lost is reported to subscribers as an
+            ``ErrorEvent(source="store", recoverable=False)`` (not when cancelled:
+            the subscriptions end at once then).
 
     Raises:
         ValueError: bad arguments, or a provider that cannot start (e.g.
@@ -402,8 +408,8 @@ async def open_session(
         raise TypeError(f"provider must implement voxtrio's Provider protocol, got {provider!r}")
     if store is None:
         store = MemoryTranscriptStore()
-    elif not isinstance(store, TranscriptStore):
-        raise TypeError(f"store must be a transcript store, got {store!r}")
+    else:
+        store_actor.check_store(store)
     if instructions is not None and not isinstance(instructions, str):
         raise TypeError(f"instructions must be a str or None, got {type(instructions).__name__}")
     provider.check()
