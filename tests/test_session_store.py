@@ -737,6 +737,55 @@ async def test_a_database_this_version_cannot_read_is_a_fault_not_a_crash(
     conn.close()
 
 
+def _raw_rows(db: Path) -> list[tuple[str, int]]:
+    """(item key, seq) of every row, in stored order, read with plain sqlite3."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT item_key, seq FROM items ORDER BY seq, item_key").fetchall()
+    finally:
+        conn.close()
+    return [(json.loads(key), seq) for key, seq in rows]
+
+
+@pytest.mark.parametrize("fault", ["locked", "damaged"])
+async def test_a_stored_transcript_that_cannot_be_read_is_a_fault_not_a_crash(
+    tmp_path: Path, fault: str
+) -> None:
+    """The old turns cannot be read at the start (the database is locked for a
+    moment, or a row was damaged by hand): reported, the call goes on with the
+    base instructions, and its new turns are stored after the old ones."""
+    db = tmp_path / "t.sqlite3"
+    with SqliteTranscriptStore(db) as store:
+        await store.append("s", [UserItem("old", "from an earlier call", 0)])
+    other = sqlite3.connect(db, isolation_level=None)
+    if fault == "damaged":
+        other.execute("UPDATE items SET data = 'not json'")
+    else:
+        other.execute("BEGIN EXCLUSIVE")
+    provider = RecordingProvider()
+    try:
+        with trio.fail_after(30):
+            store = SqliteTranscriptStore(db, busy_timeout_s=0)
+            async with open_session(
+                provider, instructions=BASE, store=store, session_id="s"
+            ) as session:
+                sub = session.subscribe()
+                error = await wait_for(sub, ErrorEvent)
+                assert (error.source, error.code) == ("store", "store_failed")
+                assert "could not read the stored transcript" in error.message
+                if fault == "locked":
+                    other.execute("ROLLBACK")
+                await provider.connected.wait()
+                await provider.emit(InputTranscriptionCompleted("new", "a new turn"))
+                assert await wait_for(sub, InputTranscriptionCompleted)
+            store.close()
+    finally:
+        other.close()
+    assert provider.instructions == [BASE]
+    rows = _raw_rows(db)
+    assert [key for key, _ in rows] == ["user:old", "user:new"]
+
+
 async def test_a_final_flush_that_fails_is_reported_before_the_subscription_ends(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -372,7 +372,10 @@ class SqliteTranscriptStore:
                 return []
             conn = self._connect()
             rows = conn.execute(_SELECT, (session_id,)).fetchall()
-        return [decode_item(data) for (data,) in rows]
+        try:
+            return [decode_item(data) for (data,) in rows]
+        except ValueError as exc:  # a damaged or hand-edited file: a fault, not a bug
+            raise sqlite3.DatabaseError(f"{self._path} holds a damaged item: {exc}") from None
 
     # -- public
 
@@ -550,6 +553,16 @@ class _Writer:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.errors.send(event)
 
+    async def report_read_failed(self, exc: BaseException) -> None:
+        message = (
+            f"could not read the stored transcript of session {self.session_id!r}; the "
+            f"call goes on without it: {type(exc).__name__}: {exc}"
+        )
+        if self.errors is not None:
+            event = ErrorEvent(message, code="store_failed", source="store")
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.errors.send(event)
+
     def report_lost_nowait(self, close_timeout_s: float) -> None:
         """Report what is still pending as lost (at the very end, maybe cancelled:
         without waiting; dropped if the error channel is full or gone)."""
@@ -617,7 +630,9 @@ async def run(
     """Record the session's events in ``store`` until ``receive`` ends.
 
     On start, loads the stored transcript of ``session_id`` (so a resumed session
-    continues it), then reports readiness. Events are folded into items (see
+    continues it), then reports readiness. If it cannot (a locked or damaged
+    database), that is reported and the session goes on without the old turns;
+    new items are still stored after them. Events are folded into items (see
     :class:`~voxtrio.codecs.transcript.TranscriptBuilder`); changed items are
     committed when ``batch_items`` are pending or ``flush_interval_s`` after the
     oldest pending one, whichever comes first. :class:`SnapshotRequest` messages are
@@ -669,11 +684,16 @@ async def run(
             max_pending=max_pending,
         )
         prior: list[Item] = []
+        first_seq = 0
         try:
             prior = await store.snapshot(session_id)
         except _STORE_ERRORS as exc:
-            await writer._report(exc, final=False)
-        builder = TranscriptBuilder(prior)
+            # Go on without the old turns (the instructions will lack them), but
+            # number the new ones from the wall clock in ms, so they still sort after
+            # whatever is stored (a transcript's seqs count its items).
+            first_seq = int(clock() * 1000)
+            await writer.report_read_failed(exc)
+        builder = TranscriptBuilder(prior, first_seq=first_seq)
         deadline = math.inf  # for the last writes; set when they begin
         try:
             async with trio.open_nursery() as nursery:

@@ -523,9 +523,13 @@ class TranscriptBuilder:
 
     Args:
         items: the transcript so far (e.g. a store's, on resume); new items go after it.
+        first_seq: the least ``seq`` a new item gets (new items go after ``items``
+            anyway).
     """
 
-    def __init__(self, items: Iterable[Item] = ()) -> None:
+    def __init__(self, items: Iterable[Item] = (), *, first_seq: int = 0) -> None:
+        if isinstance(first_seq, bool) or not isinstance(first_seq, int):
+            raise TypeError(f"first_seq must be an int, got {first_seq!r}")
         prior = sorted(_check_items(items), key=lambda i: i.seq)
         self._items: dict[str, Item] = {}
         self._order: list[_Slot] = []
@@ -537,7 +541,7 @@ class TranscriptBuilder:
             self._order.append(slot)
             self._slots[item.key] = slot
             self._items[item.key] = item
-        self._next_seq = (prior[-1].seq + 1) if prior else 0
+        self._next_seq = max(first_seq, (prior[-1].seq + 1) if prior else 0)
         self._open_response: str | None = None
         self._interrupted_responses: set[str] = set()
         self._last_assistant: str | None = None
