@@ -21,10 +21,16 @@ connection. While disconnected, audio beyond ``outage_buffer_s`` is dropped olde
 first, counted and reported as ``AudioDropped(edge="link_buffer")``; controls are
 never dropped. While connected, a full outbox pushes back on the input channel.
 
-What a server-initiated close handshake loses: nothing (messages sent before our
-close reply reached the server). What an abrupt TCP drop can lose: messages already
-handed to the kernel but never read by the server -- the protocols have no
-acknowledgement to resend by.
+A close the server starts loses nothing on the wire: every message sent before the
+link saw the close frame reaches the server, the rest stays in the outbox for the
+next connection. (A server need not act on what it reads after sending its close
+frame; the loopback server does not.) What the server sent before its close frame
+reaches the session: the reader drains it even when the writer saw the close first.
+An abrupt TCP drop can lose messages already handed to the kernel but never read by
+the server -- the protocols have no acknowledgement to resend by.
+
+A rejected handshake, a failed connect and a cancelled one close their socket at
+once: the link owns the TCP (and TLS) stream it runs the websocket over.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import collections
 import math
 import random
 import ssl
+import typing
+import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -46,6 +54,7 @@ from ..messages import (
     ErrorEvent,
     Event,
     FrameBatch,
+    InputTranscriptionFailed,
     LinkInput,
     SessionConnected,
     SessionReconnected,
@@ -157,7 +166,6 @@ class _Outbox:
         self.dropped_samples = 0
         self.unreported_frames = 0
         self.unreported_samples = 0
-        self.closed = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -222,8 +230,10 @@ class _Outbox:
         while not self._items:
             await self._lot.park()
 
-    async def wait_not_full(self) -> None:
-        while self.full() and not self.closed:
+    async def wait_not_full(self, connected: Callable[[], bool]) -> None:
+        """Wait while the outbox is full and ``connected()``: a connection that ends
+        wakes this (:meth:`wake`), and from then on audio is dropped, not waited for."""
+        while self.full() and connected():
             await self._lot.park()
 
     def wake(self) -> None:
@@ -262,6 +272,15 @@ class _Link:
         text = self.target.redact(message)
         await self.emit(ErrorEvent(text, code=code, source="link", recoverable=recoverable))
 
+    def _redacted(self, event: Event) -> Event:
+        """``event`` with the secrets taken out of the provider's own text (the
+        service echoes a bad key in its error messages)."""
+        if isinstance(event, ErrorEvent | InputTranscriptionFailed):
+            message = self.target.redact(event.message)
+            if message != event.message:
+                return attrs.evolve(event, message=message)
+        return event
+
     async def report_drops(self) -> None:
         box = self.outbox
         if box.unreported_frames:
@@ -275,34 +294,29 @@ class _Link:
         """Input channel -> outbox. Backpressure while connected, drops while not."""
         with receive:
             async for msg in receive:
-                if self.connected:
-                    await self.outbox.wait_not_full()
+                await self.outbox.wait_not_full(lambda: self.connected)
                 self.outbox.put(msg)
                 if not self.connected:
                     self.outbox.drop_oldest_audio()
                     await self.report_drops()
-        self.outbox.closed = True
-        self.outbox.wake()
 
     async def serve(self) -> None:
-        """Connect, run, reconnect; returns when the link gives up or is rejected."""
+        """Connect, run, reconnect; returns when the link gives up or is rejected.
+
+        ``max_attempts`` bounds the consecutive failed attempts: from the start, the
+        first attempt counts; after a lost connection, the reconnect attempts do.
+        """
         failures = 0  # consecutive failed attempts
+        retry = 0  # retries since the start, or since the connection was lost
         reconnecting = False  # a connection was up before
         reason = ""
         while True:
-            if failures:
-                if failures > self.policy.max_attempts:
-                    await self.error(
-                        f"giving up on {self.name} after {failures - 1} failed attempts: {reason}",
-                        "connection_failed",
-                        recoverable=False,
-                    )
-                    return
-                delay = self.policy.backoff_s(failures, self.rng)
-                await self.emit(SessionReconnecting(failures, delay, self.target.redact(reason)))
+            if retry:
+                delay = self.policy.backoff_s(retry, self.rng)
+                await self.emit(SessionReconnecting(retry, delay, self.target.redact(reason)))
                 await trio.sleep(delay)
             try:
-                await self.connection(failures, reconnecting)
+                await self.connection(retry, reconnecting)
             except _Fatal as exc:
                 await self.error(str(exc), exc.code, recoverable=False)
                 return
@@ -310,10 +324,19 @@ class _Link:
                 reason = str(exc)
                 if exc.was_up:
                     reconnecting = True
-                    failures = 1
+                    failures = 0
+                    retry = 1
                     await self.error(reason, "connection_lost")
-                else:
-                    failures += 1
+                    continue
+                failures += 1
+                if failures >= self.policy.max_attempts:
+                    await self.error(
+                        f"giving up on {self.name} after {failures} failed attempts: {reason}",
+                        "connection_failed",
+                        recoverable=False,
+                    )
+                    return
+                retry += 1
 
     async def connection(self, attempt: int, reconnecting: bool) -> None:
         """One connection's life; ends by raising _Retry or _Fatal.
@@ -342,17 +365,15 @@ class _Link:
             raise outcome
         raise AssertionError("a connection ends only with _Retry or _Fatal")  # pragma: no cover
 
-    async def _open(self, background: trio.Nursery) -> trio_websocket.WebSocketConnection:
+    async def _open(
+        self, background: trio.Nursery
+    ) -> tuple[trio_websocket.WebSocketConnection, trio.abc.Stream]:
+        """Connect and do the websocket handshake; returns the websocket and its
+        stream. Every failure leaves as a plain ``_Retry`` or ``_Fatal``."""
         target = self.target
         try:
             with trio.fail_after(self.policy.connect_timeout_s):
-                return await trio_websocket.connect_websocket_url(
-                    background,
-                    target.url,
-                    ssl_context=target.ssl_context,
-                    extra_headers=list(target.headers),
-                    max_message_size=target.max_message_size,
-                )
+                return await self._handshake(background)
         except trio_websocket.ConnectionRejected as exc:
             status = exc.status_code
             if status in _FATAL_HTTP:
@@ -370,11 +391,53 @@ class _Link:
         except (trio_websocket.HandshakeError, OSError) as exc:
             raise _Retry(f"cannot connect to {target.safe_url}: {type(exc).__name__}") from None
 
+    async def _handshake(
+        self, background: trio.Nursery
+    ) -> tuple[trio_websocket.WebSocketConnection, trio.abc.Stream]:
+        """Open the TCP (and TLS) stream, then the websocket over it.
+
+        The link opens the stream itself so that it can close it on every way out:
+        trio-websocket leaves it open after a rejected handshake, after a handshake
+        cancelled midway, and after a close the server started.
+        """
+        target = self.target
+        host, port, resource, use_tls = _split_url(target.url)
+        stream: trio.abc.Stream | None = None
+        try:
+            if use_tls:
+                context = target.ssl_context or ssl.create_default_context()
+                stream = await trio.open_ssl_over_tcp_stream(
+                    host, port, ssl_context=context, https_compatible=True
+                )
+            else:
+                stream = await trio.open_tcp_stream(host, port)
+            # trio-websocket raises a rejected handshake in its reader task, that is
+            # out of the nursery it is given; the guard keeps the exception and
+            # cancels the wait for the handshake, so it is raised here instead.
+            guard = _HandshakeGuard(background)
+            with guard.scope:
+                ws = await trio_websocket.wrap_client_stream(
+                    typing.cast(trio.Nursery, guard),  # it calls start_soon only
+                    stream,
+                    _host_header(host, port, use_tls),
+                    resource,
+                    extra_headers=list(target.headers),
+                    max_message_size=target.max_message_size,
+                )
+            if guard.failure is not None:
+                raise guard.failure
+            return ws, stream
+        except BaseException:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            raise
+
     async def _connection_life(
         self, background: trio.Nursery, attempt: int, reconnecting: bool
     ) -> None:
         codec = self.codec_factory()
-        ws = await self._open(background)
+        ws, stream = await self._open(background)
         was_up = False
         try:
             text = await self.instructions()
@@ -390,8 +453,12 @@ class _Link:
         except trio_websocket.ConnectionClosed as exc:
             ended = exc
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                await ws.aclose()
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1.0):
+                    await ws.aclose()
+                # After a close the server started, trio-websocket's aclose() leaves
+                # the stream open (waiting for the server's TCP close): close it.
+                await trio.aclose_forcefully(stream)
         if isinstance(ended, _Reconnect):
             raise _Retry(str(ended), was_up=True)
         reason = ended.reason
@@ -427,7 +494,7 @@ class _Link:
                     elif isinstance(item, LinkSignal):
                         pass  # a signal this link does not act on
                     else:
-                        await self.emit(item)
+                        await self.emit(self._redacted(item))
 
         async def writer() -> None:
             await ready.wait()
@@ -439,19 +506,74 @@ class _Link:
                     await ws.send_message(wire)
                 box.pop(count)
 
-        async def guard(fn: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> None:
+        async def read(nursery: trio.Nursery) -> None:
             try:
-                await fn()
+                await reader()
             except (trio_websocket.ConnectionClosed, _Reconnect) as exc:
                 ended.append(exc)
                 nursery.cancel_scope.cancel()
 
+        async def write(nursery: trio.Nursery) -> None:
+            try:
+                await writer()
+            except trio_websocket.ConnectionClosed as exc:
+                ended.append(exc)
+                # What the server sent before it closed may still wait in the
+                # websocket's queue, or in the reader's hands while it waits to emit
+                # (backpressure): the reader drains it and ends at the close. Bounded,
+                # for a close that never completes.
+                await trio.sleep(self.policy.connect_timeout_s)
+                nursery.cancel_scope.cancel()
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(guard, reader, nursery)
-            nursery.start_soon(guard, writer, nursery)
+            nursery.start_soon(read, nursery)
+            nursery.start_soon(write, nursery)
         if not ended:  # pragma: no cover - both loops run until one of them ends
             raise AssertionError("the connection's loops ended without a reason")
         return ended[0]
+
+
+def _split_url(url: str) -> tuple[str, int, str, bool]:
+    """``(host, port, resource, tls)`` of a ``ws://`` or ``wss://`` URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError("the link needs a ws:// or wss:// URL with a host")
+    tls = parts.scheme == "wss"
+    port = parts.port if parts.port is not None else (443 if tls else 80)
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    return parts.hostname, port, resource, tls
+
+
+def _host_header(host: str, port: int, tls: bool) -> str:
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return host if port == (443 if tls else 80) else f"{host}:{port}"
+
+
+class _HandshakeGuard:
+    """Stands in for the nursery trio-websocket starts its reader task in.
+
+    The task runs in ``nursery``; a handshake failure it raises (a rejection) is
+    kept in :attr:`failure` and cancels :attr:`scope`, which the caller wraps
+    around the wait for the handshake. Anything else it raises propagates (a bug).
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.scope = trio.CancelScope()
+        self.failure: trio_websocket.HandshakeError | None = None
+
+    def start_soon(self, fn: Callable[[], Awaitable[None]], name: object = None) -> None:
+        self._nursery.start_soon(self._run, fn, name=name)
+
+    async def _run(self, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+        except trio_websocket.HandshakeError as exc:
+            self.failure = exc
+            self.scope.cancel()
 
 
 async def _shielded_nursery(
