@@ -188,6 +188,7 @@ async def openai_session(
     capture: voxtrio.WavCapture | voxtrio.ArrayCapture | None = None,
     instructions: str = "You are a test assistant.",
     reconnect: ReconnectPolicy = FAST,
+    live_input: bool | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[Session, Recorder]]:
     """A session with ``OpenAIRealtime`` against ``server``, a recorder subscribed
@@ -196,7 +197,9 @@ async def openai_session(
     provider = provider_for(server.url, reconnect=reconnect, **options)
     async with (
         trio.open_nursery() as nursery,
-        voxtrio.open_session(provider, instructions=instructions, capture=capture) as session,
+        voxtrio.open_session(
+            provider, instructions=instructions, capture=capture, live_input=live_input
+        ) as session,
     ):
         recorder = Recorder(session.subscribe(max_buffer=1_000_000))
         nursery.start_soon(recorder.run)

@@ -290,6 +290,48 @@ async def test_outage_buffer_keeps_the_newest_audio(outage_s: float, dropped_s: 
         assert received(server) + dropped == sent == len(a) + len(b) + len(c)
 
 
+@pytest.mark.parametrize("live", [False, True])
+async def test_input_that_can_wait_is_never_dropped_before_the_first_connection(
+    live: bool,
+) -> None:
+    """The provider refuses (503) while a recording is read as fast as the pipeline
+    takes it, with a 50 ms outage buffer. Such input is not live, so the link pushes
+    back and every sample arrives once the provider lets the session in. Told the
+    same input is live, the link keeps only the newest 50 ms and reports the rest."""
+    policy = ReconnectPolicy(
+        initial_backoff_s=0.01, max_backoff_s=0.02, max_attempts=10_000, outage_buffer_s=0.05
+    )
+    want = convert_oneshot(WAV_PCM, WAV_FMT, OPENAI)
+    with trio.fail_after(30):
+        async with (
+            serve(default_script=ConnectionScript(reject_status=503)) as server,
+            openai_session(
+                server,
+                capture=voxtrio.ArrayCapture(WAV_PCM, WAV_FMT),
+                reconnect=policy,
+                live_input=True if live else None,  # None: the capture's own (not live)
+            ) as (session, recorder),
+        ):
+            await server.wait_until(lambda: len(server.connections) >= 3)
+            # Nothing moves now but the refused retries: the capture and the
+            # converter have gone as far as the link lets them.
+            await trio.testing.wait_all_tasks_blocked()
+            if live:  # never held up: everything reached the link while refused
+                assert session.stats().edges["convert"].samples == len(want)
+            server.default_script = ConnectionScript()  # the provider lets us in
+            await recorder.wait_for(SessionConnected)
+            dropped = sum(d.samples for d in drops(recorder))
+            await wait_for_audio(server, len(want) - dropped)
+        assert sum(d.samples for d in drops(recorder)) == dropped
+        if live:
+            assert dropped > 0
+            assert received(server) + dropped == len(want)
+            assert np.array_equal(server.all_audio(), want[dropped:])  # the newest kept
+        else:
+            assert dropped == 0
+            assert np.array_equal(server.all_audio(), want)
+
+
 async def test_an_outage_after_a_stall_drops_oldest_instead_of_blocking_the_app() -> None:
     """The server stops reading until everything between it and the app is full
     (the outbox included), then drops the connection and refuses to come back for a

@@ -106,6 +106,7 @@ class GatedProvider(RecordingProvider):
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         gated_send, gated_receive = trio.open_memory_channel[LinkInput](0)
@@ -119,7 +120,11 @@ class GatedProvider(RecordingProvider):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward)
             await super().run_link(
-                gated_receive, events, instructions=instructions, task_status=task_status
+                gated_receive,
+                events,
+                instructions=instructions,
+                live_input=live_input,
+                task_status=task_status,
             )
 
 
@@ -254,6 +259,54 @@ async def test_controls_reach_the_link_in_order() -> None:
             ToolResult("call_1", "42"),
             EndOfInput(),
         ]
+
+
+async def test_replies_text_and_tool_results_go_on_after_the_capture_ends() -> None:
+    """A capture ends the audio input by itself; with manual turns the app must
+    still be able to ask for a reply, add text and answer a tool call."""
+    with trio.fail_after(30):
+        provider = RecordingProvider()
+        capture = ArrayCapture(noise(2_400, 1), AudioFormat(24_000))
+        async with open_session(provider, capture=capture) as session:
+            await provider.input_ended.wait()
+            await session.create_reply("now")
+            await session.send_text("and this")
+            await session.send_tool_result("call_7", "done")
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(SessionClosedError, match="audio input has ended"):
+                await session.commit()
+        assert provider.controls == [
+            EndOfInput(),
+            CreateReply("now"),
+            SendText("and this"),
+            ToolResult("call_7", "done"),
+        ]
+
+
+@pytest.mark.parametrize(
+    ("realtime", "override", "expected"),
+    [
+        (None, None, True),  # push mode: live unless the app says otherwise
+        (None, False, False),
+        (False, None, False),  # a file read as fast as possible can wait
+        (True, None, True),  # a realtime capture cannot
+        (False, True, True),
+    ],
+)
+async def test_the_link_is_told_whether_the_input_is_live(
+    realtime: bool | None, override: bool | None, expected: bool
+) -> None:
+    with trio.fail_after(30):
+        provider = RecordingProvider()
+        capture = (
+            None
+            if realtime is None
+            else ArrayCapture(noise(480, 1), AudioFormat(24_000), realtime=realtime)
+        )
+        assert capture is None or capture.live is realtime
+        async with open_session(provider, capture=capture, live_input=override):
+            await provider.connected.wait()
+        assert provider.live_input is expected
 
 
 # ------------------------------------------------------------- events, closing
@@ -439,10 +492,12 @@ async def test_bad_arguments_raise_at_the_call() -> None:
             with pytest.raises(ValueError, match="max_buffer"):
                 session.subscribe(max_buffer=0)
             await session.end_input()
-            with pytest.raises(SessionClosedError, match="end_input"):
+            with pytest.raises(SessionClosedError, match="audio input has ended"):
                 await session.send_audio(noise(10, 1), AudioFormat(24_000))
-            with pytest.raises(SessionClosedError):
+            with pytest.raises(SessionClosedError, match="audio input has ended"):
                 await session.commit()
+            with pytest.raises(SessionClosedError, match="audio input has ended"):
+                await session.clear_input()
         with pytest.raises(SessionClosedError):
             await session.send_audio(noise(10, 1), AudioFormat(24_000))
         with pytest.raises(SessionClosedError):
@@ -555,6 +610,7 @@ class GivingUpProvider(RecordingProvider):
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         async with receive, events:

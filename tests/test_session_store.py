@@ -207,6 +207,7 @@ class ReconnectingProvider(RecordingProvider):
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         async def refetch() -> None:
@@ -219,7 +220,11 @@ class ReconnectingProvider(RecordingProvider):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(refetch)
             await super().run_link(
-                receive, events, instructions=instructions, task_status=task_status
+                receive,
+                events,
+                instructions=instructions,
+                live_input=live_input,
+                task_status=task_status,
             )
 
 

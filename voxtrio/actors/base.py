@@ -52,9 +52,14 @@ class Provider(Protocol):
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until ``receive`` ends (then finish sending and return) or cancelled.
+
+        ``live_input``: the audio comes from a live source and cannot wait, so while
+        the provider is unreachable the link keeps a bounded buffer and drops the
+        oldest; False: the source can wait (a file), so the link pushes back instead.
 
         Faults of the outside world are sent as ``ErrorEvent`` on ``events``; only
         bugs raise. The link owns both channel ends and closes ``events`` on exit.

@@ -39,7 +39,15 @@ _REPORT_INTERVAL_S = 1.0
 
 
 class Capture(Protocol):
-    """Anything the session can run as its audio source."""
+    """Anything the session can run as its audio source.
+
+    ``live``: the source cannot wait (a microphone, a realtime stream): under
+    backpressure its audio is dropped by policy. A source that is not live (a file
+    read as fast as the pipeline takes it) waits instead and loses nothing.
+    """
+
+    @property
+    def live(self) -> bool: ...
 
     async def run(
         self,
@@ -158,6 +166,11 @@ class ArrayCapture:
     def format(self) -> AudioFormat:
         return self._fmt
 
+    @property
+    def live(self) -> bool:
+        """Whether this source is live (see :class:`Capture`)."""
+        return self._realtime
+
     async def run(
         self,
         send: trio.MemorySendChannel[AudioFrame],
@@ -198,6 +211,11 @@ class WavCapture:
         self._path = os.fspath(path)
         self._realtime = realtime
         self._chunk_ms = chunk_ms
+
+    @property
+    def live(self) -> bool:
+        """Whether this source is live (see :class:`Capture`)."""
+        return self._realtime
 
     async def run(
         self,
@@ -267,6 +285,11 @@ class ByteStreamCapture:
         self._max_read = max_read
         self._realtime = realtime
 
+    @property
+    def live(self) -> bool:
+        """Whether this source is live (see :class:`Capture`)."""
+        return self._realtime
+
     async def run(
         self,
         send: trio.MemorySendChannel[AudioFrame],
@@ -312,6 +335,11 @@ class MicCapture:
         self._fmt = fmt
         self._block = int(frame_fraction(fmt.sample_rate, chunk_ms))
         self._device = device
+
+    @property
+    def live(self) -> bool:
+        """Whether this source is live (see :class:`Capture`)."""
+        return True
 
     async def run(
         self,

@@ -17,9 +17,12 @@ Life of a link::
 
 The outbox: every input message waits in an ordered outbox and leaves it only once
 ``send_message`` returned, so a message that failed to go out is sent on the next
-connection. While disconnected, audio beyond ``outage_buffer_s`` is dropped oldest
+connection. Live input (a microphone, a realtime capture, push mode by default)
+cannot wait: while disconnected, audio beyond ``outage_buffer_s`` is dropped oldest
 first, counted and reported as ``AudioDropped(edge="link_buffer")``; controls are
-never dropped. While connected, a full outbox pushes back on the input channel.
+never dropped. Input that can wait (``live_input=False``: a file read as fast as the
+pipeline takes it) is never dropped: a full outbox pushes back on the input channel
+while disconnected too. While connected, a full outbox always pushes back.
 
 A close the server starts loses nothing on the wire: every message sent before the
 link saw the close frame reaches the server, the rest stays in the outbox for the
@@ -251,8 +254,10 @@ class _Link:
         instructions: InstructionsSource,
         policy: ReconnectPolicy,
         rng: random.Random,
+        live_input: bool = True,
     ) -> None:
         self.name = name
+        self.live_input = live_input
         self.codec_factory = codec_factory
         self.target = target
         self.events = events
@@ -291,12 +296,13 @@ class _Link:
             await self.emit(event)
 
     async def pump(self, receive: trio.MemoryReceiveChannel[LinkInput]) -> None:
-        """Input channel -> outbox. Backpressure while connected, drops while not."""
+        """Input channel -> outbox. Backpressure while connected (or always, for
+        input that can wait); live audio dropped oldest first while not."""
         with receive:
             async for msg in receive:
-                await self.outbox.wait_not_full(lambda: self.connected)
+                await self.outbox.wait_not_full(lambda: self.connected or not self.live_input)
                 self.outbox.put(msg)
-                if not self.connected:
+                if self.live_input and not self.connected:
                     self.outbox.drop_oldest_audio()
                     await self.report_drops()
 
@@ -617,6 +623,7 @@ async def run(
     instructions: InstructionsSource,
     policy: ReconnectPolicy | None = None,
     seed: int | None = None,
+    live_input: bool = True,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a provider link until cancelled, rejected, or out of retries.
@@ -630,6 +637,9 @@ async def run(
         instructions: fetched on every (re)connect.
         policy: reconnect and buffering policy.
         seed: seeds the backoff jitter (tests).
+        live_input: the audio is live and cannot wait (drop the oldest beyond
+            ``policy.outage_buffer_s`` while disconnected); False: it can wait, so
+            the link pushes back instead and never drops.
 
     Reports readiness at once: audio sent before the first connection is up waits
     in the outbox. Returns after a non-recoverable ``ErrorEvent`` (handshake
@@ -643,6 +653,7 @@ async def run(
         instructions=instructions,
         policy=policy or ReconnectPolicy(),
         rng=random.Random(seed),
+        live_input=live_input,
     )
     with events:
         async with trio.open_nursery() as nursery:

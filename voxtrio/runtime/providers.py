@@ -170,6 +170,7 @@ class OpenAIRealtime:
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await provider_link.run(
@@ -181,5 +182,6 @@ class OpenAIRealtime:
             instructions=instructions,
             policy=self.reconnect,
             seed=self._seed,
+            live_input=live_input,
             task_status=task_status,
         )

@@ -193,8 +193,13 @@ class Session:
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise SessionClosedError(f"cannot {what}: the session is closed")
+
+    def _check_input_open(self, what: str) -> None:
+        """Audio input and its segments end at :meth:`end_input` (or when the
+        capture ends); replies, text and tool results go on until the session closes."""
+        self._check_open(what)
         if self._input_ended:
-            raise SessionClosedError(f"cannot {what}: end_input() was called")
+            raise SessionClosedError(f"cannot {what}: the audio input has ended")
 
     async def send_audio(self, pcm: PcmInput, fmt: AudioFormat) -> None:
         """Push audio in push mode (``capture=None``); waits if the pipeline is full.
@@ -211,7 +216,7 @@ class Session:
             raise RuntimeError("send_audio() is for push mode; this session has a capture")
         if not isinstance(fmt, AudioFormat):
             raise ValueError(f"fmt must be an AudioFormat, got {fmt!r}")
-        self._check_open("send audio")
+        self._check_input_open("send audio")
         pts = self._pts.get(fmt, 0)
         frame = AudioFrame.from_pcm(pcm, fmt, pts)
         if not frame.samples:
@@ -231,12 +236,12 @@ class Session:
 
     async def commit(self) -> None:
         """End the input segment (flushing the converter) and commit it."""
-        self._check_open("commit")
+        self._check_input_open("commit")
         await self._send_input(CommitInput(), "commit")
 
     async def clear_input(self) -> None:
         """Discard the input segment in progress."""
-        self._check_open("clear input")
+        self._check_input_open("clear input")
         await self._send_input(ClearInput(), "clear input")
 
     async def create_reply(self, instructions: str | None = None) -> None:
@@ -277,9 +282,13 @@ class Session:
             await self._app_events.send(result)
 
     async def end_input(self) -> None:
-        """No more input: the converter flushes its tail and the provider is told.
+        """No more audio: the converter flushes its tail and the provider is told.
 
-        The session keeps running (replies still arrive) until the block exits.
+        The session keeps running until the block exits: replies still arrive, and
+        :meth:`create_reply`, :meth:`send_text`, :meth:`send_tool_result` and
+        :meth:`truncate` still work; audio, :meth:`commit` and :meth:`clear_input`
+        raise ``SessionClosedError``. A capture ends the input by itself when its
+        source ends.
         """
         if self._closed or self._input_ended:
             return
@@ -361,6 +370,7 @@ async def open_session(
     output_format: AudioFormat | None = None,
     output_frame_ms: FrameMs = 20,
     sink: playback_actor.WavSink | trio.MemorySendChannel[AudioFrame] | None = None,
+    live_input: bool | None = None,
     realtime_playback: bool = True,
     max_playback_queue_s: float = 120.0,
     subscriber_buffer: int = 256,
@@ -387,6 +397,11 @@ async def open_session(
         output_frame_ms: output frame length.
         sink: where playback frames go: a ``WavSink`` or a channel of your own;
             by default they go to :attr:`Session.output`.
+        live_input: whether the input audio is live (cannot wait): then, while the
+            provider is unreachable, the link keeps ``outage_buffer_s`` of it and
+            drops the oldest; otherwise the pipeline waits and nothing is dropped.
+            Default: the capture's ``live`` (a realtime capture is live, a file
+            read as fast as possible is not); True in push mode.
         realtime_playback: pace output frames in real time.
         max_playback_queue_s: reply audio queued beyond this is dropped and
             reported.
@@ -423,6 +438,7 @@ async def open_session(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not (close_timeout_s >= 0 and math.isfinite(close_timeout_s)):
         raise ValueError(f"close_timeout_s must be finite and >= 0, got {close_timeout_s}")
+    live = live_input if live_input is not None else (capture.live if capture else True)
     sid = session_id if session_id is not None else uuid.uuid4().hex
     store_actor.check_session_id(sid)
 
@@ -508,6 +524,7 @@ async def open_session(
                     instructions_source,
                     snapshot_tx,
                     session,
+                    live,
                 )
                 await inner.start(
                     actor,
@@ -582,6 +599,7 @@ async def _run_link(
     instructions: Callable[[], Awaitable[str]],
     snapshots: trio.MemorySendChannel[StoreInput],
     session: Session,
+    live_input: bool,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -589,7 +607,13 @@ async def _run_link(
     retries, after reporting a non-recoverable ErrorEvent) ends the session: its
     actors stop, and the app's subscriptions and output end once read."""
     with snapshots:
-        await provider.run_link(receive, events, instructions=instructions, task_status=task_status)
+        await provider.run_link(
+            receive,
+            events,
+            instructions=instructions,
+            live_input=live_input,
+            task_status=task_status,
+        )
     session._close_now()
 
 

@@ -62,6 +62,8 @@ class RecordingProvider:
         self.connected = trio.Event()
         self.input_ended = trio.Event()
         self._events: trio.MemorySendChannel[Event] | None = None
+        #: What the session told the link about its input (set when the link runs).
+        self.live_input: bool | None = None
 
     @property
     def name(self) -> str:
@@ -92,6 +94,9 @@ class RecordingProvider:
         Raises:
             RuntimeError: the link is not running.
         """
+        # A cancelled caller must see its cancellation, not a link that has just
+        # stopped because of that same cancellation.
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._events is None:
             raise RuntimeError("the provider link is not running")
         await self._events.send(event)
@@ -102,8 +107,10 @@ class RecordingProvider:
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        self.live_input = live_input
         with receive, events:
             # Ready at once, like the real link: the instructions come from the
             # session's transcript store, which answers once the session runs.
