@@ -22,6 +22,7 @@ from voxtrio import (
     MissingApiKeyError,
     ReplyDone,
     SessionConnected,
+    SessionReconnected,
     SessionReconnecting,
     SpeechStarted,
     SpeechStopped,
@@ -283,3 +284,27 @@ async def test_the_session_survives_junk_from_the_server() -> None:
         assert len(recorder.transcripts()) >= 2
         assert recorder.transcripts() == completed_sent(server)
         assert recorder.of(SessionReconnecting) == []
+
+
+async def test_the_link_logs_its_connections_without_the_key_or_the_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Connect, loss and reconnect are logged on ``voxtrio.link`` with the URL
+    without its query string; nothing the link logs holds the key."""
+    caplog.set_level(logging.DEBUG, logger="voxtrio")
+    with trio.fail_after(30):
+        async with (
+            serve(scripts=(ConnectionScript(close_after=2),)) as server,
+            openai_session(server) as (session, recorder),
+        ):
+            await push(session, silence(0.2))
+            await recorder.wait_for(SessionReconnected)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "voxtrio.link"]
+    url = server.url  # no query: the model travels in ?model=...
+    assert ("INFO", f"openai: connected to {url}") in lines
+    assert ("INFO", f"openai: reconnected to {url}") in lines
+    retries = [message for level, message in lines if level == "WARNING"]
+    assert retries
+    assert retries[0].startswith("openai: retry 1 in ")
+    assert "1011" in retries[0]
+    assert all("model=" not in message and KEY not in message for _, message in lines)

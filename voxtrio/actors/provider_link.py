@@ -39,6 +39,7 @@ once: the link owns the TCP (and TLS) stream it runs the websocket over.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import random
 import ssl
@@ -66,6 +67,11 @@ from ..messages import (
 from .base import InstructionsSource
 
 __all__ = ["ConnectTarget", "ReconnectPolicy", "run"]
+
+#: Connection lifecycle: INFO for connects, WARNING for losses and retries, ERROR when
+#: the link ends. Lines carry the provider's name and the URL without its query, with
+#: every secret of the target redacted -- never a key, never transcript text.
+log = logging.getLogger("voxtrio.link")
 
 #: Close codes that mean "do not come back": policy violation, and the codes
 #: providers use for a rejected key or a bad configuration.
@@ -319,11 +325,19 @@ class _Link:
         while True:
             if retry:
                 delay = self.policy.backoff_s(retry, self.rng)
+                log.warning(
+                    "%s: retry %d in %.2f s (%s)",
+                    self.name,
+                    retry,
+                    delay,
+                    self.target.redact(reason),
+                )
                 await self.emit(SessionReconnecting(retry, delay, self.target.redact(reason)))
                 await trio.sleep(delay)
             try:
                 await self.connection(retry, reconnecting)
             except _Fatal as exc:
+                log.error("%s: %s; not retrying", self.name, self.target.redact(str(exc)))
                 await self.error(str(exc), exc.code, recoverable=False)
                 return
             except _Retry as exc:
@@ -336,6 +350,7 @@ class _Link:
                     continue
                 failures += 1
                 if failures >= self.policy.max_attempts:
+                    log.error("%s: giving up after %d failed attempts", self.name, failures)
                     await self.error(
                         f"giving up on {self.name} after {failures} failed attempts: {reason}",
                         "connection_failed",
@@ -452,8 +467,10 @@ class _Link:
                 await ws.send_message(wire)
             self.connected = was_up = True
             if reconnecting:
+                log.info("%s: reconnected to %s", self.name, self.target.safe_url)
                 await self.emit(SessionReconnected(self.name, attempt, len(text)))
             else:
+                log.info("%s: connected to %s", self.name, self.target.safe_url)
                 await self.emit(SessionConnected(self.name, len(text)))
             ended = await self.run_connected(ws, codec)
         except trio_websocket.ConnectionClosed as exc:
