@@ -340,3 +340,38 @@ def test_public_names_are_reexported() -> None:
     names = ("AudioFormat", "AudioFrame", "Reframer", "StreamResampler", "downmix", "upmix")
     for name in (*names, "read_wav", "write_wav"):
         assert getattr(codecs, name) is getattr(voxtrio, name)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"pcm": np.zeros(4, np.int16)}, "samples, channels"),  # 1-D: use from_pcm
+        ({"pcm": np.zeros((4, 1), np.float32)}, "int16"),
+        ({"pcm": np.zeros((2, 2, 2), np.int16)}, "samples, channels"),
+        ({"pcm": b"\x00\x00"}, "bytes"),
+        ({"pcm": np.zeros((4, 0), np.int16)}, "0 channels"),
+        ({"sample_rate": 0}, "sample_rate"),
+        ({"sample_rate": 16_000.0}, "sample_rate"),
+        ({"pts": -1}, "pts"),
+        ({"pts": True}, "pts"),
+        ({"padded": 5}, "padded"),
+        ({"padded": -1}, "padded"),
+    ],
+)
+def test_the_frame_constructor_rejects_bad_arguments(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {"pcm": np.zeros((4, 1), np.int16), "sample_rate": 16_000}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        AudioFrame(**args)  # type: ignore[arg-type]
+
+
+def test_the_frame_constructor_keeps_a_read_only_view_without_copying() -> None:
+    pcm = np.arange(8, dtype=np.int16).reshape(4, 2)
+    frame = AudioFrame(pcm, 16_000, pts=3, padded=1)
+    assert not frame.pcm.flags.writeable
+    assert pcm.flags.writeable  # the caller's array is left as it was
+    assert np.shares_memory(frame.pcm, pcm)
+    assert np.array_equal(frame.pcm, pcm)
+    assert (frame.sample_rate, frame.pts, frame.padded, frame.channels) == (16_000, 3, 1, 2)
+    with pytest.raises(ValueError, match="read-only"):
+        frame.pcm[0, 0] = 1

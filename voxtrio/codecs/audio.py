@@ -148,15 +148,40 @@ class AudioFrame:
         padded: zero samples appended at a final flush (they are the last ``padded``
             rows of ``pcm``); 0 otherwise.
 
-    Use :meth:`from_pcm` to build a frame from user data with full validation; the
-    constructor itself checks only cheap invariants, since codecs build frames on the
-    hot path from data they already validated.
+    The constructor checks its arguments (``ValueError``) and keeps a read-only view
+    of ``pcm`` (no copy: the caller must not change the array afterwards; use
+    :meth:`from_pcm` to copy, and to accept 1-D arrays or bytes). The codecs build
+    their frames on the hot path without these checks, from data they validated.
     """
 
     pcm: Int16Array = attrs.field(eq=attrs.cmp_using(eq=_pcm_eq), repr=False)
     sample_rate: int
     pts: int = 0
     padded: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        pcm = self.pcm
+        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 2:
+            raise ValueError(
+                "pcm must be a (samples, channels) int16 numpy array, got "
+                + (
+                    f"{pcm.dtype} with shape {pcm.shape}"
+                    if isinstance(pcm, np.ndarray)
+                    else type(pcm).__name__
+                )
+            )
+        if not 1 <= pcm.shape[1] <= _MAX_CHANNELS:
+            raise ValueError(f"pcm has {pcm.shape[1]} channels; 1..{_MAX_CHANNELS} supported")
+        _check_rate(self.sample_rate)
+        for name, value in (("pts", self.pts), ("padded", self.padded)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.padded > pcm.shape[0]:
+            raise ValueError(f"padded ({self.padded}) exceeds the frame's {pcm.shape[0]} samples")
+        if pcm.flags.writeable:
+            view = pcm.view()
+            view.flags.writeable = False
+            object.__setattr__(self, "pcm", view)
 
     @property
     def samples(self) -> int:
