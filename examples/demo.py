@@ -7,14 +7,13 @@ websocket on 127.0.0.1 to the loopback OpenAI Realtime server of
 transcript and a short reply. Events are printed as they arrive, the reply audio is
 written to a WAV and the transcript is stored in SQLite.
 
-    python -m examples.demo [--out DIR] [--fast]
+    python -m examples.demo [--out DIR (default ./out)] [--fast]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from functools import partial
 from importlib import resources
@@ -41,6 +40,8 @@ def describe(event: voxtrio.Event) -> str | None:
             return f"assistant said: {text!r}"
         case voxtrio.ReplyDone(status=status):
             return f"reply done ({status})"
+        case voxtrio.ReplyPlayed(played_ms=played_ms):
+            return f"reply played ({played_ms} ms of audio)"
         case voxtrio.ErrorEvent(message=message, code=code):
             return f"error [{code}]: {message}"
         case voxtrio.AudioDropped(edge=edge, frames=frames):
@@ -48,7 +49,7 @@ def describe(event: voxtrio.Event) -> str | None:
     return None
 
 
-async def run_demo(out_dir: Path, *, realtime: bool = True, linger_s: float = 1.0) -> int:
+async def run_demo(out_dir: Path, *, realtime: bool = True) -> int:
     wav = resources.files("voxtrio.data") / "hello_48k_stereo.wav"
     script = ConnectionScript(transcripts=("hello, this is the voxtrio demo",))
     db = out_dir / "transcript.sqlite3"
@@ -74,14 +75,8 @@ async def run_demo(out_dir: Path, *, realtime: bool = True, linger_s: float = 1.
                     line = describe(event)
                     if line is not None:
                         print(f"{time.monotonic() - started:6.2f}s  {line}", flush=True)
-                    if isinstance(event, voxtrio.ReplyDone):
-                        # Linger while the capture's tail goes out and the reply plays.
-                        with trio.move_on_after(linger_s):
-                            async for late in events:
-                                line = describe(late)
-                                if line is not None:
-                                    print(f"{time.monotonic() - started:6.2f}s  {line}")
-                        break
+                    if isinstance(event, voxtrio.ReplyPlayed):
+                        break  # the reply has gone to reply.wav: hang up
                     if isinstance(event, voxtrio.ErrorEvent) and not event.recoverable:
                         break
                 stats = session.stats()
@@ -95,19 +90,19 @@ async def run_demo(out_dir: Path, *, realtime: bool = True, linger_s: float = 1.
     print(f"reply audio written to {reply_wav}")
     print(f"transcript stored in {db}:")
     print(voxtrio.render_context_as_text(items) or "  (empty)")
+    print(f"(run it again with the same --out: the call resumes from {db.name})")
     return 0 if items else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="directory for reply.wav and the database")
+    parser.add_argument(
+        "--out", type=Path, default=Path("out"), help="directory for reply.wav and the database"
+    )
     parser.add_argument("--fast", action="store_true", help="do not pace capture in real time")
     args = parser.parse_args(argv)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        return trio.run(partial(run_demo, args.out, realtime=not args.fast))
-    with tempfile.TemporaryDirectory(prefix="voxtrio-demo-") as tmp:
-        return trio.run(partial(run_demo, Path(tmp), realtime=not args.fast))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return trio.run(partial(run_demo, args.out, realtime=not args.fast))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import ast
 import re
 from pathlib import Path
 
+import numpy as np
 import trio
 
 import voxtrio
@@ -15,7 +16,7 @@ from voxtrio.codecs.transcript import AssistantItem, UserItem
 
 async def test_the_demo_session_runs_end_to_end(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        code = await demo.run_demo(tmp_path, realtime=False, linger_s=0.05)
+        code = await demo.run_demo(tmp_path, realtime=False)
     assert code == 0
     with voxtrio.SqliteTranscriptStore(tmp_path / "transcript.sqlite3") as store:
         items = store.items("demo-call")
@@ -25,8 +26,12 @@ async def test_the_demo_session_runs_end_to_end(tmp_path: Path) -> None:
     assert users[0].text == "hello, this is the voxtrio demo"
     assert assistants
     assert assistants[0].text == "Hello from the loopback provider."
-    # (reply.wav is not checked: how much of the reply plays before the demo closes
-    # the session depends on its linger time, not on voxtrio.)
+    # The demo hangs up at ReplyPlayed: the whole reply (400 ms of tone at the
+    # provider's 24 kHz) is in the WAV by then.
+    reply, fmt = voxtrio.read_wav(tmp_path / "reply.wav")
+    assert fmt == voxtrio.AudioFormat(24_000)
+    assert reply.shape == (9_600, 1)
+    assert np.abs(reply.astype(np.int32)).max() > 1_000  # a tone, not silence
 
 
 def test_describe_prints_the_events_that_matter() -> None:

@@ -32,6 +32,7 @@ from voxtrio.messages import (
     ReplyAudio,
     ReplyDone,
     ReplyInterrupted,
+    ReplyPlayed,
     TruncateItem,
 )
 from voxtrio.runtime import SessionClosedError, open_session
@@ -72,6 +73,7 @@ class Played:
     frames: list[AudioFrame] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    frames_at_event: list[int] = field(default_factory=list)  # sink frames at receipt
     state: playback.PlaybackState = field(default_factory=playback.PlaybackState)
     counter: EdgeCounter = field(default_factory=lambda: EdgeCounter("playback"))
 
@@ -94,41 +96,57 @@ async def play(
     sink_send, sink_receive = trio.open_memory_channel[AudioFrame](0)
     ev_send, ev_receive = trio.open_memory_channel[Event](1000)
     start = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(
-            partial(
-                playback.run,
-                receive,
-                sink_send,
-                reply_rate=REPLY,
-                output=output,
-                frame_ms=frame_ms,
-                realtime=realtime,
-                max_queue_s=max_queue_s,
-                state=result.state,
-                events=ev_send,
-                counter=result.counter,
+
+    async def read_events() -> None:
+        async for event in ev_receive:
+            result.events.append(event)
+            result.frames_at_event.append(result.counter.frames)
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(read_events)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(
+                    playback.run,
+                    receive,
+                    sink_send,
+                    reply_rate=REPLY,
+                    output=output,
+                    frame_ms=frame_ms,
+                    realtime=realtime,
+                    max_queue_s=max_queue_s,
+                    state=result.state,
+                    events=ev_send,
+                    counter=result.counter,
+                )
             )
-        )
 
-        async def feed() -> None:
-            async with send:
-                for step in script:
-                    if isinstance(step, float):
-                        await trio.sleep(step)
-                    else:
-                        await send.send(step)
+            async def feed() -> None:
+                async with send:
+                    for step in script:
+                        if isinstance(step, float):
+                            await trio.sleep(step)
+                        else:
+                            await send.send(step)
 
-        nursery.start_soon(feed)
-        async with sink_receive:
-            async for frame in sink_receive:
-                result.times.append(trio.current_time() - start)
-                result.frames.append(frame)
-                if read_delay_s:
-                    await trio.sleep(read_delay_s)
-    ev_send.close()
-    result.events = [e async for e in ev_receive]
+            nursery.start_soon(feed)
+            async with sink_receive:
+                async for frame in sink_receive:
+                    result.times.append(trio.current_time() - start)
+                    result.frames.append(frame)
+                    if read_delay_s:
+                        await trio.sleep(read_delay_s)
+        ev_send.close()
     return result
+
+
+def played_events(p: Played) -> list[tuple[ReplyPlayed, int]]:
+    """The ReplyPlayed events, each with how many frames the sink had by then."""
+    return [
+        (e, n)
+        for e, n in zip(p.events, p.frames_at_event, strict=True)
+        if isinstance(e, ReplyPlayed)
+    ]
 
 
 def split_at(frames: list[AudioFrame], samples: int) -> tuple[list[AudioFrame], list[AudioFrame]]:
@@ -381,6 +399,8 @@ async def test_interrupt_drops_queued_and_later_audio_of_that_reply(
     # r2 takes the next slot, when frame 25 ends: no stall, no burst.
     assert p.times[played_r1 - 1] == pytest.approx(0.5, abs=TICK)
     assert np.diff(p.times) == pytest.approx(0.02, abs=TICK)
+    # r2 ended: reported once its last frame had gone to the sink.
+    assert played_events(p) == [(ReplyPlayed("r2", 500), len(p.frames))]
 
 
 async def test_cancel_reply_through_the_session_and_truncate(
@@ -458,6 +478,7 @@ async def test_queue_overflow_is_dropped_counted_and_reported(
     assert p.counter.dropped_samples == 75 * 480
     # Oldest first: what played is the newest 0.5 s.
     assert np.array_equal(joined(p.frames), tone(REPLY * 2)[75 * 480 :])
+    assert played_events(p) == [(ReplyPlayed("r1", 500), 25)]
 
 
 async def test_drops_are_reported_even_when_nothing_plays_after_them(
@@ -472,6 +493,9 @@ async def test_drops_are_reported_even_when_nothing_plays_after_them(
     assert p.counter.dropped_frames == 50
     assert sum(d.frames for d in drops) == 50
     assert sum(d.samples for d in drops) == REPLY
+    # The end mark went with the audio before it: still reported, after the drops.
+    assert played_events(p) == [(ReplyPlayed("r1", 0), 0)]
+    assert isinstance(p.events[-1], ReplyPlayed)
 
 
 async def test_playback_ends_when_its_input_ends_and_closes_the_sink() -> None:
@@ -560,3 +584,43 @@ async def test_cancelled_playback_closes_a_wav_sink(tmp_path: Path) -> None:
     got, _ = read_wav(path)  # a complete, readable file
     assert sink.frames_written == 20
     assert np.array_equal(got, pcm[: 20 * 480])
+
+
+async def test_reply_played_follows_each_reply_when_its_last_frame_went_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two replies back to back, the first interrupted halfway: each ReplyDone is
+    followed by ReplyPlayed once everything queued before it has gone to the sink
+    (or been dropped), with the milliseconds actually handed over."""
+    with trio.fail_after(600):
+        r1, r2 = tone(REPLY, 1), tone(REPLY // 2, 2)
+        p = await play(
+            [
+                *pieces(r1, 2400, "r1", "i1"),
+                0.31,  # frames 0..15 of r1 (sent at 0.00 .. 0.30) have gone out
+                ReplyInterrupted("r1"),
+                ReplyDone("r1", status="cancelled"),
+                *pieces(r2, 2400, "r2", "i2"),
+                ReplyDone("r2"),
+            ]
+        )
+    assert len(p.frames) == 16 + 25
+    assert played_events(p) == [(ReplyPlayed("r1", 320), 16), (ReplyPlayed("r2", 500), 41)]
+    assert p.state.played_ms("i1") == 320
+
+
+async def test_cancelling_everything_keeps_the_end_marks() -> None:
+    state = playback.PlaybackState()
+    frame = AudioFrame(np.zeros((480, 1), np.int16), REPLY)
+    mark = playback.QueuedFrame(
+        AudioFrame(np.zeros((0, 1), np.int16), REPLY), "r1", None, end_of_reply=True
+    )
+    for q in (
+        playback.QueuedFrame(frame, "r1", "i1"),
+        mark,
+        playback.QueuedFrame(frame, "r2", "i2"),
+    ):
+        state.append(q)
+    assert state.cancel(None) == 2
+    assert list(state.queued) == [mark]
+    assert state.queued_s == 0.0

@@ -44,6 +44,7 @@ __all__ = [
     "ReplyAudioDone",
     "ReplyDone",
     "ReplyInterrupted",
+    "ReplyPlayed",
     "ReplyStarted",
     "ReplyTextDelta",
     "ReplyTextDone",
@@ -234,6 +235,23 @@ class ReplyInterrupted:
 
 
 @attrs.frozen
+class ReplyPlayed:
+    """Everything playback had of a reply has gone to the output.
+
+    Sent by playback after :class:`ReplyDone`, once every frame of the reply queued
+    before it was handed to the output (``session.output`` or the sink) or dropped
+    (cancelled, or over the queue limit). The moment to hang up after a goodbye.
+
+    Attributes:
+        response_id: the reply's id, as in its ``ReplyDone``.
+        played_ms: whole milliseconds of the reply's audio handed to the output.
+    """
+
+    response_id: str | None
+    played_ms: int
+
+
+@attrs.frozen
 class ToolCall:
     """The model asks for a tool call."""
 
@@ -288,6 +306,7 @@ Event: TypeAlias = (
     | ReplyAudioDone
     | ReplyDone
     | ReplyInterrupted
+    | ReplyPlayed
     | ToolCall
     | ToolResult
     | AudioDropped

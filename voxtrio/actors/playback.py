@@ -40,6 +40,7 @@ from ..messages import (
     ReplyAudio,
     ReplyDone,
     ReplyInterrupted,
+    ReplyPlayed,
 )
 from .base import EdgeCounter
 from .pacing import Pacer
@@ -49,11 +50,17 @@ __all__ = ["PlaybackState", "QueuedFrame", "WavSink", "run"]
 
 @attrs.frozen
 class QueuedFrame:
-    """An output frame with the reply it belongs to."""
+    """An output frame with the reply it belongs to.
+
+    ``end_of_reply``: not audio but the mark where reply ``response_id`` ended (its
+    ``frame`` is empty); the pacer reports :class:`ReplyPlayed` when it gets there.
+    Cancelling never removes a mark.
+    """
 
     frame: AudioFrame
     response_id: str | None
     item_id: str | None
+    end_of_reply: bool = False
 
 
 class PlaybackState:
@@ -103,11 +110,13 @@ class PlaybackState:
         Returns the number of frames dropped. Later audio of that id is ignored.
         """
         before = len(self.queued)
-        if response_id is None:
-            kept: list[QueuedFrame] = []
-        else:
+        if response_id is not None:
             self.cancelled.add(response_id)
-            kept = [q for q in self.queued if q.response_id != response_id]
+        kept = [
+            q
+            for q in self.queued
+            if q.end_of_reply or (response_id is not None and q.response_id != response_id)
+        ]
         self.queued.clear()
         self.queued_s = 0.0
         for q in kept:
@@ -244,12 +253,24 @@ async def run(
     track = _Track(reply_rate, output, frame_ms)
     drops = _DropCounter(counter)
     done = trio.Event()
+    ended: list[QueuedFrame] = []  # end marks dropped with the audio before them
+    played_s: dict[str | None, Fraction] = {}  # per response, handed to the output
 
     def enqueue(frames: list[AudioFrame], response_id: str | None, item_id: str | None) -> None:
         for f in frames:
             state.append(QueuedFrame(f, response_id, item_id))
         while state.queued_s > max_queue_s and state.queued:
-            drops.note(state.popleft().frame)
+            q = state.popleft()
+            if q.end_of_reply:
+                ended.append(q)  # reported in order by the pacer
+            else:
+                drops.note(q.frame)
+        state.wakeup.set()
+
+    def mark_end(response_id: str | None) -> None:
+        empty = np.zeros((0, track.fmt.channels), np.int16)
+        frame = AudioFrame(empty, track.fmt.sample_rate, 0)
+        state.append(QueuedFrame(frame, response_id, None, end_of_reply=True))
         state.wakeup.set()
 
     async def receiver() -> None:
@@ -268,9 +289,10 @@ async def run(
                         state.cancel(msg.response_id)
                         if msg.response_id is None or msg.response_id == current[0]:
                             track.discard()  # what the filter and framer hold is its
-                    case ReplyDone():
+                    case ReplyDone(response_id=response_id):
                         # The reply's last samples are in the filter: play them now.
                         enqueue(track.drain(), *current)
+                        mark_end(response_id)
                     case Reframe(rate_hz=rate, frame_ms=fms):
                         enqueue(track.reframe(AudioFormat(rate, track.fmt.channels), fms), *current)
         enqueue(track.drain(), *current)
@@ -279,8 +301,22 @@ async def run(
 
     async def pacer() -> None:
         pace = Pacer() if realtime else None
+
+        async def reply_played(response_id: str | None) -> None:
+            played = played_s.pop(response_id, Fraction(0))
+            if events is not None:
+                # Drops not yet reported came before this mark: that news goes first.
+                if drops.unreported:
+                    await events.send(drops.report())
+                await events.send(ReplyPlayed(response_id, math.floor(played * 1000)))
+
         try:
             while True:
+                while ended:  # marks dropped with the audio before them
+                    await reply_played(ended.pop(0).response_id)
+                if state.queued and state.queued[0].end_of_reply:
+                    await reply_played(state.popleft().response_id)
+                    continue
                 if not state.queued:
                     if drops.unreported and events is not None:
                         # Nothing will play after these drops: report them now.
@@ -311,6 +347,9 @@ async def run(
                 counter.samples += q.frame.samples
                 if q.item_id is not None:
                     state.add_played(q.item_id, q.frame.duration)
+                played_s[q.response_id] = (
+                    played_s.get(q.response_id, Fraction(0)) + q.frame.duration
+                )
                 if drops.unreported and events is not None:
                     await events.send(drops.report())
         finally:
