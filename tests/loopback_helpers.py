@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import numpy as np
+import pytest
 import trio
 import trio.testing
 
@@ -47,6 +48,8 @@ from voxtrio.testing import (
     OpenAILoopback,
     Outgoing,
     open_openai_loopback,
+    openai_oracle_available,
+    transcription_completed_event,
     validate_server_event,
 )
 
@@ -60,6 +63,24 @@ WAV_PCM, WAV_FMT = read_wav(WAV_PATH)
 CONNECTION_EVENTS = (SessionConnected, SessionReconnecting, SessionReconnected, ErrorEvent)
 
 T = TypeVar("T")
+
+
+#: The marks of every module that runs sessions against the loopback server.
+LOOPBACK_MARKS = [
+    pytest.mark.skipif(
+        not openai_oracle_available(), reason="the openai package is the test oracle"
+    ),
+    # A socket the link forgot to close is found when it is collected.
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _sockets_closed() -> Iterator[None]:
+    """A socket the link forgot to close fails the test that opened it (autouse in
+    every module that imports it)."""
+    yield from own_garbage_only()
 
 
 def own_garbage_only() -> Iterator[None]:
@@ -236,14 +257,8 @@ async def push(session: Session, pcm: np.ndarray, fmt: AudioFormat = OPENAI) -> 
         await session.send_audio(pcm[i : i + step], fmt)
 
 
-def transcription_completed(item_id: str, transcript: str) -> dict[str, Any]:
-    return {
-        "type": "conversation.item.input_audio_transcription.completed",
-        "item_id": item_id,
-        "content_index": 0,
-        "transcript": transcript,
-        "usage": {"type": "duration", "seconds": 1.0},
-    }
+#: A valid transcription-completed server event, for ``send_after`` scripts.
+transcription_completed = transcription_completed_event
 
 
 def completed_sent(server: OpenAILoopback, index: int | None = None) -> list[tuple[str, str]]:

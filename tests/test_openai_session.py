@@ -8,7 +8,6 @@ gets on the way out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -33,19 +32,19 @@ from voxtrio.testing import (
     ConnectionScript,
     Outgoing,
     open_openai_loopback,
-    openai_oracle_available,
 )
 
 from .loopback_helpers import (
     KEY,
+    LOOPBACK_MARKS,
     OPENAI,
     WAV_FMT,
     WAV_PATH,
     WAV_PCM,
+    _sockets_closed,  # noqa: F401 - an autouse fixture
     completed_sent,
     noise,
     openai_session,
-    own_garbage_only,
     provider_for,
     push,
     serve,
@@ -55,20 +54,7 @@ from .loopback_helpers import (
     wait_for_audio,
 )
 
-pytestmark = [
-    pytest.mark.skipif(
-        not openai_oracle_available(), reason="the openai package is the test oracle"
-    ),
-    # A socket the link forgot to close is found when it is collected.
-    pytest.mark.filterwarnings("error::ResourceWarning"),
-    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _sockets_closed() -> Iterator[None]:
-    """A socket the link forgot to close fails the test that opened it."""
-    yield from own_garbage_only()
+pytestmark = LOOPBACK_MARKS
 
 
 # -------------------------------------------------------------------- declared rate

@@ -10,7 +10,7 @@ app. See :mod:`tests.loopback_helpers` for the checks every test gets on the way
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -43,23 +43,23 @@ from voxtrio.codecs.transcript import UserItem
 from voxtrio.messages import FrameBatch, LinkInput
 from voxtrio.testing import (
     ConnectionScript,
-    openai_oracle_available,
 )
 
 from .loopback_helpers import (
     FAST,
     KEY,
+    LOOPBACK_MARKS,
     OPENAI,
     WAV_FMT,
     WAV_PATH,
     WAV_PCM,
     Recorder,
+    _sockets_closed,  # noqa: F401 - an autouse fixture
     completed_sent,
     drain,
     drops,
     noise,
     openai_session,
-    own_garbage_only,
     provider_for,
     push,
     received,
@@ -71,20 +71,7 @@ from .loopback_helpers import (
     wait_for_audio,
 )
 
-pytestmark = [
-    pytest.mark.skipif(
-        not openai_oracle_available(), reason="the openai package is the test oracle"
-    ),
-    # A socket the link forgot to close is found when it is collected.
-    pytest.mark.filterwarnings("error::ResourceWarning"),
-    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _sockets_closed() -> Iterator[None]:
-    """A socket the link forgot to close fails the test that opened it."""
-    yield from own_garbage_only()
+pytestmark = LOOPBACK_MARKS
 
 
 # ------------------------------------------------------------- audio end to end

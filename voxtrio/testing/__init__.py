@@ -17,6 +17,7 @@ from .openai_server import (
     Outgoing,
     open_openai_loopback,
     openai_oracle_available,
+    transcription_completed_event,
     validate_client_event,
     validate_server_event,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RecordingProvider",
     "open_openai_loopback",
     "openai_oracle_available",
+    "transcription_completed_event",
     "validate_client_event",
     "validate_server_event",
 ]

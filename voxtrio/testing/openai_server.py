@@ -89,6 +89,7 @@ __all__ = [
     "Outgoing",
     "open_openai_loopback",
     "openai_oracle_available",
+    "transcription_completed_event",
     "validate_client_event",
     "validate_server_event",
 ]
@@ -646,7 +647,7 @@ class LoopbackConnection:
                         "delta": piece,
                     }
                 )
-        await self.send_event(_transcription_completed(item_id, transcript))
+        await self.send_event(transcription_completed_event(item_id, transcript))
         return item_id
 
     async def send_reply(self, text: str | None = None, *, audio: np.ndarray | None = None) -> str:
@@ -1091,7 +1092,7 @@ class LoopbackConnection:
                             "delta": piece,
                         }
                     )
-            await self._send(_transcription_completed(item_id, transcript))
+            await self._send(transcription_completed_event(item_id, transcript))
         if reply and (self._active is None or self._active.cancelled is not None):
             await self._start_reply()
 
@@ -1569,7 +1570,9 @@ def _error_event(
     }
 
 
-def _transcription_completed(item_id: str, transcript: str) -> dict[str, Any]:
+def transcription_completed_event(item_id: str, transcript: str) -> dict[str, Any]:
+    """A valid ``conversation.item.input_audio_transcription.completed`` server event
+    (for ``ConnectionScript.send_after``)."""
     return {
         "type": "conversation.item.input_audio_transcription.completed",
         "item_id": item_id,
