@@ -67,6 +67,8 @@ from voxtrio.runtime import open_session
 from voxtrio.testing import ConnectionScript, OpenAILoopback, RecordingProvider
 from voxtrio.testing import open_openai_loopback as _open_loopback
 
+from .store_helpers import FlakyStore
+
 BASE = "You are the voxtrio test assistant. Answer briefly."
 REPLY = "Hello from the loopback provider."
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,23 +228,6 @@ class ReconnectingProvider(RecordingProvider):
                 live_input=live_input,
                 task_status=task_status,
             )
-
-
-class FlakyStore(MemoryTranscriptStore):
-    """Appends fail with ``sqlite3.OperationalError`` (a locked database) until
-    ``failures`` have failed; ``forever`` fails them all."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.attempts = 0
-
-    async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            await trio.lowlevel.checkpoint()
-            raise sqlite3.OperationalError("database is locked")
-        await super().append(session_id, items)
 
 
 class StalledSqliteStore(SqliteTranscriptStore):

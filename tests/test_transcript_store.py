@@ -57,6 +57,8 @@ from voxtrio.messages import (
     ToolResult,
 )
 
+from .store_helpers import FlakyStore
+
 WRITER = Path(__file__).with_name("transcript_writer.py")
 
 
@@ -354,22 +356,6 @@ async def test_instructions_source_folds_the_latest_snapshot_in() -> None:
         assert await source() == first  # the actor is gone: the last snapshot is used
     with pytest.raises(ValueError, match="budget_chars"):
         ts.instructions_source(send, "x", budget_chars=10)
-
-
-class FlakyStore(MemoryTranscriptStore):
-    """Fails the first ``failures`` appends like a locked database."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.attempts = 0
-
-    async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            await trio.lowlevel.checkpoint()
-            raise sqlite3.OperationalError("database is locked")
-        await super().append(session_id, items)
 
 
 async def test_store_faults_are_reported_and_retried(
