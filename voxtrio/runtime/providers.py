@@ -8,6 +8,7 @@ link actor (:mod:`voxtrio.actors.provider_link`).
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from collections.abc import Sequence
@@ -87,17 +88,18 @@ class OpenAIRealtime:
         max_message_size: int = 16 * 1024 * 1024,
         seed: int | None = None,
     ) -> None:
-        self._codec_options = {
-            "model": model,
-            "voice": voice,
-            "transcription_model": transcription_model,
-            "transcription_language": transcription_language,
-            "turn_detection": turn_detection,
-            "output_modalities": tuple(output_modalities),
-            "noise_reduction": noise_reduction,
-            "tools": tuple(tools),
-            "tool_choice": tool_choice,
-        }
+        self._new_codec = functools.partial(
+            OpenAIRealtimeCodec,
+            model=model,
+            voice=voice,
+            transcription_model=transcription_model,
+            transcription_language=transcription_language,
+            turn_detection=turn_detection,
+            output_modalities=tuple(output_modalities),
+            noise_reduction=noise_reduction,
+            tools=tuple(tools),
+            tool_choice=tool_choice,
+        )
         self._codec = self.make_codec()  # validates every option now
         self._url = realtime_url(base_url, model)
         if api_key is not None:
@@ -121,7 +123,7 @@ class OpenAIRealtime:
 
     def make_codec(self) -> OpenAIRealtimeCodec:
         """A fresh codec with this configuration (the link makes one per connection)."""
-        return OpenAIRealtimeCodec(**self._codec_options)  # type: ignore[arg-type]
+        return self._new_codec()
 
     @property
     def input_format(self) -> AudioFormat:
