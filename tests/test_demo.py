@@ -4,19 +4,47 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import trio
 
 import voxtrio
 from examples import demo
+from voxtrio.codecs import AudioFormat
+from voxtrio.codecs.convert import convert_oneshot
 from voxtrio.codecs.transcript import AssistantItem, UserItem
+from voxtrio.testing import OpenAILoopback, open_openai_loopback
+
+from .loopback_helpers import check_server
+
+DEMO_WAV = str(resources.files("voxtrio.data") / "hello_48k_stereo.wav")
 
 
-async def test_the_demo_session_runs_end_to_end(tmp_path: Path) -> None:
+async def test_the_demo_session_runs_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servers: list[OpenAILoopback] = []
+
+    @asynccontextmanager
+    async def recording_loopback(**kwargs: Any) -> AsyncIterator[OpenAILoopback]:
+        async with open_openai_loopback(**kwargs) as server:
+            servers.append(server)
+            yield server
+
+    monkeypatch.setattr(demo, "open_openai_loopback", recording_loopback)
     with trio.fail_after(60):
         code = await demo.run_demo(tmp_path, realtime=False)
+    # Everything the demo's session sent validated against openai's own models.
+    check_server(servers[0])
+    assert np.array_equal(
+        servers[0].all_audio(), convert_oneshot(*voxtrio.read_wav(DEMO_WAV), AudioFormat(24_000))
+    )
     assert code == 0
     with voxtrio.SqliteTranscriptStore(tmp_path / "transcript.sqlite3") as store:
         items = store.items("demo-call")

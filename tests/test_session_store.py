@@ -65,8 +65,8 @@ from voxtrio.messages import (
 )
 from voxtrio.runtime import open_session
 from voxtrio.testing import ConnectionScript, OpenAILoopback, RecordingProvider
-from voxtrio.testing import open_openai_loopback as _open_loopback
 
+from .loopback_helpers import serve
 from .store_helpers import FlakyStore
 
 BASE = "You are the voxtrio test assistant. Answer briefly."
@@ -132,7 +132,9 @@ def speech() -> tuple[np.ndarray, AudioFormat]:
 
 
 def loopback(transcripts: Sequence[str] = ()) -> AbstractAsyncContextManager[OpenAILoopback]:
-    return _open_loopback(default_script=ConnectionScript(transcripts=tuple(transcripts)))
+    """A loopback server; on exit, every client event must have validated against
+    the openai package's models (see ``loopback_helpers.check_server``)."""
+    return serve(default_script=ConnectionScript(transcripts=tuple(transcripts)), api_key=None)
 
 
 def openai(server: OpenAILoopback) -> voxtrio.OpenAIRealtime:
