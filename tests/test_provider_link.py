@@ -9,10 +9,15 @@ app. See :mod:`tests.loopback_helpers` for the checks every test gets on the way
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import attrs
 import hypothesis
@@ -572,3 +577,112 @@ async def test_what_the_server_sent_before_closing_is_delivered_under_backpressu
             InputTranscriptionCompleted("item_t2", "second"),
         ], kinds
         assert kinds[3:] == ["ErrorEvent", "SessionReconnecting", "SessionReconnected"]
+
+
+# ----------------------------------------------------- TLS and early hang-ups
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no default trust store accepts."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@asynccontextmanager
+async def tls_server(cert: Path, key: Path) -> AsyncIterator[tuple[str, list[int]]]:
+    """A TLS server on 127.0.0.1 with ``cert`` that hangs up right after the TLS
+    handshake (or its failure). Yields its wss:// URL and a list with the number of
+    TCP connections it accepted."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    accepted = [0]
+
+    async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        accepted[0] += 1
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError):
+                await stream.do_handshake()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_ssl_over_tcp, handler, 0, context, host="127.0.0.1")
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        yield f"wss://127.0.0.1:{port}/v1/realtime", accepted
+        nursery.cancel_scope.cancel()
+
+
+async def run_until_it_ends(provider: voxtrio.OpenAIRealtime) -> list[Event]:
+    events: list[Event] = []
+    async with voxtrio.open_session(provider) as session:
+        async for event in session.subscribe():
+            events.append(event)
+    return events
+
+
+async def test_a_certificate_that_does_not_verify_is_one_final_error(
+    self_signed: tuple[Path, Path],
+) -> None:
+    """TLS is verified by default: a self-signed certificate ends the session with
+    one clear, non-recoverable error, after one attempt (retrying cannot help)."""
+    patient = ReconnectPolicy(max_attempts=5, connect_timeout_s=600.0, initial_backoff_s=0.01)
+    with trio.fail_after(30):  # far below the connect timeout: nothing waits it out
+        async with tls_server(*self_signed) as (url, accepted):
+            events = await run_until_it_ends(provider_for(url, reconnect=patient))
+    assert accepted == [1]
+    [error] = events
+    assert isinstance(error, ErrorEvent)
+    assert (error.code, error.recoverable, error.source) == (
+        "tls_verification_failed",
+        False,
+        "link",
+    )
+    assert url in error.message
+    assert "does not verify" in error.message
+
+
+async def test_a_trusted_certificate_passes_and_an_early_hang_up_is_retried(
+    self_signed: tuple[Path, Path],
+) -> None:
+    """With the certificate trusted (ssl_context), TLS succeeds; the server then hangs
+    up before the websocket handshake: each attempt fails at once (not after the
+    connect timeout) and is retried until max_attempts."""
+    cert, _ = self_signed
+    trusting = ssl.create_default_context(cafile=str(cert))
+    patient = ReconnectPolicy(max_attempts=3, connect_timeout_s=600.0, initial_backoff_s=0.01)
+    with trio.fail_after(30):
+        async with tls_server(*self_signed) as (url, accepted):
+            provider = provider_for(url, reconnect=patient, ssl_context=trusting)
+            events = await run_until_it_ends(provider)
+    assert accepted == [3]
+    errors = [e for e in events if isinstance(e, ErrorEvent)]
+    assert [(e.code, e.recoverable) for e in errors] == [("connection_failed", False)]
+    assert "websocket handshake" in errors[0].message
+    assert [e.attempt for e in events if isinstance(e, SessionReconnecting)] == [1, 2]

@@ -427,15 +427,21 @@ class _Link:
         try:
             if use_tls:
                 context = target.ssl_context or ssl.create_default_context()
-                stream = await trio.open_ssl_over_tcp_stream(
+                tls = await trio.open_ssl_over_tcp_stream(
                     host, port, ssl_context=context, https_compatible=True
                 )
+                stream = tls
+                # TLS first, on its own: a failure here is clear (and a bad
+                # certificate is final), where inside the websocket handshake it
+                # would only show as a handshake that never completes.
+                await _tls_handshake(tls, target.safe_url)
             else:
                 stream = await trio.open_tcp_stream(host, port)
             # trio-websocket raises a rejected handshake in its reader task, that is
             # out of the nursery it is given; the guard keeps the exception and
             # cancels the wait for the handshake, so it is raised here instead.
             guard = _HandshakeGuard(background)
+            ws: trio_websocket.WebSocketConnection | None = None
             with guard.scope:
                 ws = await trio_websocket.wrap_client_stream(
                     typing.cast(trio.Nursery, guard),  # it calls start_soon only
@@ -447,6 +453,8 @@ class _Link:
                 )
             if guard.failure is not None:
                 raise guard.failure
+            if ws is None:  # the connection ended before the handshake did
+                raise _Retry(f"{self.name} closed the connection during the websocket handshake")
             return ws, stream
         except BaseException:
             if stream is not None:
@@ -580,7 +588,9 @@ class _HandshakeGuard:
 
     The task runs in ``nursery``; a handshake failure it raises (a rejection) is
     kept in :attr:`failure` and cancels :attr:`scope`, which the caller wraps
-    around the wait for the handshake. Anything else it raises propagates (a bug).
+    around the wait for the handshake. The task ending (the connection closed)
+    cancels :attr:`scope` too: a handshake still waiting then can never complete.
+    Anything else it raises propagates (a bug).
     """
 
     def __init__(self, nursery: trio.Nursery) -> None:
@@ -596,7 +606,23 @@ class _HandshakeGuard:
             await fn()
         except trio_websocket.HandshakeError as exc:
             self.failure = exc
-            self.scope.cancel()
+        self.scope.cancel()  # no effect once the handshake is done
+
+
+async def _tls_handshake(stream: trio.SSLStream[trio.SocketStream], safe_url: str) -> None:
+    """Complete the TLS handshake; a certificate that does not verify is final."""
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or cause.reason or "not trusted"
+            raise _Fatal(
+                f"the TLS certificate of {safe_url} does not verify: {excerpt(str(reason))}",
+                "tls_verification_failed",
+            ) from None
+        detail = f"{type(cause).__name__}" if cause is not None else "connection closed"
+        raise _Retry(f"TLS handshake with {safe_url} failed: {detail}") from None
 
 
 async def _shielded_nursery(
