@@ -58,6 +58,7 @@ from voxtrio.messages import (
     LinkInput,
     ReplyDone,
     ReplyTextDone,
+    SendText,
     SessionConnected,
     SessionReconnected,
     ToolCall,
@@ -965,3 +966,32 @@ def test_cancelled_at_any_point_with_sqlite(steps: int | None, cancel_at: float,
         # taken yet: the hub hands each to the store before the subscribers).
         assert ids[: len(seen)] == seen
         assert ids == [f"u{n}" for n in range(len(ids))]
+
+
+async def test_text_the_app_sends_is_stored_and_carried_into_the_next_session() -> None:
+    """send_text is a user turn of the conversation: subscribers see it with its item
+    id, the store records it, and a resumed session's instructions carry it."""
+    store = MemoryTranscriptStore()
+    first, second = RecordingProvider(), RecordingProvider()
+    with trio.fail_after(30):
+        async with open_session(first, instructions=BASE, store=store, session_id="t") as s:
+            sub = s.subscribe()
+            await first.connected.wait()
+            await first.emit(InputTranscriptionCompleted("item_1", "my order number is"))
+            await s.send_text("A-1234 (typed)")
+            await s.aclose()
+            seen = [e async for e in sub]
+        async with open_session(second, instructions=BASE, store=store, session_id="t"):
+            await second.connected.wait()
+    [sent] = [e for e in seen if isinstance(e, SendText)]
+    assert sent.text == "A-1234 (typed)"
+    assert sent.item_id is not None
+    assert [c for c in first.controls if isinstance(c, SendText)] == [sent]
+    assert [(i.item_id, i.text) for i in store.items("t") if isinstance(i, UserItem)] == [
+        ("item_1", "my order number is"),
+        (sent.item_id, "A-1234 (typed)"),
+    ]
+    assert BASE in second.instructions[0]
+    assert second.instructions[0].index("my order number is") < second.instructions[0].index(
+        "A-1234 (typed)"
+    )

@@ -44,6 +44,7 @@ from voxtrio.messages import (
     ReplyStarted,
     ReplyTextDelta,
     ReplyTextDone,
+    SendText,
     SpeechStarted,
     ToolCall,
     ToolResult,
@@ -666,3 +667,20 @@ def test_items_hold_only_valid_text() -> None:
     item.text.encode("utf-8")
     with pytest.raises(TypeError):
         UserItem(1, "x")  # type: ignore[arg-type]
+
+
+def test_the_apps_text_messages_are_user_turns_in_order() -> None:
+    builder = TranscriptBuilder()
+    builder.feed(InputTranscriptionCompleted("item_1", "spoken"))
+    made = builder.feed(SendText("typed", item_id="text_1"))
+    assert [(type(i), i.text) for i in made if isinstance(i, UserItem)] == [(UserItem, "typed")]
+    assert len(made) == 1
+    assert builder.feed(SendText("typed", item_id="text_1")) == []  # idempotent by id
+    builder.feed(SendText("no id"))
+    assert [(i.item_id, i.text) for i in builder.items if isinstance(i, UserItem)] == [
+        ("item_1", "spoken"),
+        ("text_1", "typed"),
+        ("text~2", "no id"),
+    ]
+    assert len(builder.items) == 3
+    assert '"typed"' in render_context_as_text(builder.items)

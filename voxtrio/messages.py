@@ -289,6 +289,19 @@ class SubscriberLagged:
     missed: int
 
 
+@attrs.frozen
+class SendText:
+    """Add a user text message to the conversation.
+
+    Also an event: the session publishes the app's own text messages, so the
+    transcript store records them (a reconnect's instructions carry them).
+    ``item_id`` names the message in the transcript; the session assigns one.
+    """
+
+    text: str
+    item_id: str | None = None
+
+
 Event: TypeAlias = (
     ErrorEvent
     | SessionConnected
@@ -309,6 +322,7 @@ Event: TypeAlias = (
     | ReplyPlayed
     | ToolCall
     | ToolResult
+    | SendText
     | AudioDropped
     | SubscriberLagged
 )
@@ -360,13 +374,6 @@ class TruncateItem:
     item_id: str
     audio_end_ms: int
     content_index: int = 0
-
-
-@attrs.frozen
-class SendText:
-    """Add a user text message to the conversation."""
-
-    text: str
 
 
 LinkInput: TypeAlias = (

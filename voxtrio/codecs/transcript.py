@@ -58,6 +58,7 @@ from ..messages import (
     ReplyStarted,
     ReplyTextDelta,
     ReplyTextDone,
+    SendText,
     SpeechStarted,
     ToolCall,
     ToolResult,
@@ -642,6 +643,16 @@ class TranscriptBuilder:
                 old = self._items.get(key)
                 created = old.created_s if old is not None else created_s
                 return self._put(ToolCallItem(call_id, name, arguments, slot.seq, created))
+            case SendText(text=text, item_id=raw_id):
+                # The app's own text message: a user turn (no id: one of its own).
+                item_id = self._id(
+                    "user", raw_id if raw_id is not None else f"text~{self._next_seq}"
+                )
+                key = f"user:{item_id}"
+                slot = self._slots.get(key) or self._append_slot(key)
+                old = self._items.get(key)
+                created = old.created_s if old is not None else created_s
+                return self._put(UserItem(item_id, text, slot.seq, None, created))
             case ToolResult(call_id=raw_id, output=output):
                 call_id = self._id("tool", raw_id, "tool_result")  # may answer a prior call
                 key = f"tool_result:{call_id}"

@@ -268,9 +268,18 @@ class Session:
             await self._send_input(TruncateItem(item_id, played), "truncate")
 
     async def send_text(self, text: str) -> None:
-        """Add a user text message to the conversation."""
+        """Add a user text message to the conversation.
+
+        It is also published to subscribers (as the :class:`SendText` sent, with the
+        item id the session gave it) and recorded in the transcript as a user turn.
+        """
         self._check_open("send text")
-        await self._send_input(SendText(text), "send text")
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        message = SendText(text, item_id=f"text_{uuid.uuid4().hex[:16]}")
+        await self._send_input(message, "send text")
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await self._app_events.send(message)  # recorded in the transcript
 
     async def send_tool_result(self, call_id: str, output: str) -> None:
         """Answer the model's ``ToolCall(call_id)``; the result is also stored in the
