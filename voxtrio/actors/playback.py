@@ -139,6 +139,7 @@ class WavSink:
         self.frames_written = 0
 
     async def write(self, frame: AudioFrame) -> None:
+        """Append ``frame`` (in a worker thread); the first frame fixes the format."""
         fmt = frame.format
         if self._writer is None:
             self._writer = await trio.to_thread.run_sync(self._open, fmt)
@@ -156,6 +157,7 @@ class WavSink:
         return w
 
     async def aclose(self) -> None:
+        """Finish the file (its header holds the length). Idempotent."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await trio.to_thread.run_sync(writer.close)

@@ -187,16 +187,20 @@ class MemoryTranscriptStore:
         return f"MemoryTranscriptStore(sessions={len(self._sessions)})"
 
     def items(self, session_id: str) -> list[Item]:
+        """The stored items of ``session_id``, in transcript order (sync)."""
         return sort_items(list(self._sessions.get(check_session_id(session_id), {}).values()))
 
     def session_ids(self) -> list[str]:
+        """Every session id with stored items, sorted."""
         return sorted(self._sessions)
 
     async def snapshot(self, session_id: str) -> list[Item]:
+        """:meth:`items`, without blocking the event loop."""
         await trio.lowlevel.checkpoint()
         return self.items(session_id)
 
     async def append(self, session_id: str, items: Sequence[Item]) -> None:
+        """Insert or replace ``items`` (by key) in one transaction."""
         check_session_id(session_id)
         await trio.lowlevel.checkpoint()
         stored = self._sessions.setdefault(session_id, {})
@@ -207,6 +211,7 @@ class MemoryTranscriptStore:
         """Nothing to release; for symmetry with :class:`SqliteTranscriptStore`."""
 
     async def aclose(self) -> None:
+        """Release the store; a checkpoint."""
         await trio.lowlevel.checkpoint()
 
 
@@ -396,10 +401,12 @@ class SqliteTranscriptStore:
         return [sid for (sid,) in rows]
 
     async def snapshot(self, session_id: str) -> list[Item]:
+        """:meth:`items`, without blocking the event loop."""
         check_session_id(session_id)
         return await trio.to_thread.run_sync(self._items_sync, session_id, limiter=self._limiter)
 
     async def append(self, session_id: str, items: Sequence[Item]) -> None:
+        """Insert or replace ``items`` (by key) in one transaction."""
         check_session_id(session_id)
         batch = list(items)
         if not batch:
@@ -416,6 +423,7 @@ class SqliteTranscriptStore:
                 self._conn = None
 
     async def aclose(self) -> None:
+        """Release the store; a checkpoint."""
         await trio.to_thread.run_sync(self.close, limiter=self._limiter)
 
     def __enter__(self) -> SqliteTranscriptStore:

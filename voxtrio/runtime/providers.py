@@ -175,6 +175,7 @@ class OpenAIRealtime:
         live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Run the shared websocket link with this configuration (see ``Provider``)."""
         await provider_link.run(
             receive,
             events,

@@ -331,6 +331,7 @@ class Session:
     # -------------------------------------------------------------------- stats
 
     def stats(self) -> SessionStats:
+        """A snapshot of the counters: frames and drops per edge, queue depths, lag."""
         edges = {
             name: EdgeStats(
                 c.messages,
