@@ -39,6 +39,8 @@ from voxtrio.messages import (
 from voxtrio.runtime import SessionClosedError, open_session
 from voxtrio.testing.inprocess import RecordingProvider
 
+from .cancel_helpers import cancel_later
+
 PROVIDER_FORMAT = AudioFormat(24_000)
 INPUTS = [AudioFormat(48_000, 2), AudioFormat(44_100, 1), AudioFormat(16_000, 1)]
 
@@ -434,16 +436,7 @@ def test_cancel_from_outside_at_any_point(
         before = trio.lowlevel.current_statistics().tasks_living
         with trio.fail_after(1000):
             async with trio.open_nursery() as app:
-
-                async def canceller() -> None:
-                    if steps is not None:
-                        for _ in range(steps):
-                            await trio.lowlevel.checkpoint()
-                    else:
-                        await trio.sleep(cancel_at)
-                    app.cancel_scope.cancel()
-
-                app.start_soon(canceller)
+                app.start_soon(cancel_later, app.cancel_scope, steps, cancel_at)
                 async with open_session(
                     provider, capture=ArrayCapture(pcm, fmt, realtime=True)
                 ) as session:

@@ -67,6 +67,7 @@ from voxtrio.messages import (
 from voxtrio.runtime import open_session
 from voxtrio.testing import ConnectionScript, OpenAILoopback, RecordingProvider
 
+from .cancel_helpers import cancel_later
 from .loopback_helpers import serve
 from .store_helpers import FlakyStore
 
@@ -929,16 +930,7 @@ def test_cancelled_at_any_point_with_sqlite(steps: int | None, cancel_at: float,
             before = trio.lowlevel.current_statistics().tasks_living
             with trio.fail_after(30):
                 async with trio.open_nursery() as app:
-
-                    async def canceller() -> None:
-                        if steps is not None:
-                            for _ in range(steps):
-                                await trio.lowlevel.checkpoint()
-                        else:
-                            await trio.sleep(cancel_at)
-                        app.cancel_scope.cancel()
-
-                    app.start_soon(canceller)
+                    app.start_soon(cancel_later, app.cancel_scope, steps, cancel_at)
                     async with open_session(provider, store=store, session_id="c") as session:
                         sub = session.subscribe()
 
