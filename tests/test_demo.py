@@ -24,6 +24,7 @@ from voxtrio.testing import OpenAILoopback, open_openai_loopback
 from .loopback_helpers import check_server
 
 DEMO_WAV = str(resources.files("voxtrio.data") / "hello_48k_stereo.wav")
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
 
 async def test_the_demo_session_runs_end_to_end(
@@ -73,8 +74,7 @@ def test_describe_prints_the_events_that_matter() -> None:
 
 def test_the_readme_example_names_real_api() -> None:
     """Every ``voxtrio.X`` the README's example uses exists, and the example compiles."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     assert blocks
     for block in blocks:
         tree = ast.parse(block)
@@ -88,3 +88,14 @@ def test_the_readme_example_names_real_api() -> None:
         assert used
         missing = sorted(name for name in used if not hasattr(voxtrio, name))
         assert missing == []
+
+
+async def test_the_readme_testing_example_runs() -> None:
+    """The README's example of testing an app against the loopback server runs as
+    written (with the bundled recording standing in for the caller's)."""
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "loopback" in b]
+    assert '"caller.wav"' in block
+    namespace: dict[str, Any] = {}
+    exec(block.replace('"caller.wav"', repr(DEMO_WAV)), namespace)
+    with trio.fail_after(60):
+        await namespace["test_my_app_hears_the_caller"]()
