@@ -176,13 +176,6 @@ class _Outbox:
         self.unreported_frames = 0
         self.unreported_samples = 0
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def audio_s(self) -> float:
-        return self._audio_ns / _NS
-
     def full(self) -> bool:
         return self._audio_ns >= self._max_audio_ns
 

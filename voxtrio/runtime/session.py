@@ -234,6 +234,13 @@ class Session:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise SessionClosedError(f"cannot {what}: the session is closed") from None
 
+    async def _send_and_record(self, msg: SendText | ToolResult, what: str) -> None:
+        """Send ``msg`` to the provider, then publish it: the app's own turn goes to
+        the transcript store and to subscribers like the provider's events."""
+        await self._send_input(msg, what)
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await self._app_events.send(msg)
+
     async def commit(self) -> None:
         """End the input segment (flushing the converter) and commit it."""
         self._check_input_open("commit")
@@ -277,18 +284,13 @@ class Session:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         message = SendText(text, item_id=f"text_{uuid.uuid4().hex[:16]}")
-        await self._send_input(message, "send text")
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await self._app_events.send(message)  # recorded in the transcript
+        await self._send_and_record(message, "send text")
 
     async def send_tool_result(self, call_id: str, output: str) -> None:
         """Answer the model's ``ToolCall(call_id)``; the result is also stored in the
         transcript and published to subscribers."""
         self._check_open("send a tool result")
-        result = ToolResult(call_id, output)
-        await self._send_input(result, "send a tool result")
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await self._app_events.send(result)
+        await self._send_and_record(ToolResult(call_id, output), "send a tool result")
 
     async def end_input(self) -> None:
         """No more audio: the converter flushes its tail and the provider is told.
