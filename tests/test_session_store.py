@@ -68,7 +68,7 @@ from voxtrio.runtime import open_session
 from voxtrio.testing import ConnectionScript, OpenAILoopback, RecordingProvider
 
 from .cancel_helpers import cancel_later
-from .loopback_helpers import serve
+from .loopback_helpers import Recorder, serve
 from .store_helpers import FlakyStore
 
 BASE = "You are the voxtrio test assistant. Answer briefly."
@@ -703,28 +703,22 @@ async def test_a_database_this_version_cannot_read_is_a_fault_not_a_crash(
     conn.commit()
     conn.close()
     provider = RecordingProvider()
-    got: list[Event] = []
     with trio.fail_after(30), SqliteTranscriptStore(db) as store:
         async with (
             trio.open_nursery() as app,
             open_session(provider, instructions=BASE, store=store, session_id="s") as session,
         ):
-            sub = session.subscribe()
-
-            async def read() -> None:
-                async for event in sub:
-                    got.append(event)
-
-            app.start_soon(read)
+            recorder = Recorder(session.subscribe())
+            app.start_soon(recorder.run)
             await provider.connected.wait()
             await provider.emit(InputTranscriptionCompleted("u1", "hello"))
             await provider.emit(ReplyTextDone("hi", "r1", "a1"))
     assert provider.instructions == [BASE]
-    errors = [e for e in got if isinstance(e, ErrorEvent)]
+    errors = [e for e in recorder.events if isinstance(e, ErrorEvent)]
     assert errors
     assert all(e.source == "store" and "schema version 99" in e.message for e in errors)
     assert errors[-1].recoverable is False  # given up at the end, and said so
-    assert InputTranscriptionCompleted("u1", "hello") in got  # the call went on
+    assert InputTranscriptionCompleted("u1", "hello") in recorder.events  # the call went on
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT session_id FROM items").fetchall() == [("other",)]
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(99,)]
@@ -785,23 +779,17 @@ async def test_a_final_flush_that_fails_is_reported_before_the_subscription_ends
 ) -> None:
     store = FlakyStore(failures=10**9)
     provider = RecordingProvider()
-    got: list[Event] = []
     with trio.fail_after(600):
         async with (
             trio.open_nursery() as app,
             open_session(provider, store=store, session_id="s") as session,
         ):
-            sub = session.subscribe()
-
-            async def read() -> None:
-                async for event in sub:
-                    got.append(event)
-
-            app.start_soon(read)
+            recorder = Recorder(session.subscribe())
+            app.start_soon(recorder.run)
             await provider.connected.wait()
             await provider.emit(InputTranscriptionCompleted("u1", "hello"))
         # the reader returned: its subscription ended after the store's last word
-    last = got[-1]
+    last = recorder.events[-1]
     assert isinstance(last, ErrorEvent)
     assert (last.source, last.code, last.recoverable) == ("store", "store_failed", False)
     assert "gave up" in last.message
@@ -815,24 +803,18 @@ async def test_leaving_is_bounded_by_close_timeout_even_with_a_stalled_disk(
     close_timeout_s; the loss is reported to subscribers before they end."""
     store = StalledMemoryStore()
     provider = RecordingProvider()
-    got: list[Event] = []
     with trio.fail_after(600):
         async with trio.open_nursery() as app:
             async with open_session(
                 provider, store=store, session_id="s", close_timeout_s=3.0
             ) as session:
-                sub = session.subscribe()
-
-                async def read() -> None:
-                    async for event in sub:
-                        got.append(event)
-
-                app.start_soon(read)
+                recorder = Recorder(session.subscribe())
+                app.start_soon(recorder.run)
                 await provider.connected.wait()
                 await provider.emit(InputTranscriptionCompleted("u1", "hello"))
                 left_at = trio.current_time()
             assert trio.current_time() - left_at == pytest.approx(3.0, abs=0.1)
-    last = got[-1]
+    last = recorder.events[-1]
     assert isinstance(last, ErrorEvent)
     assert (last.source, last.recoverable) == ("store", False)
     assert "1 transcript item" in last.message
