@@ -26,10 +26,10 @@ import trio
 import trio_websocket
 
 from benchmarks.bench_pipeline import SOURCE, TARGET, Int16, make_input
+from voxtrio import OpenAIRealtime
 from voxtrio.actors.capture import ArrayCapture
 from voxtrio.codecs.convert import convert_oneshot
 from voxtrio.runtime import open_session
-from voxtrio.runtime.providers import OpenAIRealtime
 from voxtrio.testing.inprocess import RecordingProvider
 
 FRAME_MS = 20

@@ -19,11 +19,11 @@ import numpy as np
 import trio
 import trio_websocket
 
+from voxtrio import OpenAIRealtime
 from voxtrio.actors.capture import ArrayCapture
 from voxtrio.codecs import AudioFormat
 from voxtrio.codecs.convert import convert_oneshot
 from voxtrio.runtime import open_session
-from voxtrio.runtime.providers import OpenAIRealtime
 
 SOURCE = AudioFormat(48_000, 2)
 TARGET = AudioFormat(24_000)

@@ -162,7 +162,7 @@ class Recorder:
     def connection_events(self) -> list[Event]:
         return [e for e in self.events if isinstance(e, CONNECTION_EVENTS)]
 
-    def transcripts(self) -> list[tuple[str, str]]:
+    def transcripts(self) -> list[tuple[str | None, str]]:
         return [(e.item_id, e.transcript) for e in self.of(InputTranscriptionCompleted)]
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:

@@ -906,7 +906,7 @@ def test_cancelled_at_any_point_with_sqlite(steps: int | None, cancel_at: float,
         db = Path(tmp) / "t.sqlite3"
         store = SqliteTranscriptStore(db)
         provider = RecordingProvider()
-        seen: list[str] = []
+        seen: list[str | None] = []
 
         async def main() -> None:
             before = trio.lowlevel.current_statistics().tasks_living

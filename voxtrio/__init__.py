@@ -3,10 +3,8 @@
 from .actors.capture import ArrayCapture, ByteStreamCapture, MicCapture, WavCapture
 from .actors.playback import WavSink
 from .actors.provider_link import ReconnectPolicy
-from .actors.transcript_store import MemoryTranscriptStore, SqliteTranscriptStore
+from .audio import AudioFormat, AudioFrame
 from .codecs import (
-    AudioFormat,
-    AudioFrame,
     Reframer,
     StreamResampler,
     downmix,
@@ -15,6 +13,16 @@ from .codecs import (
     write_wav,
 )
 from .codecs.transcript import instructions_with_context, render_context_as_text
+from .codecs.wire import Capabilities
+from .errors import (
+    MissingApiKeyError,
+    RemoteError,
+    SessionClosedError,
+    SessionError,
+    UnsupportedError,
+    UsageError,
+    VoxtrioError,
+)
 from .messages import (
     AudioDropped,
     ErrorEvent,
@@ -40,8 +48,10 @@ from .messages import (
     ToolCall,
     ToolResult,
 )
-from .runtime import Session, SessionClosedError, SessionStats, Subscription, open_session
-from .runtime.providers import MissingApiKeyError, OpenAIRealtime
+from .providers import OpenAIRealtime
+from .runtime import Session, SessionStats, Subscription, open_session
+from .runtime.provider import Provider
+from .stores import MemoryTranscriptStore, SqliteTranscriptStore, TranscriptStore
 
 __version__ = "0.1.0"
 
@@ -51,6 +61,7 @@ __all__ = [
     "AudioFormat",
     "AudioFrame",
     "ByteStreamCapture",
+    "Capabilities",
     "ErrorEvent",
     "Event",
     "InputTranscriptionCompleted",
@@ -60,8 +71,10 @@ __all__ = [
     "MicCapture",
     "MissingApiKeyError",
     "OpenAIRealtime",
+    "Provider",
     "ReconnectPolicy",
     "Reframer",
+    "RemoteError",
     "ReplyAudio",
     "ReplyAudioDone",
     "ReplyDone",
@@ -74,6 +87,7 @@ __all__ = [
     "Session",
     "SessionClosedError",
     "SessionConnected",
+    "SessionError",
     "SessionReconnected",
     "SessionReconnecting",
     "SessionStats",
@@ -85,6 +99,10 @@ __all__ = [
     "Subscription",
     "ToolCall",
     "ToolResult",
+    "TranscriptStore",
+    "UnsupportedError",
+    "UsageError",
+    "VoxtrioError",
     "WavCapture",
     "WavSink",
     "downmix",

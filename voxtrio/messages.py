@@ -3,10 +3,12 @@
 Each class is a frozen attrs class, one per fact, with units in field names. Nothing
 here imports trio, so codecs, actors, runtime and apps all speak the same types.
 
-Three closed unions name what each kind of channel carries, so ``match`` is exhaustive:
+Closed unions name what each kind of channel carries, so ``match`` is exhaustive:
 
 * :data:`Event` -- what the session reports to apps and to the transcript store;
-* :data:`LinkInput` -- what the provider link consumes (audio and input controls);
+* :data:`Control` -- the controls that travel in order with the input audio;
+* :data:`ConvertInput` / :data:`LinkInput` -- what the convert actor and the provider
+  link consume (audio and controls);
 * :data:`PlaybackInput` -- what the playback actor consumes.
 
 Stream positions: ``pts`` fields count samples of the provider's *input* stream (the
@@ -22,13 +24,15 @@ from typing import TypeAlias
 import attrs
 import numpy as np
 
-from .codecs.audio import AudioFrame, FrameMs
+from .audio import AudioFrame, FrameMs, pcm_equal
 
 __all__ = [
     "AudioDropped",
     "CancelReply",
     "ClearInput",
     "CommitInput",
+    "Control",
+    "ConvertInput",
     "CreateReply",
     "EndOfInput",
     "ErrorEvent",
@@ -59,10 +63,6 @@ __all__ = [
     "ToolResult",
     "TruncateItem",
 ]
-
-
-def _pcm_eq(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 # --------------------------------------------------------------------------- events
@@ -151,9 +151,13 @@ class InputTranscriptionDelta:
 
 @attrs.frozen
 class InputTranscriptionCompleted:
-    """The full transcription of one user item. May arrive out of order: match by id."""
+    """The full transcription of one user turn. May arrive out of order: match by id.
 
-    item_id: str
+    ``item_id`` is None where the provider names no items; the transcript then places
+    the turn by ``pts`` (when known) and by arrival.
+    """
+
+    item_id: str | None
     transcript: str
     content_index: int = 0
     pts: int | None = None
@@ -161,18 +165,18 @@ class InputTranscriptionCompleted:
 
 @attrs.frozen
 class InputTranscriptionFailed:
-    """The provider could not transcribe an item."""
+    """The provider could not transcribe an item (``item_id`` None if it names none)."""
 
-    item_id: str
+    item_id: str | None
     message: str
     code: str | None = None
 
 
 @attrs.frozen
 class ReplyStarted:
-    """The provider started a reply (``response.created``)."""
+    """The provider started a reply; ``response_id`` is None if it names none."""
 
-    response_id: str
+    response_id: str | None
 
 
 @attrs.frozen
@@ -201,7 +205,7 @@ class ReplyAudio:
     and count how much of each item was played.
     """
 
-    pcm: np.ndarray = attrs.field(eq=attrs.cmp_using(eq=_pcm_eq), repr=False)
+    pcm: np.ndarray = attrs.field(eq=attrs.cmp_using(eq=pcm_equal), repr=False)
     sample_rate: int
     response_id: str | None = None
     item_id: str | None = None
@@ -262,10 +266,15 @@ class ToolCall:
 
 @attrs.frozen
 class ToolResult:
-    """The result the app gave for a tool call."""
+    """The result the app gave for a tool call.
+
+    ``name`` is the tool's name: some providers need it with the result. The session
+    fills it in from the :class:`ToolCall` it answers when the app gives none.
+    """
 
     call_id: str
     output: str
+    name: str | None = None
 
 
 @attrs.frozen
@@ -376,10 +385,9 @@ class TruncateItem:
     content_index: int = 0
 
 
-LinkInput: TypeAlias = (
-    AudioFrame
-    | FrameBatch
-    | CommitInput
+#: The controls an app (or a capture) sends down the audio path, in order with audio.
+Control: TypeAlias = (
+    CommitInput
     | ClearInput
     | EndOfInput
     | CreateReply
@@ -388,6 +396,13 @@ LinkInput: TypeAlias = (
     | SendText
     | ToolResult
 )
+
+#: What the convert actor consumes: audio in any supported format, and controls.
+ConvertInput: TypeAlias = AudioFrame | Control
+
+#: What the provider link consumes: audio in the provider's format (single frames or
+#: batches of contiguous ones), and controls.
+LinkInput: TypeAlias = AudioFrame | FrameBatch | Control
 
 
 # ------------------------------------------------------------------------- playback

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import trio
 
-from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, Reframer, as_pcm, frame_fraction
+from ..audio import AudioFormat, AudioFrame, FrameMs, as_pcm, frame_fraction
+from ..codecs.audio import Reframer
 from ..codecs.wav import read_wav
 from ..messages import AudioDropped, ErrorEvent, Event
 from .base import EdgeCounter
@@ -127,7 +128,7 @@ async def _send_chunks(
     """Cut ``pcm`` with ``chunks`` and send each chunk, paced if ``pacer``."""
     # ``pcm`` is the capture's private copy and is only read: the framer may take it
     # over without copying it again (the frames are read-only views of it).
-    frames = chunks._push_owned(pcm) + chunks.flush(pad=False)
+    frames = chunks.push_owned(pcm) + chunks.flush(pad=False)
     for frame in frames:
         if pacer is not None:
             await pacer.wait(frame.duration)

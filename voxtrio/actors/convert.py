@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import trio
 
-from ..codecs.audio import AudioFormat, AudioFrame, FrameMs
+from ..audio import AudioFormat, AudioFrame, FrameMs
 from ..codecs.convert import Converter
 from ..messages import ClearInput, CommitInput, EndOfInput, FrameBatch, LinkInput
 from .base import EdgeCounter

@@ -30,7 +30,8 @@ import attrs
 import numpy as np
 import trio
 
-from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, Reframer, frame_fraction
+from ..audio import AudioFormat, AudioFrame, FrameMs, frame_fraction
+from ..codecs.audio import Reframer
 from ..codecs.resample import StreamResampler, float_to_int16, int16_to_float
 from ..messages import (
     AudioDropped,

@@ -51,8 +51,8 @@ import attrs
 import trio
 import trio_websocket
 
-from ..codecs.audio import AudioFrame
-from ..codecs.wire import GoAway, LinkSignal, Ready, ResumptionHandle, WireCodec, excerpt
+from ..audio import AudioFrame
+from ..codecs.wire import GoAway, LinkSignal, Ready, ResumptionHandle, Verdict, WireCodec, excerpt
 from ..messages import (
     AudioDropped,
     ErrorEvent,
@@ -72,11 +72,6 @@ __all__ = ["ConnectTarget", "ReconnectPolicy", "run"]
 #: the link ends. Lines carry the provider's name and the URL without its query, with
 #: every secret of the target redacted -- never a key, never transcript text.
 log = logging.getLogger("voxtrio.link")
-
-#: Close codes that mean "do not come back": policy violation, and the codes
-#: providers use for a rejected key or a bad configuration.
-_FATAL_CLOSE_CODES = frozenset({1008, 4001, 4003, 4004})
-_FATAL_HTTP = frozenset({400, 401, 403, 404})
 
 
 @attrs.frozen
@@ -380,7 +375,7 @@ class _Link:
         raise AssertionError("a connection ends only with _Retry or _Fatal")  # pragma: no cover
 
     async def _open(
-        self, background: trio.Nursery
+        self, background: trio.Nursery, codec: WireCodec
     ) -> tuple[trio_websocket.WebSocketConnection, trio.abc.Stream]:
         """Connect and do the websocket handshake; returns the websocket and its
         stream. Every failure leaves as a plain ``_Retry`` or ``_Fatal``."""
@@ -390,7 +385,7 @@ class _Link:
                 return await self._handshake(background)
         except trio_websocket.ConnectionRejected as exc:
             status = exc.status_code
-            if status in _FATAL_HTTP:
+            if codec.classify_rejection(status) is Verdict.FATAL:
                 hint = " (check the API key)" if status in (401, 403) else ""
                 raise _Fatal(
                     f"{self.name} rejected the connection with HTTP {status}{hint}",
@@ -459,11 +454,11 @@ class _Link:
         self, background: trio.Nursery, attempt: int, reconnecting: bool
     ) -> None:
         codec = self.codec_factory()
-        ws, stream = await self._open(background)
+        ws, stream = await self._open(background, codec)
         was_up = False
         try:
             text = await self.instructions()
-            handle = self.resumption_handle if codec.supports_resumption else None
+            handle = self.resumption_handle if codec.capabilities.resumption else None
             for wire in codec.connect_messages(text, resumption_handle=handle):
                 await ws.send_message(wire)
             self.connected = was_up = True
@@ -489,7 +484,9 @@ class _Link:
         code = reason.code if reason is not None else None
         detail = f"{self.name} closed the connection (code {code}"
         detail += f": {excerpt(reason.reason)})" if reason is not None and reason.reason else ")"
-        if code in _FATAL_CLOSE_CODES:
+        if codec.classify_close(code, reason.reason if reason is not None else None) is (
+            Verdict.FATAL
+        ):
             raise _Fatal(detail, "connection_refused")
         raise _Retry(detail, was_up=was_up)
 

@@ -25,15 +25,11 @@ its input channel is still written, shielded. Either way the last writes get at 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
 import sqlite3
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, TypeAlias
 
 import attrs
 import trio
@@ -42,12 +38,12 @@ from ..codecs.transcript import (
     DEFAULT_BUDGET_CHARS,
     Item,
     TranscriptBuilder,
-    decode_item,
-    encode_item,
     instructions_with_context,
-    sort_items,
 )
 from ..messages import ErrorEvent, Event
+from ..stores.base import DURABILITY_BOUND_S, TranscriptStore, check_session_id, check_store
+from ..stores.memory import MemoryTranscriptStore
+from ..stores.sqlite import SCHEMA_VERSION, SqliteTranscriptStore
 
 __all__ = [
     "DURABILITY_BOUND_S",
@@ -64,11 +60,6 @@ __all__ = [
     "run",
 ]
 
-#: An item delivered to the actor is committed within this many seconds (default
-#: settings, healthy disk); see the module docstring.
-DURABILITY_BOUND_S: Final = 0.2
-#: The schema this code writes; see :class:`SqliteTranscriptStore`.
-SCHEMA_VERSION: Final = 1
 
 
 @attrs.frozen
@@ -129,311 +120,6 @@ def instructions_source(
 
     return source
 
-
-# ------------------------------------------------------------------------ backends
-
-
-@runtime_checkable
-class TranscriptStore(Protocol):
-    """What the actor needs from a backend.
-
-    Items are upserted by ``(session_id, item.key)``: writing an item again replaces
-    it. Faults of the outside world (disk full, database locked or corrupt) raise
-    ``OSError`` or ``sqlite3.Error``; the actor reports them as ``ErrorEvent``.
-    """
-
-    def items(self, session_id: str) -> list[Item]:
-        """Every stored item of ``session_id``, in transcript order (blocking)."""
-        ...
-
-    async def snapshot(self, session_id: str) -> list[Item]:
-        """Like :meth:`items`, without blocking the event loop."""
-        ...
-
-    async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        """Upsert ``items``; when it returns they are stored (committed)."""
-        ...
-
-
-def check_store(store: object) -> TranscriptStore:
-    """``store`` if it is a transcript store (an instance, not a class).
-
-    Raises:
-        TypeError: it is not.
-    """
-    if isinstance(store, type) or not isinstance(store, TranscriptStore):
-        hint = " (a class: did you forget the parentheses?)" if isinstance(store, type) else ""
-        raise TypeError(f"store must be a transcript store, got {store!r}{hint}")
-    return store
-
-
-def check_session_id(session_id: object) -> str:
-    if not isinstance(session_id, str) or not session_id:
-        raise ValueError(f"session_id must be a non-empty str, got {session_id!r}")
-    try:
-        session_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("session_id must be valid text (no lone surrogates)") from None
-    return session_id
-
-
-class MemoryTranscriptStore:
-    """Items in a dict, gone with the process. Safe to share between sessions."""
-
-    def __init__(self) -> None:
-        self._sessions: dict[str, dict[str, Item]] = {}
-
-    def __repr__(self) -> str:
-        return f"MemoryTranscriptStore(sessions={len(self._sessions)})"
-
-    def items(self, session_id: str) -> list[Item]:
-        """The stored items of ``session_id``, in transcript order (sync)."""
-        return sort_items(list(self._sessions.get(check_session_id(session_id), {}).values()))
-
-    def session_ids(self) -> list[str]:
-        """Every session id with stored items, sorted."""
-        return sorted(self._sessions)
-
-    async def snapshot(self, session_id: str) -> list[Item]:
-        """:meth:`items`, without blocking the event loop."""
-        await trio.lowlevel.checkpoint()
-        return self.items(session_id)
-
-    async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        """Insert or replace ``items`` (by key) in one transaction."""
-        check_session_id(session_id)
-        await trio.lowlevel.checkpoint()
-        stored = self._sessions.setdefault(session_id, {})
-        for item in items:
-            stored[item.key] = item
-
-    def close(self) -> None:
-        """Nothing to release; for symmetry with :class:`SqliteTranscriptStore`."""
-
-    async def aclose(self) -> None:
-        """Release the store; a checkpoint."""
-        await trio.lowlevel.checkpoint()
-
-
-_SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS items ("
-    " session_id TEXT NOT NULL,"
-    " item_key TEXT NOT NULL,"
-    " seq INTEGER NOT NULL,"
-    " kind TEXT NOT NULL,"
-    " data TEXT NOT NULL,"
-    " updated_s REAL NOT NULL,"
-    " PRIMARY KEY (session_id, item_key)"
-    ") WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS items_by_seq ON items (session_id, seq)",
-)
-_UPSERT: Final = (
-    "INSERT INTO items (session_id, item_key, seq, kind, data, updated_s)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (session_id, item_key) DO UPDATE SET"
-    " seq = excluded.seq, kind = excluded.kind, data = excluded.data,"
-    " updated_s = excluded.updated_s"
-)
-_SELECT: Final = "SELECT data FROM items WHERE session_id = ? ORDER BY seq, item_key"
-_OWNER_ONLY: Final = 0o600
-
-
-def _key_text(key: str) -> str:
-    # Keys hold provider ids, which may be any JSON string (lone surrogates included);
-    # store them as ASCII JSON so sqlite3 can always encode them.
-    return json.dumps(key, ensure_ascii=True)
-
-
-def _kind(item: Item) -> str:
-    return item.key.partition(":")[0]
-
-
-def _create_owner_only(path: str) -> None:
-    """Create ``path`` empty with mode 0o600 if it does not exist (never truncates)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _OWNER_ONLY)
-    os.close(fd)
-
-
-class SqliteTranscriptStore:
-    """Items in an SQLite file: one writer connection, WAL mode, owner-only files.
-
-    Construction only checks the path; the file is created (mode 0o600, and so are
-    its ``-wal`` and ``-shm`` files) and the schema set up on the first write or
-    read. Every async method runs its SQLite work in a worker thread, one call at a
-    time; :meth:`items` blocks (for apps, tools and tests).
-
-    Schema (version :data:`SCHEMA_VERSION`, recorded in ``schema_version``): table
-    ``items(session_id, item_key, seq, kind, data, updated_s)`` keyed by
-    ``(session_id, item_key)``, with ``data`` the item as JSON. A file written by a
-    newer schema is refused with ``sqlite3.DatabaseError``.
-
-    Args:
-        path: the database file; its directory must exist.
-        synchronous: ``"NORMAL"`` (commits survive a killed process) or ``"FULL"``
-            (they also survive a power loss, at the cost of an fsync per commit).
-        busy_timeout_s: how long a write waits for a lock held by another process.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-        busy_timeout_s: float = 5.0,
-    ) -> None:
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        text = os.fspath(path)
-        if not text or text == ":memory:" or text.startswith("file:"):
-            raise ValueError("path must name a file (use MemoryTranscriptStore for memory)")
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
-        if not (busy_timeout_s >= 0 and math.isfinite(busy_timeout_s)):
-            raise ValueError(f"busy_timeout_s must be finite and >= 0, got {busy_timeout_s}")
-        self._path = Path(text)
-        self._synchronous = synchronous
-        self._busy_ms = int(busy_timeout_s * 1000)
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()  # one SQLite call at a time, whatever the thread
-        self._limiter = trio.CapacityLimiter(1)
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"SqliteTranscriptStore({str(self._path)!r})"
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    # -- connection (always called with the lock held)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._closed:
-            raise sqlite3.ProgrammingError("this SqliteTranscriptStore is closed")
-        if self._conn is not None:
-            return self._conn
-        base = str(self._path)
-        # SQLite gives the -wal and -shm files the main file's mode; create all three
-        # owner-only ourselves anyway, before SQLite can create them with the umask's.
-        for suffix in ("", "-wal", "-shm"):
-            _create_owner_only(base + suffix)
-        conn = sqlite3.connect(
-            base, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
-        )
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"could not switch {base} to WAL mode ({mode})")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-                version = row[0]
-                if version is None:
-                    conn.execute(
-                        "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
-                    )
-                elif version > SCHEMA_VERSION:
-                    raise sqlite3.DatabaseError(
-                        f"{base} has transcript schema version {version}; this voxtrio "
-                        f"reads up to {SCHEMA_VERSION}"
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
-
-    def _append_sync(self, session_id: str, items: Sequence[Item]) -> None:
-        with self._lock:
-            conn = self._connect()
-            now = time.time()
-            # A generator: each row is encoded just before SQLite steps it, and SQLite
-            # releases the GIL while it steps, so the event loop's thread is never held
-            # up for a whole batch.
-            rows = (
-                (session_id, _key_text(i.key), i.seq, _kind(i), encode_item(i), now) for i in items
-            )
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_UPSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-
-    def _items_sync(self, session_id: str) -> list[Item]:
-        with self._lock:
-            if self._conn is None and not self._path.exists():
-                return []
-            conn = self._connect()
-            rows = conn.execute(_SELECT, (session_id,)).fetchall()
-        try:
-            return [decode_item(data) for (data,) in rows]
-        except ValueError as exc:  # a damaged or hand-edited file: a fault, not a bug
-            raise sqlite3.DatabaseError(f"{self._path} holds a damaged item: {exc}") from None
-
-    # -- public
-
-    def items(self, session_id: str) -> list[Item]:
-        """Every stored item of ``session_id`` in order. Blocks; [] if no file yet."""
-        return self._items_sync(check_session_id(session_id))
-
-    def session_ids(self) -> list[str]:
-        """The sessions with stored items, sorted. Blocks."""
-        with self._lock:
-            if self._conn is None and not self._path.exists():
-                return []
-            rows = (
-                self._connect()
-                .execute("SELECT DISTINCT session_id FROM items ORDER BY session_id")
-                .fetchall()
-            )
-        return [sid for (sid,) in rows]
-
-    async def snapshot(self, session_id: str) -> list[Item]:
-        """:meth:`items`, without blocking the event loop."""
-        check_session_id(session_id)
-        return await trio.to_thread.run_sync(self._items_sync, session_id, limiter=self._limiter)
-
-    async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        """Insert or replace ``items`` (by key) in one transaction."""
-        check_session_id(session_id)
-        batch = list(items)
-        if not batch:
-            await trio.lowlevel.checkpoint()
-            return
-        await trio.to_thread.run_sync(self._append_sync, session_id, batch, limiter=self._limiter)
-
-    def close(self) -> None:
-        """Close the connection (SQLite checkpoints the WAL). Idempotent; blocks."""
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    async def aclose(self) -> None:
-        """Release the store; a checkpoint."""
-        await trio.to_thread.run_sync(self.close, limiter=self._limiter)
-
-    def __enter__(self) -> SqliteTranscriptStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# --------------------------------------------------------------------------- actor
 
 _STORE_ERRORS: Final = (sqlite3.Error, OSError)
 

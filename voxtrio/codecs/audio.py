@@ -1,4 +1,4 @@
-"""Audio formats, frames and exact framing math.
+"""Framing maths: downmix, upmix and the exact :class:`Reframer`.
 
 Everything here is pure and synchronous. The one rule this module exists for: a
 stream of ``sample_rate`` Hz cut into ``frame_ms`` frames has an ideal frame size of
@@ -8,18 +8,30 @@ sizes differ from ``S`` by less than one sample and their sum never drifts
 (11 025 Hz at 20 ms alternates 220 and 221 samples).
 
 The framing math is done in integers (``S = num / den``) so the per-frame hot path
-never touches :class:`fractions.Fraction`.
+never touches :class:`fractions.Fraction`. The formats and frames themselves live on
+the ground floor, :mod:`voxtrio.audio`, and are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from fractions import Fraction
-from typing import Final, TypeAlias
+from typing import Final
 
-import attrs
 import numpy as np
-import numpy.typing as npt
+
+from ..audio import (
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AudioFormat,
+    AudioFrame,
+    FrameMs,
+    PcmInput,
+    as_pcm,
+    build_frame,
+    concat_frames,
+    frame_fraction,
+)
 
 __all__ = [
     "MAX_SAMPLE_RATE",
@@ -35,290 +47,6 @@ __all__ = [
     "frame_fraction",
     "upmix",
 ]
-
-MIN_SAMPLE_RATE: Final = 8_000
-MAX_SAMPLE_RATE: Final = 384_000
-_MAX_CHANNELS: Final = 64
-_SUPPORTED_WIDTHS: Final = (2,)
-
-#: A frame length in milliseconds: an int, a float or an exact Fraction.
-FrameMs: TypeAlias = int | float | Fraction
-#: What the codecs accept as PCM: a ``(samples, channels)`` or mono 1-D int16 array, or
-#: interleaved little-endian int16 bytes.
-PcmInput: TypeAlias = "npt.NDArray[np.int16] | bytes | bytearray | memoryview"
-
-Int16Array: TypeAlias = "npt.NDArray[np.int16]"
-
-
-def _check_rate(sample_rate: object) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
-        raise ValueError(f"sample_rate must be an int in Hz, got {sample_rate!r}")
-    rate = int(sample_rate)
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise ValueError(
-            f"sample_rate {rate} Hz is outside the supported range "
-            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
-        )
-    return rate
-
-
-def _validate_rate(_inst: object, _attr: object, value: int) -> None:
-    _check_rate(value)
-
-
-def _validate_channels(_inst: object, _attr: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_CHANNELS:
-        raise ValueError(f"channels must be an int in 1..{_MAX_CHANNELS}, got {value!r}")
-
-
-def _validate_width(_inst: object, _attr: object, value: int) -> None:
-    if value not in _SUPPORTED_WIDTHS:
-        raise ValueError(
-            f"sample_width {value!r} bytes is not supported; voxtrio handles 16-bit PCM "
-            "(sample_width=2)"
-        )
-
-
-@attrs.frozen
-class AudioFormat:
-    """The shape of a PCM stream: signed 16-bit little-endian, interleaved.
-
-    Args:
-        sample_rate: samples per second per channel, 8 000 .. 384 000 Hz.
-        channels: interleaved channels, 1 .. 64.
-        sample_width: bytes per sample; only 2 (int16) is supported.
-
-    Raises:
-        ValueError: for a rate, channel count or width outside those ranges.
-    """
-
-    sample_rate: int = attrs.field(validator=_validate_rate)
-    channels: int = attrs.field(default=1, validator=_validate_channels)
-    sample_width: int = attrs.field(default=2, validator=_validate_width)
-
-    @property
-    def bytes_per_sample(self) -> int:
-        """Bytes of one sample across all channels (the interleaved stride)."""
-        return self.channels * self.sample_width
-
-    def samples_in(self, duration_s: Fraction | float) -> int:
-        """Whole samples (per channel) in ``duration_s`` seconds, rounded down."""
-        return int(Fraction(duration_s) * self.sample_rate)
-
-
-def frame_fraction(sample_rate: int, frame_ms: FrameMs) -> Fraction:
-    """The exact ideal frame size in samples, ``sample_rate * frame_ms / 1000``.
-
-    Floats are taken at their exact binary value limited to microsecond precision, so
-    ``frame_ms=20.0`` is exactly 20 and ``frame_ms=2.5`` exactly 5/2.
-
-    Raises:
-        ValueError: if ``frame_ms`` is not a positive finite number or the frame would
-            hold less than one sample.
-    """
-    if isinstance(frame_ms, bool) or not isinstance(frame_ms, int | float | Fraction):
-        raise ValueError(f"frame_ms must be an int, float or Fraction, got {frame_ms!r}")
-    if isinstance(frame_ms, float):
-        if not np.isfinite(frame_ms):
-            raise ValueError(f"frame_ms must be finite, got {frame_ms!r}")
-        ms = Fraction(frame_ms).limit_denominator(1_000_000)
-    else:
-        ms = Fraction(frame_ms)
-    if ms <= 0:
-        raise ValueError(f"frame_ms must be > 0, got {frame_ms!r}")
-    size = sample_rate * ms / 1000
-    if size < 1:
-        raise ValueError(f"a {frame_ms} ms frame at {sample_rate} Hz holds less than one sample")
-    return size
-
-
-def _pcm_eq(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
-@attrs.frozen(eq=True)
-class AudioFrame:
-    """An immutable block of PCM with its position in the stream.
-
-    Attributes:
-        pcm: int16 samples, shape ``(samples, channels)``, read-only.
-        sample_rate: Hz.
-        pts: position of the first sample, counted in samples since the start of the
-            stream (``time_base`` units).
-        padded: zero samples appended at a final flush (they are the last ``padded``
-            rows of ``pcm``); 0 otherwise.
-
-    The constructor checks its arguments (``ValueError``) and keeps a read-only view
-    of ``pcm`` (no copy: the caller must not change the array afterwards; use
-    :meth:`from_pcm` to copy, and to accept 1-D arrays or bytes). The codecs build
-    their frames on the hot path without these checks, from data they validated.
-    """
-
-    pcm: Int16Array = attrs.field(eq=attrs.cmp_using(eq=_pcm_eq), repr=False)
-    sample_rate: int
-    pts: int = 0
-    padded: int = 0
-
-    def __attrs_post_init__(self) -> None:
-        pcm = self.pcm
-        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 2:
-            raise ValueError(
-                "pcm must be a (samples, channels) int16 numpy array, got "
-                + (
-                    f"{pcm.dtype} with shape {pcm.shape}"
-                    if isinstance(pcm, np.ndarray)
-                    else type(pcm).__name__
-                )
-            )
-        if not 1 <= pcm.shape[1] <= _MAX_CHANNELS:
-            raise ValueError(f"pcm has {pcm.shape[1]} channels; 1..{_MAX_CHANNELS} supported")
-        _check_rate(self.sample_rate)
-        for name, value in (("pts", self.pts), ("padded", self.padded)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        if self.padded > pcm.shape[0]:
-            raise ValueError(f"padded ({self.padded}) exceeds the frame's {pcm.shape[0]} samples")
-        if pcm.flags.writeable:
-            view = pcm.view()
-            view.flags.writeable = False
-            object.__setattr__(self, "pcm", view)
-
-    @property
-    def samples(self) -> int:
-        """Samples per channel in this frame."""
-        return int(self.pcm.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.pcm.shape[1])
-
-    @property
-    def format(self) -> AudioFormat:
-        return AudioFormat(self.sample_rate, self.channels)
-
-    @property
-    def time_base(self) -> Fraction:
-        """Seconds per ``pts`` unit: ``1 / sample_rate``."""
-        return Fraction(1, self.sample_rate)
-
-    @property
-    def duration(self) -> Fraction:
-        """Exact length in seconds, padding included."""
-        return Fraction(self.samples, self.sample_rate)
-
-    @property
-    def end_pts(self) -> int:
-        """The pts just after this frame: where a contiguous next frame starts."""
-        return self.pts + self.samples
-
-    @property
-    def time(self) -> Fraction:
-        """Start time in seconds since the start of the stream."""
-        return Fraction(self.pts, self.sample_rate)
-
-    def to_bytes(self) -> bytes:
-        """Interleaved little-endian int16 bytes."""
-        return self.pcm.astype("<i2", copy=False).tobytes()
-
-    def __repr__(self) -> str:
-        return (
-            f"AudioFrame(samples={self.samples}, channels={self.channels}, "
-            f"sample_rate={self.sample_rate}, pts={self.pts}, padded={self.padded})"
-        )
-
-    @classmethod
-    def from_pcm(cls, pcm: PcmInput, fmt: AudioFormat, pts: int = 0) -> AudioFrame:
-        """Validate and copy ``pcm`` into a new frame of format ``fmt``.
-
-        Raises:
-            ValueError: for a wrong dtype, shape, channel count, a partial sample in
-                bytes input, or a negative pts.
-        """
-        if isinstance(pts, bool) or not isinstance(pts, int) or pts < 0:
-            raise ValueError(f"pts must be a non-negative int, got {pts!r}")
-        if isinstance(pcm, bytes | bytearray | memoryview):
-            size = memoryview(pcm).nbytes
-            if size % fmt.bytes_per_sample:
-                raise ValueError(
-                    f"{size} bytes is not a whole number of {fmt.bytes_per_sample}-byte samples"
-                )
-        arr = as_pcm(pcm, fmt.channels).copy()  # never alias the caller's buffer
-        return cls(_freeze(arr), fmt.sample_rate, pts, 0)
-
-
-def _freeze(arr: np.ndarray) -> np.ndarray:
-    """Mark an array this module owns read-only, so a frame never changes under its
-    holder. (``setflags`` is about twice as fast as assigning ``flags.writeable``.)"""
-    arr.setflags(write=False)
-    return arr
-
-
-_object_new = object.__new__
-_slots = AudioFrame.__dict__
-_set_pcm = _slots["pcm"].__set__
-_set_rate = _slots["sample_rate"].__set__
-_set_pts = _slots["pts"].__set__
-_set_padded = _slots["padded"].__set__
-del _slots
-
-
-def _new_frame(pcm: np.ndarray, sample_rate: int, pts: int, padded: int) -> AudioFrame:
-    """``AudioFrame(pcm, sample_rate, pts, padded)`` for the framing hot path.
-
-    Fills the slots directly instead of going through the frozen class's
-    ``object.__setattr__`` calls: ~30% cheaper per frame. Only for data this module
-    already validated; :class:`AudioFrame` has no validators or converters to skip
-    (tests check that frames built both ways are equal).
-    """
-    frame: AudioFrame = _object_new(AudioFrame)
-    _set_pcm(frame, pcm)
-    _set_rate(frame, sample_rate)
-    _set_pts(frame, pts)
-    _set_padded(frame, padded)
-    return frame
-
-
-def as_pcm(pcm: PcmInput, channels: int) -> Int16Array:
-    """Coerce user PCM to a C-contiguous ``(samples, channels)`` int16 array.
-
-    Accepts a 2-D int16 array, a 1-D int16 array when ``channels == 1``, or interleaved
-    little-endian int16 bytes (trailing bytes of a partial sample are ignored here;
-    :class:`Reframer` carries them to the next push). The result may share memory with
-    the input.
-
-    Raises:
-        ValueError: wrong dtype (floats are refused, not silently scaled), wrong
-            channel count, or a 3-D or higher array.
-    """
-    if isinstance(pcm, bytes | bytearray | memoryview):
-        raw = memoryview(pcm).cast("B")
-        whole = len(raw) - len(raw) % (2 * channels)
-        arr = np.frombuffer(raw[:whole], dtype="<i2").astype(np.int16, copy=False)
-        return arr.reshape(-1, channels)
-    if not isinstance(pcm, np.ndarray):
-        raise ValueError(f"PCM must be a numpy int16 array or bytes, got {type(pcm).__name__}")
-    if pcm.dtype != np.int16:
-        hint = ""
-        if pcm.dtype.kind == "f":
-            hint = " (convert floats in [-1, 1] with (x * 32767).astype(np.int16))"
-            if pcm.size and not np.all(np.isfinite(pcm)):
-                hint = " and it holds NaN or infinite values"
-        raise ValueError(f"PCM must be int16, got {pcm.dtype}{hint}")
-    if pcm.ndim == 1:
-        if channels != 1:
-            raise ValueError(
-                f"a 1-D array is mono, but the format has {channels} channels; pass "
-                "shape (samples, channels) for interleaved audio"
-            )
-        return pcm.reshape(-1, 1)
-    if pcm.ndim != 2:
-        raise ValueError(f"PCM must be 1-D or (samples, channels), got shape {pcm.shape}")
-    if pcm.shape[1] != channels:
-        hint = ""
-        if pcm.shape[0] == channels:
-            hint = "; the array looks transposed, pass shape (samples, channels)"
-        raise ValueError(f"PCM has {pcm.shape[1]} channels but the format has {channels}{hint}")
-    return np.ascontiguousarray(pcm)
 
 
 _ONES_PAIR: Final = np.ones((2, 1), dtype=np.float32)
@@ -371,9 +99,9 @@ def upmix(pcm: np.ndarray, channels: int) -> np.ndarray:
     if (
         isinstance(channels, bool)
         or not isinstance(channels, int)
-        or not 1 <= channels <= _MAX_CHANNELS
+        or not 1 <= channels <= MAX_CHANNELS
     ):
-        raise ValueError(f"channels must be an int in 1..{_MAX_CHANNELS}, got {channels!r}")
+        raise ValueError(f"channels must be an int in 1..{MAX_CHANNELS}, got {channels!r}")
     mono = pcm.reshape(-1, 1) if pcm.ndim == 1 else pcm
     if mono.ndim != 2 or mono.shape[1] != 1:
         raise ValueError(f"upmix takes mono PCM, got shape {pcm.shape}")
@@ -515,10 +243,10 @@ class Reframer:
             if not arr.shape[0]:
                 return []
             arr = arr.copy()  # the caller may reuse its buffer
-        return self._push_owned(arr)
+        return self.push_owned(arr)
 
-    def _push_owned(self, arr: np.ndarray) -> list[AudioFrame]:
-        """Hot path for codecs: cut ``arr``, taking ownership of it.
+    def push_owned(self, arr: np.ndarray) -> list[AudioFrame]:
+        """Cut ``arr``, taking ownership of it: the hot path for the other codecs.
 
         ``arr`` must be a ``(samples, channels)`` int16 array of this format that
         nobody else holds or will write to (e.g. freshly computed); it may be empty.
@@ -526,8 +254,8 @@ class Reframer:
         concatenation with what was pending).
 
         This is the per-frame hot path (see ``benchmarks/bench_codecs.py``): it keeps
-        attribute traffic and Python calls to a minimum, builds frames with the slot
-        setters, and for an integer ``S`` skips the floor arithmetic.
+        attribute traffic and Python calls to a minimum, builds frames with
+        :func:`voxtrio.audio.build_frame`, and for an integer ``S`` skips the floor arithmetic.
         """
         pending = self._pending
         need = self._need
@@ -558,12 +286,7 @@ class Reframer:
         if self._den == 1:
             # Integer S: frame k is [k*S, (k+1)*S), every frame has `need` samples.
             while offset + need <= total:
-                frame = _object_new(AudioFrame)  # _new_frame(), inlined
-                _set_pcm(frame, buf[offset : offset + need])
-                _set_rate(frame, rate)
-                _set_pts(frame, pts + offset)
-                _set_padded(frame, 0)
-                frames.append(frame)
+                frames.append(build_frame(buf[offset : offset + need], rate, pts + offset, 0))
                 offset += need
         else:
             num = self._num
@@ -571,7 +294,7 @@ class Reframer:
             k = self._k
             emitted = pts - self._seg_pts  # floor(k*S)
             while offset + need <= total:
-                frames.append(_new_frame(buf[offset : offset + need], rate, pts + offset, 0))
+                frames.append(build_frame(buf[offset : offset + need], rate, pts + offset, 0))
                 offset += need
                 emitted += need
                 k += 1
@@ -610,7 +333,7 @@ class Reframer:
                 buf = np.concatenate([buf, zeros])
             if buf.flags.writeable:
                 buf.setflags(write=False)
-            frames.append(_new_frame(buf, self._rate, self._next_pts, padded))
+            frames.append(build_frame(buf, self._rate, self._next_pts, padded))
             self._next_pts += buf.shape[0]
         self._pending = []
         self._pending_len = 0
@@ -646,10 +369,3 @@ class Reframer:
             f"Reframer(fmt={self._fmt!r}, frame_ms={self._frame_ms!r}, "
             f"next_pts={self.next_pts}, pending_samples={self._pending_len})"
         )
-
-
-def concat_frames(frames: Sequence[AudioFrame]) -> np.ndarray:
-    """Concatenate frames' PCM, padding removed: for tests and sinks."""
-    if not frames:
-        return np.zeros((0, 1), dtype=np.int16)
-    return np.concatenate([f.pcm[: f.samples - f.padded] for f in frames])

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-from .audio import AudioFormat, AudioFrame, FrameMs, PcmInput, Reframer, as_pcm
+from ..audio import AudioFormat, AudioFrame, FrameMs, PcmInput, as_pcm
+from .audio import Reframer
 from .resample import StreamResampler, float_to_int16
 
 __all__ = ["Converter", "convert_oneshot", "to_float"]
@@ -99,7 +100,7 @@ class Converter:
         self._framer = Reframer(target, frame_ms)
         self._resampler = StreamResampler(source.sample_rate, target.sample_rate, target.channels)
         self._resample = self._resampler.push_float  # bound once: hot path
-        self._cut = self._framer._push_owned
+        self._cut = self._framer.push_owned
 
     @property
     def source(self) -> AudioFormat:
@@ -156,7 +157,7 @@ class Converter:
         """End the segment: emit the filter's tail and the last partial frame."""
         self._bytes_tail = b""
         tail = self._resampler.flush_float()
-        frames = self._framer._push_owned(_to_frame_pcm(tail)) if tail.shape[0] else []
+        frames = self._framer.push_owned(_to_frame_pcm(tail)) if tail.shape[0] else []
         return frames + self._framer.flush(pad=False)
 
 

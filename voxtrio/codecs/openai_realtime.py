@@ -33,6 +33,7 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 import numpy as np
 
+from ..audio import AudioFormat, AudioFrame
 from ..messages import (
     CancelReply,
     ClearInput,
@@ -60,8 +61,15 @@ from ..messages import (
     ToolResult,
     TruncateItem,
 )
-from .audio import AudioFormat, AudioFrame
-from .wire import LinkSignal, Ready, excerpt
+from .wire import (
+    Capabilities,
+    LinkSignal,
+    Ready,
+    Verdict,
+    default_close_verdict,
+    default_rejection_verdict,
+    excerpt,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -94,6 +102,10 @@ _PCM_FORMAT: Final[dict[str, Any]] = {"type": "audio/pcm", "rate": OPENAI_RATE}
 
 
 # ------------------------------------------------------------------ configuration
+
+
+#: Close codes after which the service will not take the session back.
+_FATAL_CLOSE_CODES: Final = frozenset({1008, 4001, 4003, 4004})
 
 
 def _non_negative_int(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
@@ -375,7 +387,6 @@ class OpenAIRealtimeCodec:
 
     provider: Final = "openai"
     wait_for_ready: Final = False  # the service applies events in order
-    supports_resumption: Final = False
 
     def __init__(
         self,
@@ -475,6 +486,33 @@ class OpenAIRealtimeCodec:
             "response.output_item.done": self._item_done,
             "response.done": self._response_done,
         }
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Manual commits, clears, cancels and truncation; no resumption; server VAD
+        and input transcription as configured."""
+        return Capabilities(
+            manual_commit=True,
+            clear_input=True,
+            server_vad=self.turn_detection is not None,
+            cancel_reply=True,
+            truncation=True,
+            resumption=False,
+            tool_calls=True,
+            tool_cancellation=False,
+            input_transcription=self.transcription_model is not None,
+        )
+
+    def classify_close(self, code: int | None, reason: str | None) -> Verdict:
+        """Final for a policy violation (1008) and the service's 4001/4003/4004 (a
+        rejected key or a bad configuration); anything else is retried."""
+        if code in _FATAL_CLOSE_CODES:
+            return Verdict.FATAL
+        return default_close_verdict(code)
+
+    def classify_rejection(self, status: int) -> Verdict:
+        """A refused handshake: 400/401/403/404 are final, others retried."""
+        return default_rejection_verdict(status)
 
     def __repr__(self) -> str:
         return (

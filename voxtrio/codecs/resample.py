@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 import soxr
 
-from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 __all__ = ["QUALITIES", "StreamResampler", "float_to_int16", "int16_to_float"]
 

@@ -666,7 +666,10 @@ class TranscriptBuilder:
         return []
 
     def _user_done(self, event: InputTranscriptionCompleted, created_s: float | None) -> list[Item]:
-        item_id = self._id("user", event.item_id)
+        # A provider that names no items: the turn gets an id of its own, and its
+        # place comes from its pts (below) or its arrival.
+        raw = event.item_id if event.item_id is not None else f"turn~{self._next_seq}"
+        item_id = self._id("user", raw)
         key = f"user:{item_id}"
         moved: list[Item] = []
         slot = self._slots.get(key)

@@ -8,7 +8,7 @@ import wave
 
 import numpy as np
 
-from .audio import AudioFormat, as_pcm
+from ..audio import AudioFormat, as_pcm
 
 __all__ = ["read_wav", "write_wav"]
 

@@ -29,21 +29,26 @@ format the codec did not declare).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
 
+from ..audio import AudioFormat
 from ..messages import Event, LinkInput
-from .audio import AudioFormat
 
 __all__ = [
     "MAX_ERROR_TEXT",
+    "Capabilities",
     "GoAway",
     "LinkSignal",
     "Ready",
     "ResumptionHandle",
+    "Verdict",
     "WireCodec",
+    "default_close_verdict",
+    "default_rejection_verdict",
     "excerpt",
 ]
 
@@ -65,6 +70,65 @@ def excerpt(text: str | bytes, limit: int = MAX_ERROR_TEXT, *, quote: bool = Fal
         unit = "bytes" if isinstance(text, bytes) else "chars"
         return f"{shown[:limit]}... ({len(text)} {unit})"
     return shown
+
+
+@attrs.frozen
+class Capabilities:
+    """What a provider can do, declared by its codec; the session checks it.
+
+    An operation the provider lacks raises
+    :class:`~voxtrio.errors.UnsupportedError` at the call instead of being sent
+    nowhere.
+
+    Attributes:
+        manual_commit: the app can end and commit an input segment by hand
+            (``Session.commit``).
+        clear_input: the app can discard the input segment in progress
+            (``Session.clear_input``).
+        server_vad: the provider detects the user's turns itself.
+        cancel_reply: a reply in progress can be cancelled at the provider.
+        truncation: the provider can be told how much of a reply item was heard
+            (``Session.truncate``).
+        resumption: the provider hands out resumption handles
+            (:class:`ResumptionHandle`) and accepts one back on connect.
+        tool_calls: the model can call tools.
+        tool_cancellation: the provider can cancel a tool call it made.
+        input_transcription: the provider transcribes the user's speech.
+    """
+
+    manual_commit: bool = False
+    clear_input: bool = False
+    server_vad: bool = False
+    cancel_reply: bool = False
+    truncation: bool = False
+    resumption: bool = False
+    tool_calls: bool = False
+    tool_cancellation: bool = False
+    input_transcription: bool = False
+
+
+class Verdict(enum.Enum):
+    """What the link does after a connection ended or was refused."""
+
+    RETRY = "retry"
+    FATAL = "fatal"
+
+
+#: HTTP statuses of a refused handshake that no retry can mend: a bad request, a
+#: rejected key, a wrong path.
+_FATAL_HTTP = frozenset({400, 401, 403, 404})
+
+
+def default_rejection_verdict(status: int) -> Verdict:
+    """The usual reading of a refused websocket handshake: a client error that no
+    retry mends (400, 401, 403, 404) is final, anything else is retried."""
+    return Verdict.FATAL if status in _FATAL_HTTP else Verdict.RETRY
+
+
+def default_close_verdict(code: int | None) -> Verdict:
+    """The usual reading of a close code: 1008 (policy violation) is final, every
+    other code -- and a connection that ended with none -- is retried."""
+    return Verdict.FATAL if code == 1008 else Verdict.RETRY
 
 
 @attrs.frozen
@@ -114,8 +178,11 @@ class WireCodec(Protocol):
     ``input_format`` is the exact format of the audio ``encode`` accepts (and declares
     to the provider); ``output_format`` is the format of the reply audio ``decode``
     yields. ``wait_for_ready``: the link sends no input before ``decode`` has yielded
-    a :class:`Ready`. ``supports_resumption``: the provider may send
-    :class:`ResumptionHandle` signals and accepts them back on connect.
+    a :class:`Ready`. ``capabilities``: what the provider can do (with
+    ``resumption``, the provider may send :class:`ResumptionHandle` signals and
+    accepts them back on connect). The codec, not the link, knows what the
+    provider's close codes and handshake refusals mean: :meth:`classify_close` and
+    :meth:`classify_rejection` say whether to retry.
     """
 
     @property
@@ -131,7 +198,15 @@ class WireCodec(Protocol):
     def wait_for_ready(self) -> bool: ...
 
     @property
-    def supports_resumption(self) -> bool: ...
+    def capabilities(self) -> Capabilities: ...
+
+    def classify_close(self, code: int | None, reason: str | None) -> Verdict:
+        """Whether a connection the server closed with ``code`` is worth retrying."""
+        ...
+
+    def classify_rejection(self, status: int) -> Verdict:
+        """Whether a handshake refused with HTTP ``status`` is worth retrying."""
+        ...
 
     def connect_messages(
         self, instructions: str, *, resumption_handle: str | None = None

@@ -1,11 +1,14 @@
 """Supervision, event fan-out and the session."""
 
+from ..errors import SessionClosedError
 from .hub import EventHub, Subscription
-from .session import EdgeStats, Session, SessionClosedError, SessionStats, open_session
+from .provider import Provider
+from .session import EdgeStats, Session, SessionStats, open_session
 
 __all__ = [
     "EdgeStats",
     "EventHub",
+    "Provider",
     "Session",
     "SessionClosedError",
     "SessionStats",

@@ -28,10 +28,11 @@ import trio
 from ..actors import convert as convert_actor
 from ..actors import playback as playback_actor
 from ..actors import transcript_store as store_actor
-from ..actors.base import EdgeCounter, Provider
+from ..actors.base import EdgeCounter
 from ..actors.capture import Capture
 from ..actors.transcript_store import MemoryTranscriptStore, StoreInput, TranscriptStore
-from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, PcmInput, frame_fraction
+from ..audio import AudioFormat, AudioFrame, FrameMs, PcmInput, frame_fraction
+from ..errors import SessionClosedError, UnsupportedError
 from ..messages import (
     CancelReply,
     ClearInput,
@@ -48,12 +49,9 @@ from ..messages import (
     TruncateItem,
 )
 from .hub import EventHub, Subscription
+from .provider import Provider
 
 __all__ = ["EdgeStats", "Session", "SessionClosedError", "SessionStats", "open_session"]
-
-
-class SessionClosedError(RuntimeError):
-    """The session was closed; no more input can be sent."""
 
 
 @attrs.frozen
@@ -241,13 +239,29 @@ class Session:
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             await self._app_events.send(msg)
 
+    def _require(self, capability: str, what: str) -> None:
+        if not getattr(self._provider.capabilities, capability):
+            raise UnsupportedError(
+                f"cannot {what}: the {self._provider.name} provider does not support it"
+            )
+
     async def commit(self) -> None:
-        """End the input segment (flushing the converter) and commit it."""
+        """End the input segment (flushing the converter) and commit it.
+
+        Raises:
+            UnsupportedError: the provider has no manual commit.
+        """
+        self._require("manual_commit", "commit")
         self._check_input_open("commit")
         await self._send_input(CommitInput(), "commit")
 
     async def clear_input(self) -> None:
-        """Discard the input segment in progress."""
+        """Discard the input segment in progress.
+
+        Raises:
+            UnsupportedError: the provider cannot clear its input.
+        """
+        self._require("clear_input", "clear input")
         self._check_input_open("clear input")
         await self._send_input(ClearInput(), "clear input")
 
@@ -257,7 +271,12 @@ class Session:
         await self._send_input(CreateReply(instructions), "create a reply")
 
     async def cancel_reply(self, response_id: str | None = None) -> None:
-        """Cancel the reply in progress and drop its queued audio."""
+        """Cancel the reply in progress and drop its queued audio.
+
+        Raises:
+            UnsupportedError: the provider cannot cancel a reply.
+        """
+        self._require("cancel_reply", "cancel a reply")
         if self._closed:
             raise SessionClosedError("cannot cancel a reply: the session is closed")
         self._playback_state.cancel(response_id)  # queued frames go at once
@@ -268,7 +287,12 @@ class Session:
         await self._send_input(CancelReply(response_id), "cancel a reply")
 
     async def truncate(self, item_id: str) -> None:
-        """Tell the provider how much of ``item_id`` was actually played."""
+        """Tell the provider how much of ``item_id`` was actually played.
+
+        Raises:
+            UnsupportedError: the provider cannot truncate a reply item.
+        """
+        self._require("truncation", "truncate")
         self._check_open("truncate")
         played = self._playback_state.played_ms(item_id)
         if played > 0:  # a truncate at 0 ms is rejected by providers

@@ -15,10 +15,22 @@ import numpy as np
 import trio
 
 from ..actors.base import InstructionsSource
-from ..codecs.audio import AudioFormat, AudioFrame, FrameMs, concat_frames
+from ..audio import AudioFormat, AudioFrame, FrameMs, concat_frames
+from ..codecs.wire import Capabilities
 from ..messages import EndOfInput, Event, FrameBatch, LinkInput, SessionConnected
 
 __all__ = ["RecordingProvider"]
+
+_EVERYTHING = Capabilities(
+    manual_commit=True,
+    clear_input=True,
+    server_vad=True,
+    cancel_reply=True,
+    truncation=True,
+    tool_calls=True,
+    tool_cancellation=True,
+    input_transcription=True,
+)
 
 
 class RecordingProvider:
@@ -29,6 +41,8 @@ class RecordingProvider:
         output_format: the format of the reply audio it claims to send.
         input_frame_ms: the input frame length it asks for.
         record: keep every frame (False: only count them, for benchmarks).
+        capabilities: what it claims it can do (by default everything but
+            resumption, so the session lets every control through to it).
 
     Attributes:
         frames: every input frame received, in order (when ``record``).
@@ -47,7 +61,9 @@ class RecordingProvider:
         input_frame_ms: FrameMs = 20,
         record: bool = True,
         name: str = "recording",
+        capabilities: Capabilities | None = None,
     ) -> None:
+        self._capabilities = capabilities or _EVERYTHING
         self._input_format = input_format or AudioFormat(24_000)
         self._output_format = output_format or AudioFormat(24_000)
         self._frame_ms = input_frame_ms
@@ -71,6 +87,10 @@ class RecordingProvider:
 
     def check(self) -> None:
         """Nothing to check: this provider needs no key or network."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
 
     @property
     def input_format(self) -> AudioFormat:

@@ -1,0 +1,192 @@
+"""Provider configurations: what ``open_session`` needs to run a link to a provider.
+
+A provider object is plain configuration (validated when it is made) plus the
+:meth:`run_link` the session starts. The wire format lives in a sans-IO codec
+(``voxtrio.codecs``); the websocket, reconnects and buffering live in the shared
+link actor (:mod:`voxtrio.actors.provider_link`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+from collections.abc import Sequence
+from typing import Final, Literal
+
+import trio
+
+from ...actors import provider_link
+from ...actors.base import InstructionsSource
+from ...actors.provider_link import ConnectTarget, ReconnectPolicy
+from ...audio import AudioFormat, FrameMs
+from ...codecs.openai_realtime import (
+    FunctionTool,
+    OpenAIRealtimeCodec,
+    ServerVad,
+    TurnDetection,
+    auth_headers,
+    realtime_url,
+)
+from ...codecs.wire import Capabilities
+from ...errors import MissingApiKeyError
+from ...messages import Event, LinkInput
+
+__all__ = ["MissingApiKeyError", "OpenAIRealtime"]
+
+
+#: Server VAD with the service's defaults (frozen, so safe as a default argument).
+DEFAULT_TURN_DETECTION: Final = ServerVad()
+
+
+class OpenAIRealtime:
+    """The OpenAI Realtime API (GA) as a session provider.
+
+    Args:
+        model: the Realtime model, e.g. ``"gpt-realtime"``.
+        api_key: the API key; by default ``OPENAI_API_KEY`` from the environment,
+            read when the session opens. It is sent only in the handshake's
+            ``Authorization`` header and never appears in a repr, log line, event
+            or error message.
+        base_url: the websocket endpoint; the public one by default. Accepts
+            ``ws://127.0.0.1:PORT/v1/realtime`` (the loopback server of
+            :mod:`voxtrio.testing`).
+        voice, transcription_model, transcription_language, turn_detection,
+        output_modalities, noise_reduction, tools, tool_choice: the session
+            configuration, see :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeCodec`.
+        reconnect: retry, backoff and outage-buffer policy of the link.
+        ssl_context: for ``wss://`` (a verifying default context when None).
+        max_message_size: the largest server message accepted, in bytes.
+        seed: seeds the reconnect jitter (tests).
+
+    Raises:
+        ValueError: an invalid option (at construction);
+            :class:`MissingApiKeyError` (a ``ValueError``) when the session opens
+            without a key.
+    """
+
+    name: Final = "openai"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        voice: str | None = "marin",
+        transcription_model: str | None = "gpt-4o-transcribe",
+        transcription_language: str | None = None,
+        turn_detection: TurnDetection = DEFAULT_TURN_DETECTION,
+        output_modalities: Sequence[str] = ("audio",),
+        noise_reduction: Literal["near_field", "far_field"] | None = None,
+        tools: Sequence[FunctionTool] = (),
+        tool_choice: Literal["auto", "none", "required"] | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_message_size: int = 16 * 1024 * 1024,
+        seed: int | None = None,
+    ) -> None:
+        self._new_codec = functools.partial(
+            OpenAIRealtimeCodec,
+            model=model,
+            voice=voice,
+            transcription_model=transcription_model,
+            transcription_language=transcription_language,
+            turn_detection=turn_detection,
+            output_modalities=tuple(output_modalities),
+            noise_reduction=noise_reduction,
+            tools=tuple(tools),
+            tool_choice=tool_choice,
+        )
+        self._codec = self.make_codec()  # validates every option now
+        self._url = realtime_url(base_url, model)
+        if api_key is not None:
+            auth_headers(api_key)  # a malformed key fails here (without echoing it)
+        if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
+            raise ValueError(f"reconnect must be a ReconnectPolicy, got {reconnect!r}")
+        if isinstance(max_message_size, bool) or not (
+            isinstance(max_message_size, int) and max_message_size >= 1024
+        ):
+            raise ValueError(f"max_message_size must be an int >= 1024, got {max_message_size!r}")
+        self.model = model
+        self._api_key = api_key
+        self.reconnect = reconnect or ReconnectPolicy()
+        self._ssl_context = ssl_context
+        self._max_message_size = max_message_size
+        self._seed = seed
+
+    def __repr__(self) -> str:
+        host = self._url.split("?", 1)[0]
+        return f"OpenAIRealtime(model={self.model!r}, url={host!r})"
+
+    def make_codec(self) -> OpenAIRealtimeCodec:
+        """A fresh codec with this configuration (the link makes one per connection)."""
+        return self._new_codec()
+
+    @property
+    def input_format(self) -> AudioFormat:
+        return self._codec.input_format
+
+    @property
+    def output_format(self) -> AudioFormat:
+        return self._codec.output_format
+
+    @property
+    def input_frame_ms(self) -> FrameMs:
+        return 20
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._codec.capabilities
+
+    def check(self) -> None:
+        """Fail now, with a clear message, if the session could not connect.
+
+        Raises:
+            MissingApiKeyError: no ``api_key`` and no ``OPENAI_API_KEY``.
+            ValueError: a malformed key (the message never contains it).
+        """
+        self._resolve_key()
+
+    def _resolve_key(self) -> str:
+        key = self._api_key if self._api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise MissingApiKeyError(
+                "no OpenAI API key: pass OpenAIRealtime(api_key=...) or set OPENAI_API_KEY"
+            )
+        auth_headers(key)
+        return key
+
+    def target(self) -> ConnectTarget:
+        """Where the link connects, with the key in the handshake headers."""
+        key = self._resolve_key()
+        return ConnectTarget(
+            url=self._url,
+            headers=auth_headers(key),
+            secrets=(key,),
+            ssl_context=self._ssl_context,
+            max_message_size=self._max_message_size,
+        )
+
+    async def run_link(
+        self,
+        receive: trio.MemoryReceiveChannel[LinkInput],
+        events: trio.MemorySendChannel[Event],
+        *,
+        instructions: InstructionsSource,
+        live_input: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the shared websocket link with this configuration (see ``Provider``)."""
+        await provider_link.run(
+            receive,
+            events,
+            name=self.name,
+            codec_factory=self.make_codec,
+            target=self.target(),
+            instructions=instructions,
+            policy=self.reconnect,
+            seed=self._seed,
+            live_input=live_input,
+            task_status=task_status,
+        )

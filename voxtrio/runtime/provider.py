@@ -1,0 +1,70 @@
+"""What the session needs from a provider."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import trio
+
+from ..actors.base import InstructionsSource
+from ..audio import AudioFormat, FrameMs
+from ..codecs.wire import Capabilities
+from ..messages import Event, LinkInput
+
+__all__ = ["Provider"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A realtime provider the session can run a link to.
+
+    The session converts captured audio to ``input_format`` in ``input_frame_ms``
+    frames, starts :meth:`run_link` in its nursery, and routes what the link sends on
+    ``events``. Reply audio arrives as :class:`~voxtrio.messages.ReplyAudio` at
+    ``output_format``'s rate.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input_format(self) -> AudioFormat: ...
+
+    @property
+    def output_format(self) -> AudioFormat: ...
+
+    @property
+    def input_frame_ms(self) -> FrameMs: ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the provider can do; the session raises
+        :class:`~voxtrio.errors.UnsupportedError` for anything else."""
+        ...
+
+    def check(self) -> None:
+        """Raise a clear exception now if a link could not start (e.g. no API key).
+
+        Called by ``open_session`` before anything runs.
+        """
+        ...
+
+    async def run_link(
+        self,
+        receive: trio.MemoryReceiveChannel[LinkInput],
+        events: trio.MemorySendChannel[Event],
+        *,
+        instructions: InstructionsSource,
+        live_input: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until ``receive`` ends (then finish sending and return) or cancelled.
+
+        ``live_input``: the audio comes from a live source and cannot wait, so while
+        the provider is unreachable the link keeps a bounded buffer and drops the
+        oldest; False: the source can wait (a file), so the link pushes back instead.
+
+        Faults of the outside world are sent as ``ErrorEvent`` on ``events``; only
+        bugs raise. The link owns both channel ends and closes ``events`` on exit.
+        """
+        ...
