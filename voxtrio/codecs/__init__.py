@@ -1,4 +1,4 @@
-"""Pure, synchronous codecs: audio formats, framing, resampling, WAV, wire formats.
+"""Pure, synchronous codecs: audio formats, framing, resampling, G.711, WAV, wire formats.
 
 Nothing in this package imports trio or touches a clock or a socket.
 """
@@ -15,6 +15,7 @@ from .audio import (
     frame_fraction,
     upmix,
 )
+from .g711 import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 from .resample import StreamResampler
 from .wav import read_wav, write_wav
 
@@ -25,10 +26,14 @@ __all__ = [
     "PcmInput",
     "Reframer",
     "StreamResampler",
+    "alaw_decode",
+    "alaw_encode",
     "as_pcm",
     "concat_frames",
     "downmix",
     "frame_fraction",
+    "mulaw_decode",
+    "mulaw_encode",
     "read_wav",
     "upmix",
     "write_wav",
