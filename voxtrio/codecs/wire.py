@@ -165,10 +165,15 @@ class ResumptionHandle(LinkSignal):
     Attributes:
         handle: the opaque handle (``None``: the previous handle is no longer valid).
         resumable: whether the session can be resumed right now.
+        last_consumed_index: the index (0-based, counted per connection over the
+            messages the link sent after ``connect_messages``) of the last client
+            message the provider has consumed; on resumption the link resends
+            exactly the ones after it. None: the provider does not say.
     """
 
     handle: str | None = attrs.field(default=None, repr=False)
     resumable: bool = True
+    last_consumed_index: int | None = None
 
 
 @runtime_checkable
