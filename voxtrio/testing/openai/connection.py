@@ -270,6 +270,10 @@ class LoopbackConnection:
             for out in outputs:
                 if isinstance(out, Send):
                     ok = await self._send_locked(out.data) and ok
+                    # A schedule point per message, as when each took the lock on its
+                    # own: the client gets to read what was sent before a scripted
+                    # drop resets the connection (a reset loses unread data).
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 elif isinstance(out, Stall):
                     self.stall()
                 elif isinstance(out, Close):
