@@ -322,3 +322,24 @@ def test_connections_sharing_counters_take_transcripts_in_turn() -> None:
         said += [e["transcript"] for e in out if "transcript" in e]
     assert said == ["one", "two", "one"]
     assert shared.internal_errors == []
+
+
+@pytest.mark.parametrize(
+    "module", ["events", "oracle", "vad", "scripts", "replies", "service", "pair"]
+)
+def test_the_sans_io_modules_import_no_io_library(module: str) -> None:
+    """The service and the pair run with no event loop: none of their modules imports
+    trio, wsproto, a socket library, or the socket-driving modules of the package."""
+    import ast
+    from importlib import resources
+
+    source = (resources.files("voxtrio.testing.openai") / f"{module}.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module in ("connection", "server"):
+            imported.add(node.module)
+    assert not imported & {"trio", "wsproto", "socket", "trio_websocket", "connection", "server"}

@@ -30,6 +30,7 @@ from .scripts import (
     CloseKind,
     ConnectionScript,
     Drop,
+    LoopbackClosedError,
     Outgoing,
     Send,
     ServiceOutput,
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from .server import OpenAILoopback
 
 __all__ = ["LoopbackClosedError", "LoopbackConnection"]
-
-
-class LoopbackClosedError(RuntimeError):
-    """The connection is closed: nothing can be sent on it."""
 
 
 class LoopbackConnection:

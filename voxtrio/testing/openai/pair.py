@@ -23,9 +23,17 @@ from voxtrio.codecs.openai_realtime import OpenAIRealtimeCodec
 from voxtrio.codecs.wire import LinkSignal
 from voxtrio.messages import Event, LinkInput
 
-from .connection import LoopbackClosedError
 from .oracle import validate_server_event
-from .scripts import Close, ConnectionScript, Drop, Outgoing, Send, ServiceOutput, Stall
+from .scripts import (
+    Close,
+    ConnectionScript,
+    Drop,
+    LoopbackClosedError,
+    Outgoing,
+    Send,
+    ServiceOutput,
+    Stall,
+)
 from .service import FakeRealtimeService
 
 __all__ = ["OpenAICodecPair"]

@@ -17,6 +17,7 @@ __all__ = [
     "CloseKind",
     "ConnectionScript",
     "Drop",
+    "LoopbackClosedError",
     "Outgoing",
     "Send",
     "ServiceOutput",
@@ -113,6 +114,10 @@ class ClientEventRecord:
     problem: str | None
     size: int
     binary: bool = False
+
+
+class LoopbackClosedError(RuntimeError):
+    """The connection is closed: nothing can be sent on it."""
 
 
 # ------------------------------------------------------------------ service outputs

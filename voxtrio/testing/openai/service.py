@@ -47,6 +47,7 @@ from .vad import InputAudio
 
 __all__ = ["FakeRealtimeService", "SharedCounters"]
 
+
 class FakeRealtimeService:
     """One connection to the fake service (see the module docstring).
 
@@ -246,7 +247,8 @@ class FakeRealtimeService:
         elif kind == "input_audio_buffer.commit":
             self._commit(client_id)
         elif kind == "input_audio_buffer.clear":
-            self._input.end_turn()
+            self._input.committed()
+            self._input.forget_speech()
             self._speech_item = None
             self._send({"type": "input_audio_buffer.cleared"})
         elif kind == "conversation.item.create":
@@ -304,6 +306,7 @@ class FakeRealtimeService:
             return
         item_id = self._speech_item
         if item_id is not None and self._input.speaking:
+            self._input.forget_speech()
             self._send(
                 {
                     "type": "input_audio_buffer.speech_stopped",
@@ -344,7 +347,7 @@ class FakeRealtimeService:
         self._commit_turn(item_id, reply=bool(detection.get("create_response", True)))
 
     def _commit_turn(self, item_id: str, *, reply: bool) -> None:
-        self._input.end_turn()
+        self._input.committed()
         self._speech_item = None
         previous, self._last_item = self._last_item, item_id
         self._send(

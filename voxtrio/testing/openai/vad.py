@@ -125,8 +125,12 @@ class InputAudio:
         self.uncommitted += len(pcm)
         return [] if self.vad is None else self.vad.push(pcm)
 
-    def end_turn(self) -> None:
-        """A commit or clear: nothing is uncommitted, speech in progress is forgotten."""
+    def committed(self) -> None:
+        """A turn was committed: nothing is uncommitted. The VAD is left alone (it
+        may already be past the turn's end, in the same append)."""
         self.uncommitted = 0
+
+    def forget_speech(self) -> None:
+        """A clear, or a manual commit mid-speech: speech in progress is forgotten."""
         if self.vad is not None:
             self.vad.reset()
