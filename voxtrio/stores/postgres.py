@@ -134,6 +134,8 @@ class PostgresTranscriptStore:
         port = str(params.get("port") or "5432")
         self._where = f"{host}:{port}/{params.get('dbname') or '(default)'}"
         self._schema = schema
+        # Name the connection for pg_stat_activity, unless the DSN does.
+        self._extra = {} if "application_name" in params else {"application_name": "voxtrio"}
         self._connect_timeout = max(1, math.ceil(connect_timeout_s))
         self._statement_ms = int(statement_timeout_s * 1000)
         self._conn: psycopg.Connection[Any] | None = None
@@ -194,7 +196,7 @@ class PostgresTranscriptStore:
             self._dsn,
             autocommit=True,
             connect_timeout=self._connect_timeout,
-            application_name="voxtrio",
+            **self._extra,
         )
         try:
             conn.execute(f"SET statement_timeout = {self._statement_ms}")
