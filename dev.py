@@ -4,6 +4,10 @@
     python3 dev.py demo    # set up, then run a session end to end (loopback provider)
     python3 dev.py test    # set up, then lint, type-check and run the whole test suite
     python3 dev.py bench   # set up, then run the benchmarks
+
+The test job starts a throwaway PostgreSQL (scripts/pg_cluster.py) for the tests marked
+``postgres`` and removes it afterwards; VOXTRIO_SKIP_PG=1 skips those tests instead, and a
+VOXTRIO_TEST_PG_DSN already set names a server to use.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -55,6 +60,7 @@ def pytest_with_postgres(rest: list[str]) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     import pg_cluster
 
+    started = time.monotonic()
     try:
         cluster = pg_cluster.Cluster()
         cluster.start()
@@ -65,7 +71,8 @@ def pytest_with_postgres(rest: list[str]) -> None:
         run(PY, "-m", "pytest", *rest)
         return
     os.environ[pg_cluster.DSN_ENV] = cluster.dsn
-    print(f"dev.py: PostgreSQL for the tests on 127.0.0.1:{cluster.port}", flush=True)
+    took = time.monotonic() - started
+    print(f"dev.py: PostgreSQL on 127.0.0.1:{cluster.port}, up in {took:.1f} s", flush=True)
     try:
         run(PY, "-m", "pytest", *rest)
     finally:

@@ -107,7 +107,10 @@ class Cluster:
 
     def __init__(self) -> None:
         self.bindir = ensure_bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="voxtrio-pg-"))
+        # As root the server runs as nobody, who must reach the directory: use /tmp,
+        # not a $TMPDIR that may be private to root.
+        parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+        self.root = Path(tempfile.mkdtemp(prefix="voxtrio-pg-", dir=parent))
         self.data = self.root / "data"
         self.password = secrets.token_urlsafe(18)
         self.port = 0

@@ -134,8 +134,17 @@ class PostgresTranscriptStore:
         port = str(params.get("port") or "5432")
         self._where = f"{host}:{port}/{params.get('dbname') or '(default)'}"
         self._schema = schema
-        # Name the connection for pg_stat_activity, unless the DSN does.
-        self._extra = {} if "application_name" in params else {"application_name": "voxtrio"}
+        # Name the connection for pg_stat_activity, and notice a silent network
+        # (keepalives; unsent data gives up after 10 s), unless the DSN says otherwise.
+        defaults = {
+            "application_name": "voxtrio",
+            "keepalives": "1",
+            "keepalives_idle": "5",
+            "keepalives_interval": "2",
+            "keepalives_count": "3",
+            "tcp_user_timeout": "10000",
+        }
+        self._extra = {k: v for k, v in defaults.items() if k not in params}
         self._connect_timeout = max(1, math.ceil(connect_timeout_s))
         self._statement_ms = int(statement_timeout_s * 1000)
         self._conn: psycopg.Connection[Any] | None = None
