@@ -139,6 +139,11 @@ def run(
     if name == "loopback" and base_url is not None:
         raise CliError("--base-url is for --provider openai", EXIT_USAGE)
     total, fmt = runner.check_input(input_wav)
+    db_path = db if db is not None else out / "transcript.sqlite3"
+    if db is not None and not db.parent.is_dir():
+        raise CliError(f"--db {str(db)!r}: its directory does not exist", EXIT_USAGE)
+    if session_id is not None and not _is_text(session_id):
+        raise CliError("--session-id must be valid text", EXIT_USAGE)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -153,7 +158,7 @@ def run(
         api_key=os.environ.get("OPENAI_API_KEY") if name == "openai" else None,
         instructions=instructions,
         out_dir=out,
-        db=db if db is not None else out / "transcript.sqlite3",
+        db=db_path,
         session_id=session_id or time.strftime("run-%Y%m%d-%H%M%S-") + os.urandom(3).hex(),
         realtime=realtime,
         as_json=as_json,
@@ -162,6 +167,15 @@ def run(
         tty=sys.stdout.isatty() and not as_json,
     )
     return runner.run_to_exit_code(options)
+
+
+def _is_text(value: str) -> bool:
+    """Not empty, and no undecodable bytes (which arrive as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(value)
 
 
 def _configure_logging(verbose: bool) -> None:
