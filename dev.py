@@ -86,7 +86,9 @@ def main(argv: list[str]) -> int:
     try:
         if job == "demo":
             setup("test")
-            run(PY, "-m", "examples.demo", *rest)
+            # The voxtrio command on the bundled recording (loopback provider, no network).
+            wav = ROOT / "voxtrio" / "data" / "hello_48k_stereo.wav"
+            run(PY, "-m", "voxtrio", "run", wav.relative_to(ROOT), "--out", "out", *rest)
         elif job == "test":
             setup("test,bench")
             run(PY, "-m", "ruff", "check", "voxtrio", "tests", "benchmarks", "examples")
