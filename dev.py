@@ -88,7 +88,8 @@ def main(argv: list[str]) -> int:
             setup("test")
             # The voxtrio command on the bundled recording (loopback provider, no network).
             wav = ROOT / "voxtrio" / "data" / "hello_48k_stereo.wav"
-            run(PY, "-m", "voxtrio", "run", wav.relative_to(ROOT), "--out", "out", *rest)
+            demo = ("run", wav.relative_to(ROOT), "--provider", "loopback", "--out", "out")
+            run(PY, "-m", "voxtrio", *demo, *rest)
         elif job == "test":
             setup("test,bench")
             run(PY, "-m", "ruff", "check", "voxtrio", "tests", "benchmarks", "examples")
