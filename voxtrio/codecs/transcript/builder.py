@@ -9,6 +9,12 @@ delta, otherwise at the completion itself. So transcriptions that complete out o
 land where the speech happened. A user completion that arrives with no earlier event
 naming it but with a ``pts`` is placed before any user item of the same run (not of a
 resumed earlier run: pts restart at 0 each session) whose known pts is larger.
+
+Providers that name no items (``InputTranscriptionCompleted.item_id`` is None): each
+such completion is a turn of its own, under an id the builder makes up, placed by its
+``pts`` as above when it has one, else where it arrived. It never merges with another
+turn, named or unnamed, and a provider id that happens to spell the same made-up id
+is a different turn too.
 """
 
 from __future__ import annotations
@@ -123,6 +129,19 @@ class TranscriptBuilder:
             self._local[(space, raw)] = local
         return local
 
+    def _fresh_id(self, space: Literal["user", "assistant"], stem: str) -> str:
+        """An id of this run's own for an item the provider named not at all.
+
+        Not recorded as the local id of any provider id: a provider id that happens
+        to spell the same later gets an id of its own (``_id`` sees the slot taken),
+        so an unnamed item never merges with a named one, nor with another unnamed.
+        """
+        local, n = f"{stem}~{self._next_seq}", 1
+        while f"{space}:{local}" in self._slots:
+            n += 1
+            local = f"{stem}~{self._next_seq}~{n}"
+        return local
+
     @property
     def items(self) -> list[Item]:
         """Every item made so far, in transcript order."""
@@ -195,55 +214,51 @@ class TranscriptBuilder:
             case ToolCall(call_id=raw_id, name=name, arguments=arguments):
                 call_id = self._id("tool", raw_id, "tool_call", "tool_result")
                 self._tool_names[call_id] = name
-                key = f"tool_call:{call_id}"
-                slot = self._slots.get(key) or self._append_slot(key)
-                old = self._items.get(key)
-                created = old.created_s if old is not None else created_s
-                return self._put(ToolCallItem(call_id, name, arguments, slot.seq, created))
+                seq, created = self._place(f"tool_call:{call_id}", created_s)
+                return self._put(ToolCallItem(call_id, name, arguments, seq, created))
             case SendText(text=text, item_id=raw_id):
                 # The app's own text message: a user turn (no id: one of its own).
-                item_id = self._id(
-                    "user", raw_id if raw_id is not None else f"text~{self._next_seq}"
-                )
-                key = f"user:{item_id}"
-                slot = self._slots.get(key) or self._append_slot(key)
-                old = self._items.get(key)
-                created = old.created_s if old is not None else created_s
-                return self._put(UserItem(item_id, text, slot.seq, None, created))
+                if raw_id is None:
+                    item_id = self._fresh_id("user", "text")
+                else:
+                    item_id = self._id("user", raw_id)
+                seq, created = self._place(f"user:{item_id}", created_s)
+                return self._put(UserItem(item_id, text, seq, None, created))
             case ToolResult(call_id=raw_id, output=output):
                 call_id = self._id("tool", raw_id, "tool_result")  # may answer a prior call
-                key = f"tool_result:{call_id}"
-                slot = self._slots.get(key) or self._append_slot(key)
-                old = self._items.get(key)
-                created = old.created_s if old is not None else created_s
+                seq, created = self._place(f"tool_result:{call_id}", created_s)
                 tool = self._tool_names.get(call_id)
-                return self._put(ToolResultItem(call_id, output, tool, slot.seq, created))
+                return self._put(ToolResultItem(call_id, output, tool, seq, created))
             case _:
                 pass
         return []
 
+    def _place(self, key: str, created_s: float | None) -> tuple[int, float | None]:
+        """(the item's seq, its creation time): an item keeps both once it has them."""
+        slot = self._slots.get(key) or self._append_slot(key)
+        old = self._items.get(key)
+        return slot.seq, old.created_s if old is not None else created_s
+
+    def _pts_index(self, pts: int) -> int | None:
+        """Where a user turn at ``pts`` goes: before this run's first user slot with a
+        larger known pts (None: nowhere earlier, so at the end)."""
+        for n, s in enumerate(self._order):
+            if s.mine and s.key.startswith("user:") and s.pts is not None and s.pts > pts:
+                return n
+        return None
+
     def _user_done(self, event: InputTranscriptionCompleted, created_s: float | None) -> list[Item]:
-        # A provider that names no items: the turn gets an id of its own, and its
-        # place comes from its pts (below) or its arrival.
-        raw = event.item_id if event.item_id is not None else f"turn~{self._next_seq}"
-        item_id = self._id("user", raw)
+        # A provider that names no items: the turn gets a fresh id of its own (so it
+        # never merges with another turn), and its place comes from its pts or arrival.
+        if event.item_id is None:
+            item_id = self._fresh_id("user", "turn")
+        else:
+            item_id = self._id("user", event.item_id)
         key = f"user:{item_id}"
         moved: list[Item] = []
         slot = self._slots.get(key)
         if slot is None:
-            index = None
-            if event.pts is not None:
-                index = next(
-                    (
-                        n
-                        for n, s in enumerate(self._order)
-                        if s.mine
-                        and s.key.startswith("user:")
-                        and s.pts is not None
-                        and s.pts > event.pts
-                    ),
-                    None,
-                )
+            index = None if event.pts is None else self._pts_index(event.pts)
             if index is None:
                 slot = self._append_slot(key, event.pts)
             else:
@@ -259,12 +274,11 @@ class TranscriptBuilder:
 
     def _assistant_done(self, event: ReplyTextDone, created_s: float | None) -> list[Item]:
         if event.item_id is not None:
-            item_id = event.item_id
+            item_id = self._id("assistant", event.item_id)
         elif event.response_id is not None:
-            item_id = f"response:{event.response_id}"
+            item_id = self._id("assistant", f"response:{event.response_id}")
         else:
-            item_id = f"~{self._next_seq}"
-        item_id = self._id("assistant", item_id)
+            item_id = self._fresh_id("assistant", "")
         key = f"assistant:{item_id}"
         slot = self._slots.get(key) or self._append_slot(key)
         response_id = event.response_id
