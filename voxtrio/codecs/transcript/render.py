@@ -240,10 +240,15 @@ def instructions_with_context(
     digest = hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
     tag = digest[:_TAG_HEX]
     head, tail = _section_parts(tag)
-    room = budget_chars - len(head) - len(tail)
+    body = _fit(kept, lines, budget_chars - len(head) - len(tail))
+    return text + head + "".join("\n" + line for line in body) + tail
 
+
+def _fit(kept: list[Item], lines: list[str], room: int) -> list[str]:
+    """The lines that fit in ``room`` characters (each preceded by a line break): the
+    newest ones, after an omission marker when older ones were dropped."""
     # Drop the oldest lines until the rest (plus the omission marker) fits.
-    total = sum(len(line) + 1 for line in lines)  # each line is preceded by "\n"
+    total = sum(len(line) + 1 for line in lines)
     first = 0
     while first < len(lines) - 1:
         marker = len(_ELIDED.format(count=first)) + 1 if first else 0
@@ -251,23 +256,22 @@ def instructions_with_context(
             break
         total -= len(lines[first]) + 1
         first += 1
-    body = lines[first:]
     marker_line = [_ELIDED.format(count=first)] if first else []
-    used = sum(len(line) + 1 for line in [*marker_line, *body])
-    if used > room:
-        # Only the newest turn is left and it is too long: keep the longest tail of its
-        # fields that fits (the rendered length grows with ``keep``).
-        newest = kept[-1]
-        avail = room - sum(len(line) + 1 for line in marker_line) - 1
-        lo, hi = 0, _longest_field(newest)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if len(render_line(newest, keep=mid)) <= avail:
-                lo = mid
-            else:
-                hi = mid - 1
-        body = [render_line(newest, keep=lo)]
-    return text + head + "".join("\n" + line for line in [*marker_line, *body]) + tail
+    body = lines[first:]
+    if sum(len(line) + 1 for line in [*marker_line, *body]) <= room:
+        return [*marker_line, *body]
+    # Only the newest turn is left and it is too long: keep the longest tail of its
+    # fields that fits (the rendered length grows with ``keep``).
+    newest = kept[-1]
+    avail = room - sum(len(line) + 1 for line in marker_line) - 1
+    lo, hi = 0, _longest_field(newest)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(render_line(newest, keep=mid)) <= avail:
+            lo = mid
+        else:
+            hi = mid - 1
+    return [*marker_line, render_line(newest, keep=lo)]
 
 
 def _longest_field(item: Item) -> int:
