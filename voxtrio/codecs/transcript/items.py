@@ -45,16 +45,32 @@ _opt_int = attrs.validators.optional(attrs.validators.instance_of(int))
 _opt_float = attrs.validators.optional(attrs.validators.instance_of((int, float)))
 
 
+# Required fields stay spelled out (``attrs.field(converter=_text, validator=_str)``):
+# the attrs mypy plugin reads a field without a literal ``attrs.field`` as defaulted.
+
+
+def _opt_text_field() -> Any:
+    return attrs.field(default=None, converter=_opt_text, validator=_opt_str)
+
+
+def _seq_field() -> Any:
+    return attrs.field(default=0, validator=attrs.validators.instance_of(int))
+
+
+def _created_field() -> Any:
+    return attrs.field(default=None, validator=_opt_float)
+
+
 # --------------------------------------------------------------------------- items
 
 
 @attrs.frozen
-class UserItem:
-    """What the caller said (the provider's transcription of one input item).
+class _Turn:
+    """What one side said: the fields user and assistant items share.
 
     Attributes:
-        item_id: the provider's item id.
-        text: the transcription.
+        item_id: the provider's item id (or one the builder made up).
+        text: what was said.
         seq: position in the transcript (stores sort by it).
         pts: stream position (samples of the provider's input stream), when known.
         created_s: wall-clock time (seconds since the epoch) it was recorded.
@@ -63,10 +79,16 @@ class UserItem:
 
     item_id: str = attrs.field(converter=_text, validator=_str)
     text: str = attrs.field(converter=_text, validator=_str)
-    seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+    seq: int = _seq_field()
     pts: int | None = attrs.field(default=None, validator=_opt_int)
-    created_s: float | None = attrs.field(default=None, validator=_opt_float)
+    created_s: float | None = _created_field()
     interrupted: bool = False
+
+
+@attrs.frozen
+class UserItem(_Turn):
+    """What the caller said (the provider's transcription of one input item), or a
+    text message the app sent; the fields are :class:`_Turn`'s."""
 
     @property
     def key(self) -> str:
@@ -74,19 +96,14 @@ class UserItem:
 
 
 @attrs.frozen
-class AssistantItem:
+class AssistantItem(_Turn):
     """What the assistant said (reply text, or the transcript of reply audio).
 
-    ``interrupted`` means the caller barged in: they may not have heard all of it.
+    ``interrupted`` means the caller barged in: they may not have heard all of it;
+    ``response_id`` is the reply's, when known.
     """
 
-    item_id: str = attrs.field(converter=_text, validator=_str)
-    text: str = attrs.field(converter=_text, validator=_str)
-    seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
-    pts: int | None = attrs.field(default=None, validator=_opt_int)
-    created_s: float | None = attrs.field(default=None, validator=_opt_float)
-    interrupted: bool = False
-    response_id: str | None = attrs.field(default=None, converter=_opt_text, validator=_opt_str)
+    response_id: str | None = _opt_text_field()
 
     @property
     def key(self) -> str:
@@ -100,8 +117,8 @@ class ToolCallItem:
     call_id: str = attrs.field(converter=_text, validator=_str)
     name: str = attrs.field(converter=_text, validator=_str)
     arguments: str = attrs.field(converter=_text, validator=_str)
-    seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
-    created_s: float | None = attrs.field(default=None, validator=_opt_float)
+    seq: int = _seq_field()
+    created_s: float | None = _created_field()
 
     @property
     def key(self) -> str:
@@ -114,9 +131,9 @@ class ToolResultItem:
 
     call_id: str = attrs.field(converter=_text, validator=_str)
     output: str = attrs.field(converter=_text, validator=_str)
-    name: str | None = attrs.field(default=None, converter=_opt_text, validator=_opt_str)
-    seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
-    created_s: float | None = attrs.field(default=None, validator=_opt_float)
+    name: str | None = _opt_text_field()
+    seq: int = _seq_field()
+    created_s: float | None = _created_field()
 
     @property
     def key(self) -> str:
@@ -129,8 +146,8 @@ class SystemItem:
 
     item_id: str = attrs.field(converter=_text, validator=_str)
     text: str = attrs.field(converter=_text, validator=_str)
-    seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
-    created_s: float | None = attrs.field(default=None, validator=_opt_float)
+    seq: int = _seq_field()
+    created_s: float | None = _created_field()
 
     @property
     def key(self) -> str:
