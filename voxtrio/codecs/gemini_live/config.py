@@ -45,6 +45,11 @@ def _opt_non_negative_int(_inst: object, attr: attrs.Attribute[int | None], valu
         raise ValueError(f"{attr.name} must be an int >= 0 or None, got {value!r}")
 
 
+def _bool(_inst: object, attr: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{attr.name} must be True or False, got {value!r}")
+
+
 def _opt_name(_inst: object, attr: attrs.Attribute[str | None], value: object) -> None:
     if value is None:
         return
@@ -77,7 +82,7 @@ class AutomaticVad:
     )
     prefix_padding_ms: int | None = attrs.field(default=None, validator=_opt_non_negative_int)
     silence_duration_ms: int | None = attrs.field(default=None, validator=_opt_non_negative_int)
-    interrupt: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    interrupt: bool = attrs.field(default=True, validator=_bool)
 
     def to_wire(self) -> dict[str, Any]:
         """The ``automaticActivityDetection`` object."""
@@ -158,19 +163,19 @@ class GeminiLiveConfig:
         default=("AUDIO",), converter=_modalities
     )
     input_transcription: bool = attrs.field(
-        default=True, validator=attrs.validators.instance_of(bool)
+        default=True, validator=_bool
     )
     output_transcription: bool = attrs.field(
-        default=True, validator=attrs.validators.instance_of(bool)
+        default=True, validator=_bool
     )
     turn_detection: AutomaticVad | None = attrs.field(factory=AutomaticVad, validator=_vad)
     context_compression: bool = attrs.field(
-        default=True, validator=attrs.validators.instance_of(bool)
+        default=True, validator=_bool
     )
     compression_trigger_tokens: int | None = attrs.field(default=None, validator=_compression)
     compression_target_tokens: int | None = attrs.field(default=None, validator=_compression)
     transparent_resumption: bool = attrs.field(
-        default=True, validator=attrs.validators.instance_of(bool)
+        default=True, validator=_bool
     )
     tools: tuple[FunctionTool, ...] = attrs.field(default=(), converter=_tools)
     temperature: float | None = attrs.field(default=None)
