@@ -4,10 +4,12 @@
   reads client messages, scripts the model (transcripts in pieces, replies,
   ``interrupted``, goAway, resumption updates with consumed indexes, tool calls);
 * :class:`GeminiSessions` -- the sessions resumption handles restore;
-* :class:`GeminiPair` -- codec and service wired in memory, for socket-free tests.
+* :class:`GeminiPair` -- codec and service wired in memory, for socket-free tests;
+* :func:`open_gemini_loopback` -- the service over a real websocket on 127.0.0.1.
 """
 
 from .pair import GeminiPair
+from .server import GeminiConnection, GeminiLoopback, GeminiScript, open_gemini_loopback
 from .service import (
     ClientRecord,
     CloseConnection,
@@ -20,9 +22,13 @@ from .service import (
 __all__ = [
     "ClientRecord",
     "CloseConnection",
+    "GeminiConnection",
+    "GeminiLoopback",
     "GeminiPair",
+    "GeminiScript",
     "GeminiService",
     "GeminiSessions",
     "Outgoing",
     "SessionState",
+    "open_gemini_loopback",
 ]
