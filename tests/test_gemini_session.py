@@ -18,6 +18,7 @@ from voxtrio import (
     ErrorEvent,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
+    MemoryTranscriptStore,
     ReconnectPolicy,
     ReplyDone,
     ReplyPlayed,
@@ -26,6 +27,7 @@ from voxtrio import (
 )
 from voxtrio.audio import AudioFormat, AudioFrame, concat_frames
 from voxtrio.codecs.convert import convert_oneshot
+from voxtrio.codecs.transcript import AssistantItem, UserItem
 from voxtrio.runtime import Session
 from voxtrio.testing.gemini import GeminiLoopback, GeminiScript, open_gemini_loopback
 
@@ -99,7 +101,10 @@ async def test_a_turn_end_to_end() -> None:
         async with open_gemini_loopback(api_key=KEY) as server:
             capture = voxtrio.ArrayCapture(WAV_PCM, WAV_FMT)
             played: list[AudioFrame] = []
-            async with gemini_session(server, capture=capture, played=played) as (_, recorder):
+            store = MemoryTranscriptStore()
+            async with gemini_session(
+                server, capture=capture, played=played, store=store, session_id="call-1"
+            ) as (_, recorder):
                 conn = await server.wait_for_connection()
                 want = convert_oneshot(WAV_PCM, WAV_FMT, GEMINI_IN)
                 await server.wait_until(
@@ -121,6 +126,10 @@ async def test_a_turn_end_to_end() -> None:
         (done,) = recorder.of(InputTranscriptionCompleted)
         assert done.transcript == "Hello there, how are you?"
         np.testing.assert_array_equal(concat_frames(played), reply)
+        users = [i for i in store.items("call-1") if isinstance(i, UserItem)]
+        assert [(u.item_id, u.text) for u in users] == [(done.item_id, done.transcript)]
+        said = [i.text for i in store.items("call-1") if isinstance(i, AssistantItem)]
+        assert said == ["Fine, thanks."]
         (done_reply,) = recorder.of(ReplyDone)
         assert done_reply.status == "completed"
         assert recorder.of(SessionConnected) == [SessionConnected("gemini", len(
