@@ -13,7 +13,6 @@ from google.genai import types as gt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests import gemini_oracle as oracle
 from voxtrio.audio import AudioFrame
 from voxtrio.codecs.gemini_live import (
     INPUT_MIME,
@@ -50,6 +49,7 @@ from voxtrio.messages import (
     ToolResult,
     TruncateItem,
 )
+from voxtrio.testing.gemini import oracle
 
 
 def codec(**kw: object) -> GeminiLiveCodec:

@@ -14,7 +14,6 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests import gemini_oracle as oracle
 from voxtrio.audio import AudioFormat, AudioFrame
 from voxtrio.codecs.convert import Converter, convert_oneshot
 from voxtrio.codecs.gemini_live import GeminiLiveCodec, GeminiLiveConfig, ToolCallCancelled
@@ -32,7 +31,13 @@ from voxtrio.messages import (
     ToolCall,
     ToolResult,
 )
-from voxtrio.testing.gemini import CloseConnection, GeminiPair, GeminiService, GeminiSessions
+from voxtrio.testing.gemini import (
+    CloseConnection,
+    GeminiPair,
+    GeminiService,
+    GeminiSessions,
+    oracle,
+)
 
 TARGET = AudioFormat(16_000, 1)
 

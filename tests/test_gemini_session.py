@@ -29,9 +29,8 @@ from voxtrio.audio import AudioFormat, AudioFrame, concat_frames
 from voxtrio.codecs.convert import convert_oneshot
 from voxtrio.codecs.transcript import AssistantItem, UserItem
 from voxtrio.runtime import Session
-from voxtrio.testing.gemini import GeminiLoopback, GeminiScript, open_gemini_loopback
+from voxtrio.testing.gemini import GeminiLoopback, GeminiScript, open_gemini_loopback, oracle
 
-from . import gemini_oracle as oracle
 from .loopback_helpers import WAV_FMT, WAV_PCM, Recorder, drain, own_garbage_only
 
 KEY = "AIza-test-Gq7Zr2Wm9Kx4"
