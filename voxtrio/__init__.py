@@ -48,7 +48,7 @@ from .messages import (
     ToolCall,
     ToolResult,
 )
-from .providers import OpenAIRealtime
+from .providers import GeminiLive, OpenAIRealtime
 from .runtime import Session, SessionStats, Subscription, open_session
 from .runtime.provider import Provider
 from .stores import (
@@ -69,6 +69,7 @@ __all__ = [
     "Capabilities",
     "ErrorEvent",
     "Event",
+    "GeminiLive",
     "InputTranscriptionCompleted",
     "InputTranscriptionDelta",
     "InputTranscriptionFailed",

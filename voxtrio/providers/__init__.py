@@ -2,6 +2,7 @@
 runs a link with. The wire formats are sans-IO codecs in :mod:`voxtrio.codecs`; the
 websocket, retries and buffering are the shared link (:mod:`voxtrio.actors`)."""
 
+from .gemini import GeminiLive
 from .openai import OpenAIRealtime
 
-__all__ = ["OpenAIRealtime"]
+__all__ = ["GeminiLive", "OpenAIRealtime"]
