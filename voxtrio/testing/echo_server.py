@@ -61,15 +61,33 @@ class EchoScript:
 
 @attrs.define(eq=False)
 class EchoSession:
-    """What the provider kept of one session, across resumed connections."""
+    """What the provider kept of one session, across resumed connections.
+
+    A handle names a point of the session (``"<id>:<committed messages>"``): resumed
+    by it, the session goes back to that point, as a real provider resumes at the
+    state its handle captured -- what it committed after a handle the client never
+    received is not part of the resumed session (the client sends it again).
+    """
 
     id: str
-    audio: list[np.ndarray] = attrs.field(factory=list)
     messages: list[dict[str, Any]] = attrs.field(factory=list)
+    resumptions: int = 0
+
+    def handle(self) -> str:
+        return f"{self.id}:{len(self.messages)}"
+
+    @property
+    def audio(self) -> list[np.ndarray]:
+        return [
+            np.frombuffer(base64.b64decode(m["pcm"]), dtype="<i2").astype(np.int16)
+            for m in self.messages
+            if m["type"] == "audio"
+        ]
 
     @property
     def all_audio(self) -> np.ndarray:
-        return np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
+        audio = self.audio
+        return np.concatenate(audio) if audio else np.zeros(0, np.int16)
 
     @property
     def texts(self) -> list[str]:
@@ -114,6 +132,9 @@ class EchoConnection:
         assert self.session is not None
         self.ready_sent = True
         await self._send({"type": "ready", "session": self.session.id})
+        if self.script.ack_every is not None:  # a first handle: nothing consumed yet
+            handle = self.session.handle()
+            await self._send({"type": "handle", "handle": handle, "consumed": None})
 
     async def go_away(self, time_left_s: float = 1.0) -> None:
         await self._send({"type": "goAway", "time_left_s": time_left_s})
@@ -143,22 +164,24 @@ class EchoConnection:
     async def _commit(self, upto: int) -> None:
         """Commit received[:upto] to the session; confirm with a handle if acking."""
         assert self.session is not None
-        for msg in self.received[self.committed : upto]:
-            self.session.messages.append(msg)
-            if msg["type"] == "audio":
-                pcm = np.frombuffer(base64.b64decode(msg["pcm"]), dtype="<i2")
-                self.session.audio.append(pcm.astype(np.int16))
+        self.session.messages.extend(self.received[self.committed : upto])
         self.committed = max(self.committed, upto)
         if self.script.ack_every is not None:
             await self._send(
-                {"type": "handle", "handle": self.session.id, "consumed": upto - 1}
+                {"type": "handle", "handle": self.session.handle(), "consumed": upto - 1}
             )
         self.server._changed()
 
     async def _on_setup(self, event: dict[str, Any]) -> None:
         self.setup = event
         handle = event.get("handle")
-        known = self.server.sessions.get(handle) if isinstance(handle, str) else None
+        known = None
+        if isinstance(handle, str) and ":" in handle:
+            session_id, point = handle.rsplit(":", 1)
+            known = self.server.sessions.get(session_id)
+            if known is not None:  # back to the point the handle names
+                del known.messages[int(point) :]
+                known.resumptions += 1
         self.resumed = known is not None
         self.session = known or self.server._new_session()
         self.server._changed()
