@@ -67,7 +67,7 @@ def _sockets_closed() -> Iterator[None]:
 
 def ramp(frames: int, start: int = 0) -> np.ndarray:
     """Audio whose every frame is different: sample i is i (mod 30000)."""
-    return ((np.arange(start * FRAME, (start + frames) * FRAME) % 30_000)).astype(np.int16)
+    return (np.arange(start * FRAME, (start + frames) * FRAME) % 30_000).astype(np.int16)
 
 
 def frames_of(pcm: np.ndarray, start: int = 0) -> list[AudioFrame]:
@@ -297,7 +297,8 @@ async def test_a_drop_without_a_handle_refetches_instructions_and_resends_nothin
                 lambda: any(m.get("name") == "end" for m in second.received)
             )
         first = server.connections[0]
-        assert second.setup is not None and second.setup["handle"] is None
+        assert second.setup is not None
+        assert second.setup["handle"] is None
         assert not second.resumed
         assert second.instructions == "instructions #2"
         assert h.instructions == ["instructions #1", "instructions #2"]
@@ -378,8 +379,10 @@ async def test_text_is_reported_when_written_and_once_across_a_resumption() -> N
         ]
         assert conn.before_ready == []
         second = server.connections[1]
-        assert second.resumed and [m["type"] for m in second.received][:2] == ["audio", "text"]
+        assert second.resumed
+        assert [m["type"] for m in second.received][:2] == ["audio", "text"]
         (sent_text,) = h.events.of(SendText)
         (sent_result,) = h.events.of(ToolResult)
-        assert sent_text is text and sent_result is result
+        assert sent_text is text
+        assert sent_result is result
         assert h.events.of(ReplyAudio)  # the echoes came back as reply audio
