@@ -123,6 +123,7 @@ async def echo_link(
     *,
     policy: ReconnectPolicy = FAST,
     codec_factory: Callable[[], EchoCodec] = EchoCodec,
+    max_message_size: int = 16 * 1024 * 1024,
 ) -> AsyncIterator[Harness]:
     """The real link to ``server``; instructions are numbered per fetch."""
     input_tx, input_rx = trio.open_memory_channel[LinkInput](10_000)
@@ -143,7 +144,7 @@ async def echo_link(
                 events_tx,
                 name="echo",
                 codec_factory=codec_factory,
-                target=ConnectTarget(server.url),
+                target=ConnectTarget(server.url, max_message_size=max_message_size),
                 instructions=instructions,
                 policy=policy,
                 seed=3,

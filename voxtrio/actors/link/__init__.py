@@ -24,6 +24,23 @@ Life of a link::
                                 └─ refused for good (the codec's verdict on the
                                    HTTP status or close code) ─▶ one ErrorEvent
                                    (not recoverable), no retry, the link ends
+
+Every input waits in an ordered outbox and leaves it only once all of its wire
+messages were written, so one that failed to go out is written on the next
+connection. Controls are never dropped. While disconnected, live audio beyond
+the outage buffer is dropped oldest first, counted and reported as
+``AudioDropped(edge="link_buffer")``. For a provider that resumes sessions
+(``capabilities.resumption``), written inputs are kept until the provider
+reports them consumed, and a resumed connection gets exactly the unconsumed
+ones first; a connection that does not resume gets none of them again (see
+:mod:`voxtrio.actors.link.outbox` for the rule and why).
+
+A close the server starts loses nothing on the wire: what the link wrote before
+it saw the close frame reaches the server, the rest stays in the outbox. What
+the server sent before its close reaches ``events``. An abrupt TCP drop can lose
+what the kernel had but the server never read -- unless the provider resumes
+and reports what it consumed. Every way out closes the socket; on cancellation
+the link sends a close frame and waits a bounded time for the reply.
 """
 
 from __future__ import annotations
@@ -71,15 +88,8 @@ async def run(
             ``policy.outage_buffer_s`` while disconnected); False: it can wait, so
             the link pushes back instead and never drops.
 
-    Every input waits in an ordered outbox and leaves it only once all of its wire
-    messages were written, so one that failed to go out is written on the next
-    connection. Controls are never dropped. While disconnected, live audio beyond
-    the outage buffer is dropped oldest first, counted and reported as
-    ``AudioDropped(edge="link_buffer")``. For a provider that resumes sessions
-    (``capabilities.resumption``), written inputs are kept until the provider
-    reports them consumed, and a resumed connection gets exactly the unconsumed
-    ones first; a connection that does not resume gets none of them again (see
-    :mod:`voxtrio.actors.link.outbox` for the rule and why).
+    What waits, what is dropped and what is resent, and what a close loses: see
+    the module docstring.
 
     **Sent once, reported when sent.** A :class:`~voxtrio.messages.SendText` or
     :class:`~voxtrio.messages.ToolResult` is emitted on ``events`` (the same object)
@@ -89,13 +99,6 @@ async def run(
     not folded into the reconnect instructions as a past turn before it did. (If the
     link is cancelled between the write and the emit, the model has it and the
     events do not: the session is ending then.)
-
-    A close the server starts loses nothing on the wire: what the link wrote before
-    it saw the close frame reaches the server, the rest stays in the outbox. What
-    the server sent before its close reaches ``events``. An abrupt TCP drop can lose
-    what the kernel had but the server never read -- unless the provider resumes
-    and reports what it consumed. Every way out closes the socket; on cancellation
-    the link sends a close frame and waits a bounded time for the reply.
 
     Reports readiness at once: audio sent before the first connection is up waits
     in the outbox. Returns after a non-recoverable ``ErrorEvent`` (refused for good,
