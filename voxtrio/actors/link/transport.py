@@ -26,6 +26,7 @@ reading and TCP pushes back on the server.
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 _READ_SIZE = 65536
+
+#: DEBUG lines for the websocket's life (handshake, closes). The URL is logged
+#: without its query and with the target's secrets redacted; headers never.
+log = logging.getLogger("voxtrio.link.transport")
 
 
 @attrs.frozen
@@ -270,6 +275,7 @@ async def open_websocket(
             raise ConnectFailed(
                 f"cannot connect to {target.safe_url}: no handshake within {timeout_s:g} s"
             ) from None
+        log.debug("websocket open to %s", target.safe_url)
         socket = WebSocket(ws, stream, target.max_message_size, queue)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(socket._pump)
@@ -278,6 +284,8 @@ async def open_websocket(
             finally:
                 await socket.aclose(close_timeout_s)
                 nursery.cancel_scope.cancel()
+                code = socket.closed.code if socket.closed is not None else None
+                log.debug("websocket to %s closed (code %s)", target.safe_url, code)
     finally:
         if stream is not None:
             with trio.CancelScope(shield=True):
@@ -328,6 +336,7 @@ async def _handshake(
 ) -> wsproto.WSConnection:
     """Send the upgrade request and read the answer: accepted, or refused."""
     ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    log.debug("websocket handshake with %s", target.safe_url)
     request = Request(host=host, target=resource, extra_headers=list(target.headers))
     try:
         await stream.send_all(ws.send(request))
