@@ -104,6 +104,7 @@ async def run(
     in the outbox. Returns after a non-recoverable ``ErrorEvent`` (refused for good,
     out of retries). Closes ``events`` on exit.
     """
+    # (Long only for its docstring, which is the link's contract with the session.)
     link = Link(
         name=name,
         codec_factory=codec_factory,
