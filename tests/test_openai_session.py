@@ -139,7 +139,7 @@ async def test_a_rejected_handshake_is_one_clear_error_and_the_session_ends(
         assert "API key" in error.message
         assert KEY not in error.message
         assert KEY not in caplog.text
-        assert "trio-websocket" in {r.name for r in caplog.records}  # debug logs were on
+        assert "voxtrio.link.transport" in {r.name for r in caplog.records}  # debug logs were on
 
 
 async def test_missing_api_key_raises_when_the_session_opens(

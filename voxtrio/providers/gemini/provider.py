@@ -7,18 +7,11 @@ websocket, reconnects and buffering are the shared link
 
 from __future__ import annotations
 
-import functools
-import os
 import ssl
 from collections.abc import Sequence
 from typing import Final, Literal
 
-import trio
-
-from ...actors import provider_link
-from ...actors.base import InstructionsSource
-from ...actors.provider_link import ConnectTarget, ReconnectPolicy
-from ...audio import AudioFormat, FrameMs
+from ...actors.link import ReconnectPolicy
 from ...codecs.gemini_live import (
     AutomaticVad,
     GeminiLiveCodec,
@@ -27,9 +20,7 @@ from ...codecs.gemini_live import (
     live_url,
 )
 from ...codecs.openai_realtime import FunctionTool
-from ...codecs.wire import Capabilities
-from ...errors import MissingApiKeyError
-from ...messages import Event, LinkInput
+from ...runtime.websocket_provider import ApiKeyProvider
 
 __all__ = ["DEFAULT_GEMINI_TURN_DETECTION", "GeminiLive"]
 
@@ -40,7 +31,7 @@ DEFAULT_GEMINI_TURN_DETECTION: Final = AutomaticVad()
 _KEY_VARIABLES: Final = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 
-class GeminiLive:
+class GeminiLive(ApiKeyProvider):
     """Gemini Live (the Gemini API's ``BidiGenerateContent``) as a session provider.
 
     Args:
@@ -67,8 +58,6 @@ class GeminiLive:
             :class:`MissingApiKeyError` (a ``ValueError``) when the session opens
             without a key.
     """
-
-    name: Final = "gemini"
 
     def __init__(
         self,
@@ -102,23 +91,23 @@ class GeminiLive:
             tools=tuple(tools),
             temperature=temperature,
         )
-        self._new_codec = functools.partial(GeminiLiveCodec, self.config)
-        self._codec = self.make_codec()
-        self._url = live_url(base_url)
-        if api_key is not None:
-            auth_headers(api_key)  # a malformed key fails here (without echoing it)
-        if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
-            raise ValueError(f"reconnect must be a ReconnectPolicy, got {reconnect!r}")
-        if isinstance(max_message_size, bool) or not (
-            isinstance(max_message_size, int) and max_message_size >= 1024
-        ):
-            raise ValueError(f"max_message_size must be an int >= 1024, got {max_message_size!r}")
         self.model = model
-        self._api_key = api_key
-        self.reconnect = reconnect or ReconnectPolicy()
-        self._ssl_context = ssl_context
-        self._max_message_size = max_message_size
-        self._seed = seed
+        super().__init__(
+            "gemini",
+            self.make_codec,
+            url=live_url(base_url),
+            api_key=api_key,
+            key_variables=_KEY_VARIABLES,
+            auth_headers=auth_headers,
+            missing_key=(
+                "no Gemini API key: pass GeminiLive(api_key=...) or set GEMINI_API_KEY "
+                "(or GOOGLE_API_KEY)"
+            ),
+            reconnect=reconnect,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            seed=seed,
+        )
 
     def __repr__(self) -> str:
         host = self._url.split("?", 1)[0]
@@ -127,76 +116,4 @@ class GeminiLive:
     def make_codec(self) -> GeminiLiveCodec:
         """A fresh codec with this configuration (the link makes one per connection;
         each gets its own id prefix, so ids never repeat across reconnects)."""
-        return self._new_codec()
-
-    @property
-    def input_format(self) -> AudioFormat:
-        return self._codec.input_format
-
-    @property
-    def output_format(self) -> AudioFormat:
-        return self._codec.output_format
-
-    @property
-    def input_frame_ms(self) -> FrameMs:
-        return 20
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._codec.capabilities
-
-    def check(self) -> None:
-        """Fail now, with a clear message, if the session could not connect.
-
-        Raises:
-            MissingApiKeyError: no ``api_key`` and neither ``GEMINI_API_KEY`` nor
-                ``GOOGLE_API_KEY``.
-            ValueError: a malformed key (the message never contains it).
-        """
-        self._resolve_key()
-
-    def _resolve_key(self) -> str:
-        key = self._api_key
-        if key is None:
-            key = next((os.environ[v] for v in _KEY_VARIABLES if os.environ.get(v)), None)
-        if not key:
-            raise MissingApiKeyError(
-                "no Gemini API key: pass GeminiLive(api_key=...) or set GEMINI_API_KEY "
-                "(or GOOGLE_API_KEY)"
-            )
-        auth_headers(key)
-        return key
-
-    def target(self) -> ConnectTarget:
-        """Where the link connects, with the key in the handshake headers."""
-        key = self._resolve_key()
-        return ConnectTarget(
-            url=self._url,
-            headers=auth_headers(key),
-            secrets=(key,),
-            ssl_context=self._ssl_context,
-            max_message_size=self._max_message_size,
-        )
-
-    async def run_link(
-        self,
-        receive: trio.MemoryReceiveChannel[LinkInput],
-        events: trio.MemorySendChannel[Event],
-        *,
-        instructions: InstructionsSource,
-        live_input: bool = True,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Run the shared websocket link with this configuration (see ``Provider``)."""
-        await provider_link.run(
-            receive,
-            events,
-            name=self.name,
-            codec_factory=self.make_codec,
-            target=self.target(),
-            instructions=instructions,
-            policy=self.reconnect,
-            seed=self._seed,
-            live_input=live_input,
-            task_status=task_status,
-        )
+        return GeminiLiveCodec(self.config)

@@ -3,23 +3,19 @@
 A provider object is plain configuration (validated when it is made) plus the
 :meth:`run_link` the session starts. The wire format lives in a sans-IO codec
 (``voxtrio.codecs``); the websocket, reconnects and buffering live in the shared
-link actor (:mod:`voxtrio.actors.provider_link`).
+link actor (:mod:`voxtrio.actors.link`), run by
+:class:`~voxtrio.runtime.websocket_provider.ApiKeyProvider`.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 import attrs
-import trio
 
-from ...actors import provider_link
-from ...actors.base import InstructionsSource
-from ...actors.provider_link import ConnectTarget, ReconnectPolicy
-from ...audio import AudioFormat, FrameMs
+from ...actors.link import ReconnectPolicy
 from ...codecs.openai_realtime import (
     FunctionTool,
     OpenAIRealtimeCodec,
@@ -29,9 +25,8 @@ from ...codecs.openai_realtime import (
     auth_headers,
     realtime_url,
 )
-from ...codecs.wire import Capabilities
 from ...errors import MissingApiKeyError
-from ...messages import Event, LinkInput
+from ...runtime.websocket_provider import ApiKeyProvider
 
 __all__ = ["DEFAULT_TURN_DETECTION", "MissingApiKeyError", "OpenAIRealtime", "OpenAIRealtimeConfig"]
 
@@ -40,7 +35,7 @@ __all__ = ["DEFAULT_TURN_DETECTION", "MissingApiKeyError", "OpenAIRealtime", "Op
 DEFAULT_TURN_DETECTION: Final = ServerVad()
 
 
-class OpenAIRealtime:
+class OpenAIRealtime(ApiKeyProvider):
     """The OpenAI Realtime API (GA) as a session provider.
 
     Args:
@@ -70,8 +65,6 @@ class OpenAIRealtime:
             :class:`MissingApiKeyError` (a ``ValueError``) when the session opens
             without a key.
     """
-
-    name: Final = "openai"
 
     def __init__(
         self,
@@ -104,22 +97,20 @@ class OpenAIRealtime:
             "tool_choice": tool_choice,
         }
         self.config: Final = _config(model, config, options)
-        self._url = realtime_url(base_url, self.config.model)
-        if api_key is not None:
-            auth_headers(api_key)  # a malformed key fails here (without echoing it)
-        if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
-            raise ValueError(f"reconnect must be a ReconnectPolicy, got {reconnect!r}")
-        if isinstance(max_message_size, bool) or not (
-            isinstance(max_message_size, int) and max_message_size >= 1024
-        ):
-            raise ValueError(f"max_message_size must be an int >= 1024, got {max_message_size!r}")
         self.model = self.config.model
-        self._codec = self.make_codec()
-        self._api_key = api_key
-        self.reconnect = reconnect or ReconnectPolicy()
-        self._ssl_context = ssl_context
-        self._max_message_size = max_message_size
-        self._seed = seed
+        super().__init__(
+            "openai",
+            self.make_codec,
+            url=realtime_url(base_url, self.config.model),
+            api_key=api_key,
+            key_variables=("OPENAI_API_KEY",),
+            auth_headers=auth_headers,
+            missing_key="no OpenAI API key: pass OpenAIRealtime(api_key=...) or set OPENAI_API_KEY",
+            reconnect=reconnect,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            seed=seed,
+        )
 
     def __repr__(self) -> str:
         host = self._url.split("?", 1)[0]
@@ -128,74 +119,6 @@ class OpenAIRealtime:
     def make_codec(self) -> OpenAIRealtimeCodec:
         """A fresh codec with this configuration (the link makes one per connection)."""
         return OpenAIRealtimeCodec(self.config)
-
-    @property
-    def input_format(self) -> AudioFormat:
-        return self._codec.input_format
-
-    @property
-    def output_format(self) -> AudioFormat:
-        return self._codec.output_format
-
-    @property
-    def input_frame_ms(self) -> FrameMs:
-        return 20
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._codec.capabilities
-
-    def check(self) -> None:
-        """Fail now, with a clear message, if the session could not connect.
-
-        Raises:
-            MissingApiKeyError: no ``api_key`` and no ``OPENAI_API_KEY``.
-            ValueError: a malformed key (the message never contains it).
-        """
-        self._resolve_key()
-
-    def _resolve_key(self) -> str:
-        key = self._api_key if self._api_key is not None else os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise MissingApiKeyError(
-                "no OpenAI API key: pass OpenAIRealtime(api_key=...) or set OPENAI_API_KEY"
-            )
-        auth_headers(key)
-        return key
-
-    def target(self) -> ConnectTarget:
-        """Where the link connects, with the key in the handshake headers."""
-        key = self._resolve_key()
-        return ConnectTarget(
-            url=self._url,
-            headers=auth_headers(key),
-            secrets=(key,),
-            ssl_context=self._ssl_context,
-            max_message_size=self._max_message_size,
-        )
-
-    async def run_link(
-        self,
-        receive: trio.MemoryReceiveChannel[LinkInput],
-        events: trio.MemorySendChannel[Event],
-        *,
-        instructions: InstructionsSource,
-        live_input: bool = True,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Run the shared websocket link with this configuration (see ``Provider``)."""
-        await provider_link.run(
-            receive,
-            events,
-            name=self.name,
-            codec_factory=self.make_codec,
-            target=self.target(),
-            instructions=instructions,
-            policy=self.reconnect,
-            seed=self._seed,
-            live_input=live_input,
-            task_status=task_status,
-        )
 
 
 #: The session options as ``OpenAIRealtime`` keywords take them by default.

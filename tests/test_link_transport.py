@@ -1,0 +1,82 @@
+"""The link's websocket transport (wsproto over a trio stream) on 127.0.0.1: the close
+handshake on cancellation, and a server message over the size limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from voxtrio.actors.link import ConnectTarget
+from voxtrio.actors.link.transport import ConnectionClosed, WebSocket, open_websocket
+from voxtrio.messages import ErrorEvent, SessionReconnected
+from voxtrio.testing.echo_server import EchoScript, open_echo_server
+
+from .loopback_helpers import own_garbage_only
+from .test_link_signals import echo_link
+
+pytestmark = [
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _sockets_closed() -> Iterator[None]:
+    yield from own_garbage_only()
+
+
+async def read_until_closed(ws: WebSocket) -> ConnectionClosed:
+    while True:
+        try:
+            await ws.receive()
+        except ConnectionClosed as exc:
+            return exc
+
+
+async def test_a_cancelled_websocket_completes_the_close_handshake() -> None:
+    """Cancelled while waiting for a message, the websocket still sends its close
+    frame (1000) and the server sees a clean close by the client."""
+    with trio.fail_after(10):
+        async with open_echo_server() as server:
+            with trio.CancelScope() as scope:
+                async with open_websocket(ConnectTarget(server.url), timeout_s=5) as ws:
+                    await ws.send('{"type": "setup", "instructions": "", "handle": null}')
+                    await server.wait_for_connection(1)
+                    scope.cancel()
+                    await ws.receive()  # raises Cancelled: the way out is cancelled
+            assert scope.cancelled_caught
+            conn = server.connections[0]
+            await conn.closed.wait()
+        assert (conn.closed_by, conn.close_code) == ("client", 1000)
+
+
+async def test_the_server_closing_first_is_seen_with_its_code() -> None:
+    """The server's close frame: receive raises with its code and reason, and a send
+    after it raises too (the message is not written)."""
+    with trio.fail_after(10):
+        async with (
+            open_echo_server([EchoScript(close_after=(1, 4321))]) as server,
+            open_websocket(ConnectTarget(server.url), timeout_s=5) as ws,
+        ):
+            await ws.send('{"type": "setup", "instructions": "", "handle": null}')
+            await ws.send('{"type": "control", "name": "commit"}')
+            closed = await read_until_closed(ws)
+            assert (closed.code, closed.reason) == (4321, "scripted close")
+            with pytest.raises(ConnectionClosed):
+                await ws.send('{"type": "control", "name": "commit"}')
+        assert server.connections[0].closed_by == "server"
+
+
+async def test_a_server_message_over_the_limit_closes_with_1009_and_reconnects() -> None:
+    """A message over ``max_message_size`` is not read: the link closes with 1009
+    (message too big), reports the loss, and reconnects."""
+    with trio.fail_after(10):
+        async with open_echo_server() as server, echo_link(server, max_message_size=4096) as h:
+            first = await server.wait_for_connection(1)
+            await first._send({"type": "text_echo", "text": "x" * 5000})
+            await h.events.wait_for(SessionReconnected)
+        (lost,) = h.events.of(ErrorEvent)
+        assert lost.code == "connection_lost"
+        assert "1009" in lost.message

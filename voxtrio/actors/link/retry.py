@@ -1,0 +1,152 @@
+"""How the link retries: the policy, and the connect/retry loop around one connection.
+
+Whether a refused handshake or a closed connection is worth another attempt is the
+codec's call (``codec.classify_rejection``, ``codec.classify_close``); a connection
+decides and raises :class:`Retry` or :class:`Fatal`, and :func:`serve` only counts
+attempts, backs off, and reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+
+from ...messages import Event, SessionReconnecting
+
+__all__ = ["Fatal", "ReconnectPolicy", "Retry", "serve"]
+
+log = logging.getLogger("voxtrio.link")
+
+
+@attrs.frozen
+class ReconnectPolicy:
+    """How the link retries.
+
+    Attributes:
+        max_attempts: consecutive failed connection attempts before giving up
+            (the counter resets once a connection is up).
+        initial_backoff_s: the first retry delay.
+        max_backoff_s: the cap of the exponential backoff.
+        jitter: each delay is multiplied by a random factor in
+            ``[1 - jitter, 1 + jitter]``, so many sessions do not retry in step.
+        outage_buffer_s: audio kept while disconnected; older audio is dropped.
+        connect_timeout_s: limit for one connection attempt (TCP + TLS + handshake).
+        max_batch_frames: frames sent in one wire message at most.
+    """
+
+    max_attempts: int = 8
+    initial_backoff_s: float = 0.25
+    max_backoff_s: float = 8.0
+    jitter: float = 0.3
+    outage_buffer_s: float = 5.0
+    connect_timeout_s: float = 10.0
+    max_batch_frames: int = 10
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        for name in ("initial_backoff_s", "max_backoff_s", "outage_buffer_s", "connect_timeout_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        if self.max_batch_frames < 1:
+            raise ValueError(f"max_batch_frames must be >= 1, got {self.max_batch_frames}")
+
+    def backoff_s(self, attempt: int, rng: random.Random) -> float:
+        """The delay before retry number ``attempt`` (1-based)."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
+        return float(base * rng.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+class Retry(Exception):
+    """This connection failed or ended; try again.
+
+    Attributes:
+        was_up: it had been established (the attempt counter starts over).
+        planned: the server asked for the move (goAway): no error, no backoff.
+    """
+
+    def __init__(self, message: str, *, was_up: bool = False, planned: bool = False) -> None:
+        super().__init__(message)
+        self.was_up = was_up
+        self.planned = planned
+
+
+class Fatal(Exception):
+    """Do not retry; ``code`` is the :class:`~voxtrio.messages.ErrorEvent` code."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: One connection's life: ``(attempt, reconnecting)``; ends by raising Retry or Fatal.
+Connect = Callable[[int, bool], Awaitable[None]]
+#: Reports an error: ``(message, code, recoverable)``.
+ReportError = Callable[[str, str, bool], Awaitable[None]]
+
+
+async def serve(
+    connect: Connect,
+    *,
+    name: str,
+    policy: ReconnectPolicy,
+    rng: random.Random,
+    emit: Callable[[Event], Awaitable[None]],
+    error: ReportError,
+    redact: Callable[[str], str],
+) -> None:
+    """Connect, run, reconnect; returns when the link gives up or is refused for good.
+
+    ``max_attempts`` bounds the consecutive failed attempts: from the start, the
+    first attempt counts; after a lost connection, the reconnect attempts do. A
+    planned move (goAway) reconnects at once, with a ``SessionReconnecting`` of
+    delay 0 and no error.
+    """
+    failures = 0  # consecutive failed attempts
+    retry = 0  # retries since the start, or since the connection was lost
+    reconnecting = False  # a connection was up before
+    reason = ""
+    delay: float | None = None
+    while True:
+        if retry:
+            if delay is None:
+                delay = policy.backoff_s(retry, rng)
+            log.warning("%s: retry %d in %.2f s (%s)", name, retry, delay, redact(reason))
+            await emit(SessionReconnecting(retry, delay, redact(reason)))
+            await trio.sleep(delay)
+        delay = None
+        try:
+            await connect(retry, reconnecting)
+        except Fatal as exc:
+            log.error("%s: %s; not retrying", name, redact(str(exc)))
+            await error(str(exc), exc.code, False)
+            return
+        except Retry as exc:
+            reason = str(exc)
+            if exc.was_up:
+                reconnecting = True
+                failures = 0
+                retry = 1
+                if exc.planned:
+                    delay = 0.0
+                else:
+                    await error(reason, "connection_lost", True)
+                continue
+            failures += 1
+            if failures >= policy.max_attempts:
+                log.error("%s: giving up after %d failed attempts", name, failures)
+                await error(
+                    f"giving up on {name} after {failures} failed attempts: {reason}",
+                    "connection_failed",
+                    False,
+                )
+                return
+            retry += 1
