@@ -215,16 +215,25 @@ class TranscriptRecorder:
         The items are pending as soon as this is called; it then waits while the
         writer is ``max_pending`` behind (the disk is slow), so a cancelled call has
         still handed them over.
+
+        Raises:
+            trio.ClosedResourceError: after :meth:`close`.
         """
+        self._check_open()
         changed = self.builder.feed(event, created_s=self._clock())
         if changed:
             await self._writer.add(changed)
 
     def record_nowait(self, event: Event) -> None:
         """Fold ``event`` in and hand its items over without waiting for space."""
+        self._check_open()
         changed = self.builder.feed(event, created_s=self._clock())
         if changed:
             self._writer.add_nowait(changed)
+
+    def _check_open(self) -> None:
+        if self._writer.input_done:
+            raise trio.ClosedResourceError("the transcript writer has finished")
 
     def close(self) -> None:
         """No more events: the writer commits what is pending and ends. Idempotent."""
