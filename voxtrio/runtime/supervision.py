@@ -41,6 +41,20 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [e for e in nodes(exc) if not isinstance(e, BaseExceptionGroup)]
 
 
+def _is(node: BaseException, original: BaseException) -> bool:
+    """Whether ``node`` is ``original``, or a copy trio made of it (cancel scopes
+    split groups to take their ``Cancelled`` out, which rebuilds nested groups)."""
+    if node is original:
+        return True
+    return (
+        isinstance(node, BaseExceptionGroup)
+        and isinstance(original, BaseExceptionGroup)
+        and type(node) is type(original)
+        and node.message == original.message
+        and [id(e) for e in _leaves(node)] == [id(e) for e in _leaves(original)]
+    )
+
+
 def as_session_error(actor: str, exc: BaseException) -> BaseException:
     """What an actor's failure becomes: a :class:`SessionError` for a bug, the
     exception itself when it holds only cancellations and interrupts (those are
@@ -73,7 +87,7 @@ def one_exception(exc: BaseException, body_exc: BaseException | None) -> BaseExc
     if (
         body_exc is not None
         and not isinstance(body_exc, trio.Cancelled)
-        and any(node is body_exc for node in nodes(exc))
+        and any(_is(node, body_exc) for node in nodes(exc))
     ):
         for failure in failures:
             body_exc.add_note(f"meanwhile: {failure}")
