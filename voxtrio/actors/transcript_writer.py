@@ -315,6 +315,7 @@ async def run(
     Raises:
         ValueError, TypeError: bad arguments.
     """
+    # Long by its docstring; the body is the start, the batch loop and the last writes.
     check_writer_args(
         store,
         session_id,

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-import attrs
 import trio
 
 from ..actors import convert as convert_actor
@@ -26,35 +25,14 @@ from ..actors import transcript_writer
 from ..actors.base import EdgeCounter
 from ..actors.capture import Capture
 from ..actors.transcript_writer import TranscriptRecorder
-from ..audio import AudioFormat, AudioFrame, FrameMs
+from ..audio import AudioFormat, AudioFrame
 from ..errors import SessionClosedError
 from ..messages import EndOfInput, Event, LinkInput, PlaybackInput
-from ..stores.base import TranscriptStore
 from .hub import EventHub
-from .provider import Provider
+from .plan import Plan
 from .supervision import as_session_error, one_exception
 
 __all__ = ["Pipeline", "Plan", "run_pipeline"]
-
-
-@attrs.frozen
-class Plan:
-    """What ``open_session`` checked: everything the pipeline needs to start."""
-
-    provider: Provider
-    instructions: str | None
-    capture: Capture | None
-    store: TranscriptStore
-    session_id: str
-    output_format: AudioFormat
-    output_frame_ms: FrameMs
-    sink: playback_actor.Sink | None
-    live_input: bool
-    realtime_playback: bool
-    max_playback_queue_s: float
-    subscriber_buffer: int
-    audio_buffer: int
-    close_timeout_s: float
 
 
 class Pipeline:

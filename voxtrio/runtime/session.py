@@ -14,12 +14,10 @@ comes out of ``open_session`` as itself; a bug in an actor comes out as one
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import attrs
 import trio
 
 from ..actors import playback as playback_actor
@@ -37,57 +35,14 @@ from ..messages import (
     ToolResult,
     TruncateItem,
 )
-from ..stores.base import TranscriptStore, check_session_id, check_store
-from ..stores.memory import MemoryTranscriptStore
-from .pipeline import Pipeline, Plan, run_pipeline
+from ..stores.base import TranscriptStore
+from .pipeline import Pipeline, run_pipeline
+from .plan import make_plan
 from .provider import Provider
+from .stats import EdgeStats, SessionStats
 from .subscription import Subscription
 
 __all__ = ["EdgeStats", "Session", "SessionClosedError", "SessionStats", "open_session"]
-
-
-@attrs.frozen
-class EdgeStats:
-    """Counters of one pipeline edge (what its sender sent and dropped)."""
-
-    messages: int
-    frames: int
-    samples: int
-    dropped_frames: int
-    dropped_samples: int
-    queued: int
-
-
-@attrs.frozen
-class SessionStats:
-    """A snapshot of the session's counters.
-
-    Attributes:
-        edges: per edge (``capture``, ``convert``, ``playback``) what was sent,
-            dropped, and is queued now.
-        events: events routed by the hub.
-        subscribers_lagged: per live subscriber, events it missed so far.
-    """
-
-    edges: dict[str, EdgeStats]
-    events: int
-    subscribers_lagged: tuple[int, ...]
-
-    @property
-    def frames_in(self) -> int:
-        return self.edges["capture"].frames
-
-    @property
-    def frames_sent(self) -> int:
-        return self.edges["convert"].frames
-
-    @property
-    def frames_out(self) -> int:
-        return self.edges["playback"].frames
-
-    @property
-    def dropped_frames(self) -> int:
-        return sum(e.dropped_frames for e in self.edges.values())
 
 
 class Session:
@@ -367,63 +322,6 @@ class Session:
         await trio.lowlevel.checkpoint()
 
 
-def _plan(
-    provider: Provider,
-    *,
-    instructions: str | None,
-    capture: Capture | None,
-    store: TranscriptStore | None,
-    session_id: str | None,
-    output_format: AudioFormat | None,
-    output_frame_ms: FrameMs,
-    sink: playback_actor.Sink | None,
-    live_input: bool | None,
-    realtime_playback: bool,
-    max_playback_queue_s: float,
-    subscriber_buffer: int,
-    audio_buffer: int,
-    close_timeout_s: float,
-) -> Plan:
-    """Check ``open_session``'s arguments at the call; the pipeline's plan."""
-    if not isinstance(provider, Provider):
-        raise TypeError(f"provider must implement voxtrio's Provider protocol, got {provider!r}")
-    if store is None:
-        store = MemoryTranscriptStore()
-    else:
-        check_store(store)
-    if instructions is not None and not isinstance(instructions, str):
-        raise TypeError(f"instructions must be a str or None, got {type(instructions).__name__}")
-    provider.check()
-    out_fmt = output_format if output_format is not None else provider.output_format
-    if not isinstance(out_fmt, AudioFormat):
-        raise ValueError(f"output_format must be an AudioFormat, got {out_fmt!r}")
-    frame_fraction(out_fmt.sample_rate, output_frame_ms)
-    frame_fraction(provider.input_format.sample_rate, provider.input_frame_ms)
-    for name, value in (("subscriber_buffer", subscriber_buffer), ("audio_buffer", audio_buffer)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if not (close_timeout_s >= 0 and math.isfinite(close_timeout_s)):
-        raise ValueError(f"close_timeout_s must be finite and >= 0, got {close_timeout_s}")
-    sid = session_id if session_id is not None else uuid.uuid4().hex
-    check_session_id(sid)
-    return Plan(
-        provider=provider,
-        instructions=instructions,
-        capture=capture,
-        store=store,
-        session_id=sid,
-        output_format=out_fmt,
-        output_frame_ms=output_frame_ms,
-        sink=sink,
-        live_input=live_input if live_input is not None else (capture.live if capture else True),
-        realtime_playback=realtime_playback,
-        max_playback_queue_s=max_playback_queue_s,
-        subscriber_buffer=subscriber_buffer,
-        audio_buffer=audio_buffer,
-        close_timeout_s=close_timeout_s,
-    )
-
-
 @asynccontextmanager
 async def open_session(
     provider: Provider,
@@ -487,7 +385,8 @@ async def open_session(
             and the original exception is its ``__cause__``.
         Whatever the block raised, as itself (not in an exception group).
     """
-    plan = _plan(
+    # Long only by its docstring: the options are listed here once, checked in make_plan.
+    plan = make_plan(
         provider,
         instructions=instructions,
         capture=capture,
