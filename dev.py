@@ -4,6 +4,10 @@
     python3 dev.py demo    # set up, then run a session end to end (loopback provider)
     python3 dev.py test    # set up, then lint, type-check and run the whole test suite
     python3 dev.py bench   # set up, then run the benchmarks
+
+The test job starts a throwaway PostgreSQL (scripts/pg_cluster.py) for the tests marked
+``postgres`` and removes it afterwards; VOXTRIO_SKIP_PG=1 skips those tests instead, and a
+VOXTRIO_TEST_PG_DSN already set names a server to use.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -41,19 +46,56 @@ def setup(extras: str) -> None:
     stamp.touch()
 
 
+def pytest_with_postgres(rest: list[str]) -> None:
+    """Run pytest with a throwaway PostgreSQL cluster (scripts/pg_cluster.py) for the
+    tests marked ``postgres``, stopped and removed afterwards, pass or fail.
+
+    Not started when VOXTRIO_SKIP_PG=1 (those tests are then skipped, loudly) or when
+    VOXTRIO_TEST_PG_DSN already names a server. If it cannot start, pytest still runs
+    and those tests fail, saying why (VOXTRIO_TEST_PG_ERROR).
+    """
+    if os.environ.get("VOXTRIO_SKIP_PG") == "1" or os.environ.get("VOXTRIO_TEST_PG_DSN"):
+        run(PY, "-m", "pytest", *rest)
+        return
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import pg_cluster
+
+    started = time.monotonic()
+    try:
+        cluster = pg_cluster.Cluster()
+        cluster.start()
+    except (pg_cluster.ClusterError, OSError, KeyError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        print(f"dev.py: could not start PostgreSQL: {reason}", file=sys.stderr, flush=True)
+        os.environ["VOXTRIO_TEST_PG_ERROR"] = reason
+        run(PY, "-m", "pytest", *rest)
+        return
+    os.environ[pg_cluster.DSN_ENV] = cluster.dsn
+    took = time.monotonic() - started
+    print(f"dev.py: PostgreSQL on 127.0.0.1:{cluster.port}, up in {took:.1f} s", flush=True)
+    try:
+        run(PY, "-m", "pytest", *rest)
+    finally:
+        del os.environ[pg_cluster.DSN_ENV]
+        cluster.stop()
+
+
 def main(argv: list[str]) -> int:
     job = argv[1] if len(argv) > 1 else "test"
     rest = argv[2:]
     try:
         if job == "demo":
             setup("test")
-            run(PY, "-m", "examples.demo", *rest)
+            # The voxtrio command on the bundled recording (loopback provider, no network).
+            wav = ROOT / "voxtrio" / "data" / "hello_48k_stereo.wav"
+            demo = ("run", wav.relative_to(ROOT), "--provider", "loopback", "--out", "out")
+            run(PY, "-m", "voxtrio", *demo, *rest)
         elif job == "test":
             setup("test,bench")
             run(PY, "-m", "ruff", "check", "voxtrio", "tests", "benchmarks", "examples")
             run(PY, "-m", "mypy")
             # pytest exits 5 when it collects nothing: that is a failure here too.
-            run(PY, "-m", "pytest", *rest)
+            pytest_with_postgres(rest)
         elif job == "bench":
             setup("test,bench")
             run(PY, "-m", "benchmarks", *rest)

@@ -51,7 +51,12 @@ from .messages import (
 from .providers import OpenAIRealtime
 from .runtime import Session, SessionStats, Subscription, open_session
 from .runtime.provider import Provider
-from .stores import MemoryTranscriptStore, SqliteTranscriptStore, TranscriptStore
+from .stores import (
+    MemoryTranscriptStore,
+    PostgresTranscriptStore,
+    SqliteTranscriptStore,
+    TranscriptStore,
+)
 
 __version__ = "0.1.0"
 
@@ -71,6 +76,7 @@ __all__ = [
     "MicCapture",
     "MissingApiKeyError",
     "OpenAIRealtime",
+    "PostgresTranscriptStore",
     "Provider",
     "ReconnectPolicy",
     "Reframer",

@@ -8,12 +8,12 @@ link actor (:mod:`voxtrio.actors.provider_link`).
 
 from __future__ import annotations
 
-import functools
 import os
 import ssl
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
+import attrs
 import trio
 
 from ...actors import provider_link
@@ -23,6 +23,7 @@ from ...audio import AudioFormat, FrameMs
 from ...codecs.openai_realtime import (
     FunctionTool,
     OpenAIRealtimeCodec,
+    OpenAIRealtimeConfig,
     ServerVad,
     TurnDetection,
     auth_headers,
@@ -32,7 +33,7 @@ from ...codecs.wire import Capabilities
 from ...errors import MissingApiKeyError
 from ...messages import Event, LinkInput
 
-__all__ = ["MissingApiKeyError", "OpenAIRealtime"]
+__all__ = ["DEFAULT_TURN_DETECTION", "MissingApiKeyError", "OpenAIRealtime", "OpenAIRealtimeConfig"]
 
 
 #: Server VAD with the service's defaults (frozen, so safe as a default argument).
@@ -43,7 +44,8 @@ class OpenAIRealtime:
     """The OpenAI Realtime API (GA) as a session provider.
 
     Args:
-        model: the Realtime model, e.g. ``"gpt-realtime"``.
+        model: the Realtime model, e.g. ``"gpt-realtime"`` (required unless
+            ``config`` is given; then it may only repeat ``config.model``).
         api_key: the API key; by default ``OPENAI_API_KEY`` from the environment,
             read when the session opens. It is sent only in the handshake's
             ``Authorization`` header and never appears in a repr, log line, event
@@ -53,7 +55,11 @@ class OpenAIRealtime:
             :mod:`voxtrio.testing`).
         voice, transcription_model, transcription_language, turn_detection,
         output_modalities, noise_reduction, tools, tool_choice: the session
-            configuration, see :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeCodec`.
+            configuration, see :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig`
+            (validated there, once).
+        config: the whole session configuration as one
+            :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig`, instead of
+            the keywords above (which must then keep their defaults).
         reconnect: retry, backoff and outage-buffer policy of the link.
         ssl_context: for ``wss://`` (a verifying default context when None).
         max_message_size: the largest server message accepted, in bytes.
@@ -70,7 +76,7 @@ class OpenAIRealtime:
     def __init__(
         self,
         *,
-        model: str,
+        model: str | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         voice: str | None = "marin",
@@ -85,21 +91,20 @@ class OpenAIRealtime:
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 16 * 1024 * 1024,
         seed: int | None = None,
+        config: OpenAIRealtimeConfig | None = None,
     ) -> None:
-        self._new_codec = functools.partial(
-            OpenAIRealtimeCodec,
-            model=model,
-            voice=voice,
-            transcription_model=transcription_model,
-            transcription_language=transcription_language,
-            turn_detection=turn_detection,
-            output_modalities=tuple(output_modalities),
-            noise_reduction=noise_reduction,
-            tools=tuple(tools),
-            tool_choice=tool_choice,
-        )
-        self._codec = self.make_codec()  # validates every option now
-        self._url = realtime_url(base_url, model)
+        options = {
+            "voice": voice,
+            "transcription_model": transcription_model,
+            "transcription_language": transcription_language,
+            "turn_detection": turn_detection,
+            "output_modalities": output_modalities,
+            "noise_reduction": noise_reduction,
+            "tools": tools,
+            "tool_choice": tool_choice,
+        }
+        self.config: Final = _config(model, config, options)
+        self._url = realtime_url(base_url, self.config.model)
         if api_key is not None:
             auth_headers(api_key)  # a malformed key fails here (without echoing it)
         if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
@@ -108,7 +113,8 @@ class OpenAIRealtime:
             isinstance(max_message_size, int) and max_message_size >= 1024
         ):
             raise ValueError(f"max_message_size must be an int >= 1024, got {max_message_size!r}")
-        self.model = model
+        self.model = self.config.model
+        self._codec = self.make_codec()
         self._api_key = api_key
         self.reconnect = reconnect or ReconnectPolicy()
         self._ssl_context = ssl_context
@@ -121,7 +127,7 @@ class OpenAIRealtime:
 
     def make_codec(self) -> OpenAIRealtimeCodec:
         """A fresh codec with this configuration (the link makes one per connection)."""
-        return self._new_codec()
+        return OpenAIRealtimeCodec(self.config)
 
     @property
     def input_format(self) -> AudioFormat:
@@ -190,3 +196,39 @@ class OpenAIRealtime:
             live_input=live_input,
             task_status=task_status,
         )
+
+
+#: The session options as ``OpenAIRealtime`` keywords take them by default.
+_DEFAULTS: Final[dict[str, Any]] = {
+    field.name: field.default
+    for field in attrs.fields(OpenAIRealtimeConfig)
+    if field.name not in ("model", "max_append_bytes")
+}
+
+
+def _config(
+    model: str | None, config: OpenAIRealtimeConfig | None, options: dict[str, Any]
+) -> OpenAIRealtimeConfig:
+    """One configuration from either ``config`` or the keywords (validated once, by
+    :class:`OpenAIRealtimeConfig`)."""
+    if config is None:
+        if model is None:
+            raise ValueError("model must be a non-empty string, got None")
+        return OpenAIRealtimeConfig(model=model, **options)
+    if not isinstance(config, OpenAIRealtimeConfig):
+        raise ValueError(f"config must be an OpenAIRealtimeConfig, got {config!r}")
+    if model is not None and model != config.model:
+        raise ValueError(f"model {model!r} differs from config.model {config.model!r}")
+    changed = sorted(k for k, v in options.items() if _differs(v, _DEFAULTS[k]))
+    if changed:
+        raise ValueError(f"pass {', '.join(changed)} in config, not beside it")
+    return config
+
+
+def _differs(value: Any, default: Any) -> bool:
+    if isinstance(default, tuple):  # a list of the same options is no change
+        try:
+            return isinstance(value, str) or tuple(value) != default
+        except TypeError:
+            return True
+    return bool(value != default)

@@ -1,0 +1,8 @@
+"""``python -m voxtrio``: the ``voxtrio`` command (see :mod:`voxtrio.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Link inputs as OpenAI Realtime GA client events (JSON text)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ...audio import AudioFrame
+from ...messages import (
+    CancelReply,
+    ClearInput,
+    CommitInput,
+    CreateReply,
+    EndOfInput,
+    FrameBatch,
+    LinkInput,
+    SendText,
+    ToolResult,
+    TruncateItem,
+)
+from ._json import dumps
+from .config import OPENAI_RATE, OpenAIRealtimeConfig
+from .state import MIN_COMMIT_SAMPLES, ConnectionState
+
+__all__ = ["Encoder"]
+
+_PCM_FORMAT: Final[dict[str, Any]] = {"type": "audio/pcm", "rate": OPENAI_RATE}
+
+
+class Encoder:
+    """The client side of one connection: configuration in, JSON text out."""
+
+    def __init__(self, config: OpenAIRealtimeConfig, state: ConnectionState) -> None:
+        self.config = config
+        self.state = state
+
+    def session_config(self, instructions: str) -> dict[str, Any]:
+        """The ``session`` object of the ``session.update`` sent on connect."""
+        cfg = self.config
+        audio_in: dict[str, Any] = {"format": dict(_PCM_FORMAT)}
+        if cfg.transcription_model is None:
+            audio_in["transcription"] = None
+        else:
+            transcription: dict[str, Any] = {"model": cfg.transcription_model}
+            if cfg.transcription_language is not None:
+                transcription["language"] = cfg.transcription_language
+            audio_in["transcription"] = transcription
+        audio_in["turn_detection"] = (
+            None if cfg.turn_detection is None else cfg.turn_detection.to_wire()
+        )
+        if cfg.noise_reduction is not None:
+            audio_in["noise_reduction"] = {"type": cfg.noise_reduction}
+        audio_out: dict[str, Any] = {"format": dict(_PCM_FORMAT)}
+        if cfg.voice is not None:
+            audio_out["voice"] = cfg.voice
+        session: dict[str, Any] = {
+            "type": "realtime",
+            "instructions": instructions,
+            "output_modalities": list(cfg.output_modalities),
+            "audio": {"input": audio_in, "output": audio_out},
+        }
+        if cfg.tools:
+            session["tools"] = [t.to_wire() for t in cfg.tools]
+        if cfg.tool_choice is not None:
+            session["tool_choice"] = cfg.tool_choice
+        return session
+
+    def connect_messages(self, instructions: str) -> list[str]:
+        if not isinstance(instructions, str):
+            raise TypeError(f"instructions must be a str, got {type(instructions).__name__}")
+        event_id = self.state.event_id()
+        self.state.config_event_id = event_id
+        update = {
+            "type": "session.update",
+            "event_id": event_id,
+            "session": self.session_config(instructions),
+        }
+        return [dumps(update)]
+
+    def encode(self, msg: LinkInput) -> list[str]:
+        match msg:
+            case FrameBatch():
+                return self._audio(msg.frames)
+            case AudioFrame():
+                return self._audio((msg,))
+            case CommitInput():
+                return [self._commit()]
+            case ClearInput():
+                self.state.uncommitted = 0
+                return [self._simple("input_audio_buffer.clear")]
+            case EndOfInput():
+                return [self._commit()] if self._turn_pending() else []
+            case CreateReply():
+                event: dict[str, Any] = {"type": "response.create"}
+                if msg.instructions is not None:
+                    event["response"] = {"instructions": msg.instructions}
+                return [self._event(event)]
+            case CancelReply():
+                event = {"type": "response.cancel"}
+                if msg.response_id is not None:
+                    event["response_id"] = msg.response_id
+                return [self._event(event)]
+            case TruncateItem():
+                return self._truncate(msg)
+            case SendText():
+                content = [{"type": "input_text", "text": msg.text}]
+                return [self._item({"type": "message", "role": "user", "content": content})]
+            case ToolResult():
+                item = {"type": "function_call_output", "call_id": msg.call_id}
+                return [self._item({**item, "output": msg.output})]
+            case _:
+                raise TypeError(
+                    f"not a link input the OpenAI codec can encode: {type(msg).__name__}"
+                )
+
+    def _turn_pending(self) -> bool:
+        """Whether the service holds an unfinished turn that a commit would end."""
+        if self.config.turn_detection is None:
+            return self.state.uncommitted >= MIN_COMMIT_SAMPLES
+        return self.state.speaking and self.state.uncommitted > 0
+
+    def _commit(self) -> str:
+        self.state.uncommitted = 0
+        return self._simple("input_audio_buffer.commit")
+
+    def _truncate(self, msg: TruncateItem) -> list[str]:
+        if isinstance(msg.audio_end_ms, bool) or not isinstance(msg.audio_end_ms, int):
+            raise ValueError(f"audio_end_ms must be an int, got {msg.audio_end_ms!r}")
+        if msg.audio_end_ms < 0 or msg.content_index < 0:
+            raise ValueError(
+                f"cannot truncate at {msg.audio_end_ms} ms / content {msg.content_index}"
+            )
+        if msg.audio_end_ms == 0:
+            return []  # the service rejects a truncate before anything played
+        event = {
+            "type": "conversation.item.truncate",
+            "item_id": msg.item_id,
+            "content_index": msg.content_index,
+            "audio_end_ms": msg.audio_end_ms,
+        }
+        return [self._event(event)]
+
+    def _event(self, event: dict[str, Any]) -> str:
+        """``event`` with a fresh ``event_id`` (second, as the service writes it)."""
+        kind = event.pop("type")
+        return dumps({"type": kind, "event_id": self.state.event_id(), **event})
+
+    def _simple(self, kind: str) -> str:
+        return self._event({"type": kind})
+
+    def _item(self, item: dict[str, Any]) -> str:
+        return self._event({"type": "conversation.item.create", "item": item})
+
+    def _audio(self, frames: Sequence[AudioFrame]) -> list[str]:
+        for frame in frames:  # check everything before changing any state
+            if not isinstance(frame, AudioFrame):
+                raise TypeError(f"a FrameBatch holds AudioFrames, got {type(frame).__name__}")
+            if frame.sample_rate != OPENAI_RATE or frame.channels != 1:
+                raise ValueError(
+                    f"OpenAI Realtime takes 24000 Hz mono audio; got {frame.sample_rate} Hz, "
+                    f"{frame.channels} channel(s): convert it first"
+                )
+        chunks: list[bytes] = []
+        for frame in frames:
+            if frame.samples:
+                self.state.note_audio(frame)
+                chunks.append(frame.to_bytes())
+        if not chunks:
+            return []
+        raw = b"".join(chunks)
+        step = self.config.append_step
+        return [self._append(raw[i : i + step]) for i in range(0, len(raw), step)]
+
+    def _append(self, pcm: bytes) -> str:
+        audio = base64.b64encode(pcm).decode("ascii")
+        # Built by hand: json.dumps would scan megabytes of base64 for escapes.
+        return (
+            f'{{"type":"input_audio_buffer.append","event_id":"{self.state.event_id()}",'
+            f'"audio":"{audio}"}}'
+        )

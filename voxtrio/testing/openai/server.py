@@ -1,0 +1,240 @@
+"""The loopback OpenAI Realtime server: a trio TCP listener on 127.0.0.1 whose
+connections (:class:`~voxtrio.testing.openai.connection.LoopbackConnection`) speak
+wsproto and are answered by the sans-IO fake service.
+
+wsproto is driven directly over the TCP stream (rather than trio-websocket's server)
+so that the server owns the stream: that is what makes a true drop, a stall at the
+socket, and a close that loses nothing possible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Final
+
+import numpy as np
+import trio
+import wsproto
+import wsproto.utilities
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+
+from .connection import LoopbackClosedError, LoopbackConnection
+from .scripts import ConnectionScript, SharedCounters
+
+__all__ = ["LoopbackClosedError", "LoopbackConnection", "OpenAILoopback", "open_openai_loopback"]
+
+
+class OpenAILoopback:
+    """The running loopback server (see :func:`open_openai_loopback`).
+
+    Attributes:
+        url: ``ws://127.0.0.1:PORT/v1/realtime`` -- pass it as the provider's base URL.
+        port: the port the kernel chose.
+        connections: every connection, in handshake order (rejected ones included).
+        scripts: the script of each connection by index; later connections use
+            ``default_script``. Both may be changed while the server runs.
+        api_key: when set, a handshake without ``Authorization: Bearer <api_key>``
+            is rejected with 401.
+        max_message_bytes: larger client messages close the connection (1009).
+        internal_errors: events the server could not process (a bug, or an odd event
+            the checks let through); tests should find it empty.
+    """
+
+    PATH: Final = "/v1/realtime"
+
+    def __init__(
+        self,
+        *,
+        scripts: Sequence[ConnectionScript] = (),
+        default_script: ConnectionScript | None = None,
+        api_key: str | None = None,
+        max_message_bytes: int = 16 * 1024 * 1024,
+        handshake_timeout_s: float = 10.0,
+    ) -> None:
+        self.scripts: list[ConnectionScript] = list(scripts)
+        self.default_script = default_script or ConnectionScript()
+        self.api_key = api_key
+        self.max_message_bytes = max_message_bytes
+        self.handshake_timeout_s = handshake_timeout_s
+        self.connections: list[LoopbackConnection] = []
+        #: ids, canned transcripts and internal errors, shared by the connections
+        self.counters = SharedCounters()
+        self.internal_errors: list[str] = self.counters.internal_errors
+        self.port = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self._shutting_down = False
+
+    def __repr__(self) -> str:
+        return f"OpenAILoopback(url={self.url!r}, connections={len(self.connections)})"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.PATH}"
+
+    @property
+    def audio(self) -> list[np.ndarray]:
+        """The input audio received, per connection: int16 ``(samples, 1)`` arrays."""
+        return [c.audio for c in self.connections]
+
+    def all_audio(self) -> np.ndarray:
+        """All input audio received, across connections, in order."""
+        return np.concatenate([np.zeros((0, 1), np.int16), *self.audio])
+
+    @property
+    def accepted(self) -> list[LoopbackConnection]:
+        return [c for c in self.connections if c.rejected_status is None]
+
+    @property
+    def current(self) -> LoopbackConnection:
+        """The latest accepted connection.
+
+        Raises:
+            LookupError: none yet.
+        """
+        accepted = self.accepted
+        if not accepted:
+            raise LookupError("no connection accepted yet")
+        return accepted[-1]
+
+    def all_events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Client events across connections, in order (of type ``kind`` if given)."""
+        return [
+            r.event
+            for c in self.connections
+            for r in c.events
+            if r.event is not None and (kind is None or r.type == kind)
+        ]
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; it is re-checked on every change (a
+        connection, a message, a close)."""
+        while not predicate():
+            await self._lot.park()
+
+    async def wait_for_connection(self, n: int = 1) -> LoopbackConnection:
+        """Wait for the ``n``-th accepted connection and return it."""
+        await self.wait_until(lambda: len(self.accepted) >= n)
+        return self.accepted[n - 1]
+
+    async def drop(self) -> None:
+        """Drop the latest connection (see :meth:`LoopbackConnection.drop`)."""
+        await self.current.drop()
+
+    def _changed(self) -> None:
+        self._lot.unpark_all()
+
+    def _script_for(self, index: int) -> ConnectionScript:
+        return self.scripts[index] if index < len(self.scripts) else self.default_script
+
+    def _rejection(
+        self, conn: LoopbackConnection, script: ConnectionScript
+    ) -> tuple[int, str, str] | None:
+        if script.reject_status is not None:
+            return (
+                script.reject_status,
+                "scripted_rejection",
+                "The loopback server rejected this connection.",
+            )
+        if urllib.parse.urlsplit(conn.path).path != self.PATH:
+            return 404, "not_found", f"Unknown path; the Realtime API lives at {self.PATH}."
+        if not conn.model:
+            return 400, "missing_model", "Missing required parameter: 'model'."
+        if conn.header("openai-beta") is not None:
+            return (
+                400,
+                "beta_api_retired",
+                "The OpenAI-Beta realtime API is retired; use the GA API.",
+            )
+        if self.api_key is not None and conn.authorization != f"Bearer {self.api_key}":
+            return 401, "invalid_api_key", "Incorrect API key provided."
+        return None
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        request: Request | None = None
+        try:
+            with trio.move_on_after(self.handshake_timeout_s):
+                while request is None:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        if isinstance(event, Request):
+                            request = event
+                            break
+            if request is None:
+                return
+            index = len(self.connections)
+            script = self._script_for(index)
+            conn = LoopbackConnection(self, index, script, request)
+            self.connections.append(conn)
+            self._changed()
+            rejection = self._rejection(conn, script)
+            if rejection is not None:
+                status, code, message = rejection
+                conn.rejected_status = status
+                body = json.dumps(
+                    {"error": {"type": "invalid_request_error", "code": code, "message": message}}
+                ).encode()
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                await stream.send_all(
+                    ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+                    + ws.send(RejectData(data=body, body_finished=True))
+                )
+                conn._finish("server", None, f"handshake rejected with {status}")
+                conn._done.set()
+                return
+            await stream.send_all(ws.send(AcceptConnection()))
+            await conn._serve(ws, stream)
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            wsproto.utilities.RemoteProtocolError,
+        ):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+
+@contextlib.asynccontextmanager
+async def open_openai_loopback(
+    *,
+    scripts: Sequence[ConnectionScript] = (),
+    default_script: ConnectionScript | None = None,
+    api_key: str | None = None,
+    max_message_bytes: int = 16 * 1024 * 1024,
+) -> AsyncIterator[OpenAILoopback]:
+    """Run a loopback OpenAI Realtime server on 127.0.0.1 (a free port).
+
+    Args:
+        scripts: one :class:`ConnectionScript` per connection, in handshake order.
+        default_script: for connections beyond ``scripts`` (default: plain).
+        api_key: require ``Authorization: Bearer <api_key>`` (else 401).
+        max_message_bytes: the largest client message accepted.
+
+    On exit every open connection gets a close frame (1001) and its TCP stream is
+    closed; no task outlives the block.
+    """
+    server = OpenAILoopback(
+        scripts=scripts,
+        default_script=default_script,
+        api_key=api_key,
+        max_message_bytes=max_message_bytes,
+    )
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        server.port = listeners[0].socket.getsockname()[1]
+        await nursery.start(trio.serve_listeners, server._handle, listeners)
+        try:
+            yield server
+        finally:
+            server._shutting_down = True
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,136 @@
+"""An energy-threshold voice activity detector, as the fake service's turn detection."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+
+from .events import SAMPLES_PER_MS as _SAMPLES_PER_MS
+from .events import ms_or
+
+__all__ = ["EnergyVad", "InputAudio"]
+
+
+class EnergyVad:
+    """A simple voice activity detector: RMS energy over 10 ms blocks.
+
+    Speech starts at the first block at or above ``rms_threshold`` (reported
+    ``prefix_padding_ms`` earlier, not before 0) and stops once
+    ``silence_duration_ms`` of blocks below it followed (reported at the end of that
+    silence, as the service does). Pure and chunking-invariant: the events do not
+    depend on how the audio is split across :meth:`push` calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        rms_threshold: float = 500.0,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 500,
+        block_ms: int = 10,
+    ) -> None:
+        if not rms_threshold > 0 or not math.isfinite(rms_threshold):
+            raise ValueError(f"rms_threshold must be > 0, got {rms_threshold!r}")
+        if prefix_padding_ms < 0 or silence_duration_ms < 0 or block_ms < 1:
+            raise ValueError("padding and silence must be >= 0 ms, blocks >= 1 ms")
+        self.rms_threshold = float(rms_threshold)
+        self.prefix_padding_ms = prefix_padding_ms
+        self.silence_duration_ms = silence_duration_ms
+        self._block = block_ms * _SAMPLES_PER_MS
+        self._pending = np.zeros(0, dtype=np.int16)
+        self.position = 0  # samples consumed in whole blocks
+        self.speaking = False
+        self._silence = 0
+
+    def reset(self) -> None:
+        """Forget speech in progress (after a clear or a manual commit); time goes on."""
+        self.speaking = False
+        self._silence = 0
+
+    def push(self, pcm: np.ndarray) -> list[tuple[Literal["start", "stop"], int]]:
+        """Feed mono int16 samples; returns ``("start", audio_start_ms)`` and
+        ``("stop", audio_end_ms)`` events, in order."""
+        data = np.concatenate((self._pending, np.asarray(pcm, dtype=np.int16).reshape(-1)))
+        whole = len(data) - len(data) % self._block
+        self._pending = data[whole:]
+        out: list[tuple[Literal["start", "stop"], int]] = []
+        if not whole:
+            return out
+        blocks = data[:whole].reshape(-1, self._block).astype(np.float64)
+        loud = np.sqrt(np.mean(blocks * blocks, axis=1)) >= self.rms_threshold
+        silence_needed = self.silence_duration_ms * _SAMPLES_PER_MS
+        for is_loud in loud.tolist():
+            start = self.position
+            self.position += self._block
+            if not self.speaking:
+                if is_loud:
+                    self.speaking = True
+                    self._silence = 0
+                    ms = max(0, start // _SAMPLES_PER_MS - self.prefix_padding_ms)
+                    out.append(("start", ms))
+            elif is_loud:
+                self._silence = 0
+            else:
+                self._silence += self._block
+                if self._silence >= silence_needed:
+                    self.speaking = False
+                    out.append(("stop", self.position // _SAMPLES_PER_MS))
+        return out
+
+
+class InputAudio:
+    """One connection's input audio: all of it, the part not yet committed, and the
+    VAD over it (when the session's turn detection is on)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self.samples = 0  # received on the connection
+        self.uncommitted = 0  # appended since the last commit / clear / turn
+        self.vad: EnergyVad | None = None
+
+    @property
+    def pcm(self) -> np.ndarray:
+        """All input audio received: int16 ``(samples, 1)``."""
+        if not self._chunks:
+            return np.zeros((0, 1), dtype=np.int16)
+        return np.concatenate(self._chunks).reshape(-1, 1)
+
+    @property
+    def speaking(self) -> bool:
+        return self.vad is not None and self.vad.speaking
+
+    def configure(self, detection: dict[str, Any] | None, *, threshold: float | None) -> None:
+        """Follow the session's ``turn_detection`` (None, or ``threshold`` None: no VAD)."""
+        if threshold is None or detection is None:
+            self.vad = None
+            return
+        padding = ms_or(detection.get("prefix_padding_ms"), 300)
+        silence = ms_or(detection.get("silence_duration_ms"), 500)
+        vad = self.vad
+        if vad is None or vad.prefix_padding_ms != padding or vad.silence_duration_ms != silence:
+            new = EnergyVad(
+                rms_threshold=threshold, prefix_padding_ms=padding, silence_duration_ms=silence
+            )
+            # keep the clock: audio_ms counts the whole connection
+            new.position = vad.position if vad is not None else self.samples
+            self.vad = new
+
+    def append(self, raw: bytes) -> list[tuple[Literal["start", "stop"], int]]:
+        """Little-endian int16 samples in; the VAD's events out."""
+        pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+        self._chunks.append(pcm)
+        self.samples += len(pcm)
+        self.uncommitted += len(pcm)
+        return [] if self.vad is None else self.vad.push(pcm)
+
+    def committed(self) -> None:
+        """A turn was committed: nothing is uncommitted. The VAD is left alone (it
+        may already be past the turn's end, in the same append)."""
+        self.uncommitted = 0
+
+    def forget_speech(self) -> None:
+        """A clear, or a manual commit mid-speech: speech in progress is forgotten."""
+        if self.vad is not None:
+            self.vad.reset()
