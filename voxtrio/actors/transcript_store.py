@@ -29,7 +29,11 @@ from ..stores.base import DURABILITY_BOUND_S, TranscriptStore, check_session_id,
 from ..stores.memory import MemoryTranscriptStore
 from ..stores.sqlite import SCHEMA_VERSION, SqliteTranscriptStore
 from . import transcript_writer
+from .transcript_writer import _STORE_ERRORS as _STORE_ERRORS
 from .transcript_writer import TranscriptRecorder
+
+# ``_STORE_ERRORS``: the faults the writer reports and retries (the store contract
+# tests check backends raise these); still importable from where it lived.
 
 __all__ = [
     "DURABILITY_BOUND_S",
