@@ -21,7 +21,7 @@ from voxtrio.actors.transcript_store import MemoryTranscriptStore
 from voxtrio.audio import AudioFormat, AudioFrame, PcmInput
 from voxtrio.codecs.convert import Converter
 from voxtrio.codecs.transcript import Item
-from voxtrio.errors import SessionError
+from voxtrio.errors import SessionClosedError, SessionError
 from voxtrio.messages import (
     Event,
     InputTranscriptionCompleted,
@@ -248,3 +248,51 @@ def test_the_outcome_does_not_depend_on_strict_exception_groups(strict: bool) ->
         warnings.simplefilter("ignore", trio.TrioDeprecationWarning)
         got = trio.run(main, strict_exception_groups=strict)
     assert got == [ValueError, SessionError]
+
+
+class GivingUpProvider(RecordingProvider):
+    """A link that reads nothing, then gives up by itself when told (as a link does
+    after a rejected key), closing its input while convert waits to send to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.give_up = trio.Event()
+
+    async def run_link(
+        self,
+        receive: trio.MemoryReceiveChannel[LinkInput],
+        events: trio.MemorySendChannel[Event],
+        *,
+        instructions: InstructionsSource,
+        live_input: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with receive, events:
+            task_status.started()
+            await instructions()
+            await self.give_up.wait()
+
+
+async def test_a_link_that_gives_up_while_convert_waits_on_it_is_no_bug(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = GivingUpProvider()
+    chunk = np.ones((4800, 1), np.int16)
+    with trio.fail_after(60):
+        async with open_session(provider, audio_buffer=1) as session:
+            for _ in range(10):  # fill the path until a send waits: convert is stuck
+                with trio.move_on_after(1) as scope:
+                    await session.send_audio(chunk, AudioFormat(48_000))
+                if scope.cancelled_caught:
+                    break
+            provider.give_up.set()
+
+            async def keep_sending() -> None:
+                for _ in range(100):
+                    await session.send_audio(chunk, AudioFormat(48_000))
+                    await trio.sleep(0.1)
+
+            # The session ends (the link gave up); nothing raises but the closed input.
+            with pytest.raises(SessionClosedError):
+                await keep_sending()
+    assert session.closed

@@ -54,7 +54,7 @@ class Pipeline:
         self.push, self._in_rx = trio.open_memory_channel[AudioFrame | LinkInput](
             plan.audio_buffer
         )
-        self._link_tx, self._link_rx = trio.open_memory_channel[LinkInput](plan.audio_buffer)
+        self._link_tx, self.link_rx = trio.open_memory_channel[LinkInput](plan.audio_buffer)
         self._play_tx, self._play_rx = trio.open_memory_channel[PlaybackInput](256)
         self._out_tx, self.output = trio.open_memory_channel[AudioFrame](plan.audio_buffer)
         # The session's own end (reframes), cloned before the hub runs: the hub closes
@@ -180,8 +180,10 @@ class Pipeline:
         retries, after reporting a non-recoverable ErrorEvent) ends the session: its
         actors stop, and the app's subscriptions and output end once read."""
         plan = self.plan
+        # A clone: a link that ends by itself closes it, but convert's sends must not
+        # break on that (convert is cancelled right after, by close_now).
         await plan.provider.run_link(
-            self._link_rx,
+            self.link_rx.clone(),
             self.events_tx.clone(),
             instructions=self.hub.instructions_source(plan.instructions),
             live_input=plan.live_input,
@@ -220,7 +222,7 @@ async def run_pipeline(plan: Plan) -> AsyncIterator[Pipeline]:
     try:
         async with trio.open_nursery() as outer:
             # Whatever happens while starting, the hub's input must end with the block.
-            with pipeline.output, pipeline.events_tx, pipeline.playback_ctl:
+            with pipeline.output, pipeline.events_tx, pipeline.playback_ctl, pipeline.link_rx:
                 async with trio.open_nursery() as inner:
                     await pipeline.start(outer, inner)
                     pipeline.events_tx.close()

@@ -83,7 +83,12 @@ def one_exception(exc: BaseException, body_exc: BaseException | None) -> BaseExc
     for leaf in leaves:
         if isinstance(leaf, KeyboardInterrupt):
             return leaf
-    failures = [e for e in leaves if isinstance(e, SessionError)]
+    # An actor that found its neighbour's channel broken failed because of that
+    # neighbour: the others come first.
+    failures = sorted(
+        (e for e in leaves if isinstance(e, SessionError)),
+        key=lambda e: isinstance(e.__cause__, trio.BrokenResourceError | trio.ClosedResourceError),
+    )
     if (
         body_exc is not None
         and not isinstance(body_exc, trio.Cancelled)
