@@ -295,7 +295,26 @@ async def check(name: str, steps: int, stalled: bool) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(steps=st.integers(0, 40), stalled=st.booleans())
 def test_cancelled_at_any_point_all_or_nothing(name: str, steps: int, stalled: bool) -> None:
     trio.run(check, name, steps, stalled, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(steps=st.integers(0, 10))
+def test_aclose_closes_even_when_cancelled(steps: int) -> None:
+    """aclose keeps trio's aclose contract instead: it closes, cancelled or not."""
+
+    async def main() -> None:
+        provider = StallableProvider()
+        provider.gate.set()
+        with trio.fail_after(60):
+            async with open_session(provider, realtime_playback=False) as session:
+                await provider.connected.wait()
+                await attempt(session.aclose, steps)
+                assert session.closed
+                with pytest.raises(SessionClosedError):
+                    await session.create_reply()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

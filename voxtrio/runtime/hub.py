@@ -95,7 +95,13 @@ class EventHub:
 
     async def wait_routed(self) -> None:
         """Return once every event sent to the hub before this call is routed (or
-        the hub has ended). A checkpoint."""
+        the hub has ended). A checkpoint.
+
+        The hub is its input's only receiver, so a receiver parked on the input
+        (``statistics().tasks_waiting_receive``) means it is idle with nothing
+        buffered; otherwise the hub wakes the waiters the next time it finds its
+        input empty.
+        """
         receive = self._receive
         idle = (
             receive is not None

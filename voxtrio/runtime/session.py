@@ -316,7 +316,9 @@ class Session:
 
         Events already queued for subscribers stay readable until the ``async
         with`` block exits; leaving the block waits for the store to flush.
-        Idempotent; a checkpoint.
+        Idempotent; a checkpoint. Like trio's ``aclose()`` methods it closes even
+        when cancelled: the session is closed before the checkpoint that may raise
+        ``Cancelled``.
         """
         self._p.close_now()
         await trio.lowlevel.checkpoint()
