@@ -20,7 +20,6 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxtrio.actors.base import InstructionsSource
 from voxtrio.actors.transcript_store import MemoryTranscriptStore
 from voxtrio.audio import AudioFormat, AudioFrame
 from voxtrio.codecs.transcript import ToolResultItem, UserItem
@@ -50,12 +49,10 @@ MARKER = CreateReply("marker")
 
 
 class StallableProvider(RecordingProvider):
-    """Reads nothing until ``gate`` is set (a stalled link), and wakes waiters on
-    every control it takes."""
+    """Wakes waiters on every control it takes (stalled with ``pause()``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.gate = trio.Event()
         self._changed = trio.Event()
 
     async def wait_for_control(self, msg: LinkInput) -> None:
@@ -66,33 +63,6 @@ class StallableProvider(RecordingProvider):
     async def _deliver(self, msg: LinkInput) -> None:
         await super()._deliver(msg)
         self._changed.set()
-
-    async def run_link(
-        self,
-        receive: trio.MemoryReceiveChannel[LinkInput],
-        events: trio.MemorySendChannel[Event],
-        *,
-        instructions: InstructionsSource,
-        live_input: bool = True,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        gated_send, gated_receive = trio.open_memory_channel[LinkInput](0)
-
-        async def forward() -> None:
-            async with receive, gated_send:
-                async for msg in receive:
-                    await self.gate.wait()
-                    await gated_send.send(msg)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(forward)
-            await super().run_link(
-                gated_receive,
-                events,
-                instructions=instructions,
-                live_input=live_input,
-                task_status=task_status,
-            )
 
 
 @attrs.define
@@ -258,16 +228,14 @@ async def stall(h: Harness) -> None:
 async def run_case(case: Case, h: Harness, stalled: bool, steps: int) -> tuple[bool, bool]:
     """Set up, attempt the call, let everything settle; (effects seen, call returned)."""
     provider = h.provider
-    if case.setup is not None or not stalled:
-        provider.gate.set()
     if case.setup is not None:
         await provider.connected.wait()
         await case.setup(h)
     if stalled:
-        provider.gate = trio.Event()  # stall the link from now on
+        provider.pause()  # stall the link from now on
         await stall(h)
     done = await attempt(lambda: case.call(h), steps)
-    provider.gate.set()
+    provider.resume()
     await provider.connected.wait()
     await h.session.create_reply(MARKER.instructions)
     await provider.wait_for_control(MARKER)
@@ -308,7 +276,6 @@ def test_aclose_closes_even_when_cancelled(steps: int) -> None:
 
     async def main() -> None:
         provider = StallableProvider()
-        provider.gate.set()
         with trio.fail_after(60):
             async with open_session(provider, realtime_playback=False) as session:
                 await provider.connected.wait()

@@ -100,6 +100,7 @@ class RecordingProvider:
         self._connect_at_start = connect_at_start
         self._queue: list[LinkInput] = []
         self.online = False
+        self._resumed: trio.Event | None = None  # set while paused
         #: What the session told the link about its input (set when the link runs).
         self.live_input: bool | None = None
 
@@ -170,6 +171,19 @@ class RecordingProvider:
         """Lose the connection: what the session sends is queued until :meth:`connect`."""
         self.online = False
 
+    def pause(self) -> None:
+        """Stop reading the link's input (a stalled link: the session's input path
+        fills up and pushes back) until :meth:`resume`. At most the message being
+        received now is still taken."""
+        if self._resumed is None:
+            self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        """Read the link's input again."""
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.set()
+
     async def run_link(
         self,
         receive: trio.MemoryReceiveChannel[LinkInput],
@@ -189,7 +203,13 @@ class RecordingProvider:
             try:
                 if self._connect_at_start:
                     await self.connect()
-                async for msg in receive:
+                while True:
+                    if self._resumed is not None:  # no extra checkpoint unless paused
+                        await self._resumed.wait()
+                    try:
+                        msg = await receive.receive()
+                    except trio.EndOfChannel:
+                        break
                     self.messages_received += 1
                     if self.online:
                         await self._deliver(msg)
