@@ -66,5 +66,12 @@ class Provider(Protocol):
 
         Faults of the outside world are sent as ``ErrorEvent`` on ``events``; only
         bugs raise. The link owns both channel ends and closes ``events`` on exit.
+
+        Send-once: the link reports each :class:`~voxtrio.messages.SendText` and
+        :class:`~voxtrio.messages.ToolResult` on ``events`` once it has written it
+        to the wire (not when it queues it during an outage); that is when the
+        session publishes and stores it, so one queued before a (re)connect is in
+        that connection's conversation once, as a new item, not also in its
+        ``instructions()``.
         """
         ...
