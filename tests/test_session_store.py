@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -408,11 +407,6 @@ async def test_a_tool_result_is_stored_published_and_folded_in() -> None:
     assert (result.call_id, result.name, result.output) == ("call_1", "weather", "rain, 7 degrees")
 
 
-@pytest.mark.xfail(
-    reason="needs the websocket link to report the ToolResult it sent (send-once rule; "
-    "the link helper's change)",
-    strict=False,
-)
 async def test_a_tool_call_over_the_wire_and_its_result_survive_a_reconnect() -> None:
     """The model's function call comes from the loopback server; the app's result
     goes back as a function_call_output item; after the connection is closed the
