@@ -67,6 +67,7 @@ class GeminiScript:
             many client messages.
         drop_after: drop the TCP stream after this many client messages.
         binary: JSON in binary frames (the real service's way); else text frames.
+        refuse_resumption: close a ``setup`` that names a handle (1011).
     """
 
     reject_status: int | None = None
@@ -78,6 +79,7 @@ class GeminiScript:
     close_reason: str = "Internal error encountered."
     drop_after: int | None = None
     binary: bool = True
+    refuse_resumption: bool = False
 
 
 class GeminiConnection:
@@ -98,11 +100,18 @@ class GeminiConnection:
         self.script = script
         self.path = request.target
         self._headers = list(request.extra_headers)
-        self.service = GeminiService(sessions=server.sessions, binary=script.binary)
+        self.service = GeminiService(
+            sessions=server.sessions,
+            binary=script.binary,
+            refuse_resumption=script.refuse_resumption,
+        )
         self.rejected_status: int | None = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.closed_by: _ClosedBy | None = None
+        #: ``trio.current_time()`` when the setup arrived, and when a goAway went out.
+        self.setup_at: float | None = None
+        self.go_away_at: float | None = None
         self.closed = trio.Event()
         self._done = trio.Event()
         self._ws: wsproto.WSConnection | None = None
@@ -250,10 +259,13 @@ class GeminiConnection:
         await self.send(self.service.receive(data))
         self.server._changed()
         n = len(self.service.records)
+        if n == 1 and self.setup_at is None:
+            self.setup_at = trio.current_time()
         s = self.script
         if s.resumption_every and n > 1 and (n - 1) % s.resumption_every == 0:
             await self.send(self.service.resumption_update())
         if s.go_away_after == n:
+            self.go_away_at = trio.current_time()
             await self.send(self.service.go_away(s.go_away_time_left_s))
         if s.close_after == n:
             await self._start_close(s.close_code, s.close_reason)
