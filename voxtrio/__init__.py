@@ -46,6 +46,7 @@ from .messages import (
     SpeechStopped,
     SubscriberLagged,
     ToolCall,
+    ToolCallCancelled,
     ToolResult,
 )
 from .providers import GeminiLive, OpenAIRealtime
@@ -105,6 +106,7 @@ __all__ = [
     "SubscriberLagged",
     "Subscription",
     "ToolCall",
+    "ToolCallCancelled",
     "ToolResult",
     "TranscriptStore",
     "UnsupportedError",
