@@ -9,15 +9,16 @@ the 20 ms, as independent calls are. The counting server
 measured alone (on a 2-core machine the server has the other core).
 
 Per N: the client's CPU per session (``time.process_time`` over the streaming window,
-as a share of one core), per-frame latency from capture to the wire (each chunk is
-stamped with ``time.monotonic()`` when handed to ``send_audio``; the server stamps the
-arrival of each ``input_audio_buffer.append`` with the same system-wide clock; a 24 kHz
-frame is matched to the chunk whose push made the converter emit it), p50/p99/max, how
-late the pacing loop woke (p99: the clock the sessions could not keep), drops
-(``session.stats().dropped_frames``) and peak RSS per session (``ru_maxrss`` growth of
-the client over the run / N). "Realtime" means p99 latency < 20 ms, pacing p99 < 20 ms,
-no drops and every frame delivered. The server's CPU share is shown too, so a server
-that could not keep up is visible.
+as a share of one core), its CPU per chunk sent and the kernel's share of it; per-frame
+latency from capture to the wire, p50/p99/max (each chunk is stamped with
+``time.monotonic()`` when handed to ``send_audio``; the server stamps the arrival of
+each ``input_audio_buffer.append`` with the same system-wide clock; a 24 kHz frame is
+matched to the chunk whose push made the converter emit it); how late the pacing loop
+woke (p99: the clock the sessions could not keep); drops
+(``session.stats().dropped_frames``); peak RSS per session (``ru_maxrss`` growth of the
+client over the run / N). "Realtime" means p99 latency < 20 ms, pacing p99 < 20 ms, no
+drops and every frame delivered. The server's CPU share is shown too, so a server that
+could not keep up is visible.
 """
 
 from __future__ import annotations
@@ -105,12 +106,15 @@ async def _client(n: int, url: str, seconds: float, out: Path) -> None:
         await trio.sleep(0.2)
         t_start = trio.current_time() + 0.1
         cpu0, wall0 = time.process_time(), time.monotonic()
+        sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         start.set()
         with trio.fail_after(seconds * 3 + 30):
             await all_done.wait()
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        kernel = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     np.savez(out, sends=sends, late=late, drops=drops, behind=behind, cpu_s=np.array(cpu),
+             sys_s=np.array(kernel),
              wall_s=np.array(wall), rss0_kb=np.array(rss0), rss1_kb=np.array(rss1))
 
 
@@ -218,6 +222,7 @@ def run_one(n: int, seconds: float, tmp: Path) -> dict[str, float | int | bool |
         "cpu_us_per_chunk": us_per_chunk,
         "sessions_per_core_at_this_cost": 1e6 / (us_per_chunk / PERIOD),
         "client_cpu_pct": 100 * cpu / wall,
+        "client_kernel_share_pct": 100 * float(client["sys_s"]) / max(cpu, 1e-9),
         "server_cpu_pct": 100 * float(srv["cpu_s"]) / float(srv["wall_s"]),
         "p50_ms": _pct(ms, 50),
         "p99_ms": _pct(ms, 99),
@@ -250,7 +255,8 @@ def main(quick: bool = False) -> Table:
     )
     print(f"each session: 48 kHz stereo in 20 ms chunks on the real-time clock for "
           f"{seconds:g} s -> OpenAIRealtime over ws://127.0.0.1 (server in its own process)")
-    header = (f"{'N':>4s} {'cpu/sess':>8s} {'us/chunk':>8s} {'client':>7s} {'server':>7s} "
+    header = (f"{'N':>4s} {'cpu/sess':>8s} {'us/chunk':>8s} {'client':>7s} {'kernel':>6s} "
+              f"{'server':>7s} "
               f"{'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'pace99':>8s} {'drops':>5s} "
               f"{'miss':>5s} {'behind':>6s} {'MB/sess':>7s} {'load':>5s} {'realtime':>8s}")
     print(header)
@@ -263,7 +269,8 @@ def main(quick: bool = False) -> Table:
                 print(f"{n:4d} {r['note']}", flush=True)
                 continue
             print(f"{n:4d} {r['cpu_per_session_pct']:7.2f}% {r['cpu_us_per_chunk']:8.0f} "
-                  f"{r['client_cpu_pct']:6.0f}% {r['server_cpu_pct']:6.0f}% {r['p50_ms']:7.2f} "
+                  f"{r['client_cpu_pct']:6.0f}% {r['client_kernel_share_pct']:5.0f}% "
+                  f"{r['server_cpu_pct']:6.0f}% {r['p50_ms']:7.2f} "
                   f"{r['p99_ms']:7.2f} {r['max_ms']:7.1f} {r['pacing_p99_ms']:8.1f} "
                   f"{r['drops']:5d} {r['missing_frames']:5d} {r['sessions_fell_behind']:6d} "
                   f"{r['rss_per_session_mb']:7.3f} {r['load_avg_1m']:5.1f} "
