@@ -21,6 +21,7 @@ import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 Value = float | int | str | bool | None
 Row = dict[str, Value]
@@ -70,12 +71,20 @@ def as_tables(result: object) -> list[Table]:
     raise TypeError(f"a benchmark returned {type(result).__name__}, not Table(s) or None")
 
 
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
 def machine() -> dict[str, Value]:
     """What the numbers were measured on (the load average shows parallel work)."""
     info: dict[str, Value] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
     }
     with contextlib.suppress(OSError):
