@@ -126,3 +126,29 @@ def test_peer_byte_framer_cuts_20ms_frames_and_keeps_the_rest() -> None:
     framer.flush(out)
     assert [len(f) for f in out] == [480, 480, 40]
     assert np.array_equal(np.concatenate(out), data)
+
+
+def test_voxtrio_bench_passes_json_and_plot_to_the_runner(tmp_path: Path) -> None:
+    out, png = tmp_path / "cli.json", tmp_path / "cli.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "voxtrio", "bench", "--quick", "--json", "cli.json", "--plot",
+         "cli.png", "g711"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    doc = json.loads(out.read_text(encoding="utf-8"))  # relative to the caller's directory
+    assert doc["exit_code"] == 0
+    assert doc["command"][:3] == ["python", "-m", "benchmarks"]
+    assert "== g711 (quick)" in doc["output"]
+    assert doc["benchmarks"]["g711"]["tables"][0]["rows"]
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_voxtrio_bench_refuses_an_output_in_a_missing_directory(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "voxtrio", "bench", "--quick", "--plot", "nowhere/p.png", "g711"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("voxtrio: error: --plot: no directory")
