@@ -352,3 +352,31 @@ async def test_a_tool_call_cancellation_reaches_the_app() -> None:
     assert cancelled == ToolCallCancelled(("call-7",))
     (call,) = recorder.of(ToolCall)
     assert recorder.events.index(call) < recorder.events.index(cancelled)
+
+
+async def test_a_session_that_resumes_sends_the_base_instructions_only() -> None:
+    """Through open_session: the first setup carries the transcript so far (none yet:
+    the base); after a drop with a handle the resumed setup carries the session's base
+    instructions and not the turns the service still holds."""
+    with trio.fail_after(30):
+        scripts = (GeminiScript(resumption_every=1),)
+        async with open_gemini_loopback(api_key=KEY, scripts=scripts) as server:
+            async with wav_session(server, WAV_PATH) as (_, recorder):
+                first = await server.wait_for_connection()
+                await first.wait_for_messages(3)
+                await first.send(first.service.transcribe(["Book a ", "table."]))
+                reply = np.full((2400, 1), 900, np.int16)
+                await first.send(first.service.reply(reply, ["For two?"]))
+                await recorder.wait_until(
+                    lambda: any(e.status == "completed" for e in recorder.of(voxtrio.ReplyDone))
+                )
+                await first.drop()
+                second = await server.wait_for_connection(2)
+                await second.wait_for_messages(1)
+                await recorder.wait_for(SessionReconnected)
+            check_server(server)
+    assert second.service.resumed_from is not None
+    assert system_text(second) == BASE
+    assert "Book a table." not in system_text(second)
+    assert "For two?" not in system_text(second)
+    assert recorder.of(SessionReconnected)[0].resumed

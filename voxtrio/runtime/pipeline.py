@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -26,10 +26,12 @@ from ..actors.base import EdgeCounter
 from ..actors.capture import Capture
 from ..actors.transcript_writer import TranscriptRecorder
 from ..audio import AudioFormat, AudioFrame
+from ..codecs.transcript import instructions_with_context
 from ..errors import SessionClosedError
 from ..messages import EndOfInput, Event, LinkInput, PlaybackInput
 from .hub import EventHub
 from .plan import Plan
+from .provider import ResumingProvider
 from .supervision import as_session_error, one_exception
 
 __all__ = ["Pipeline", "Plan", "run_pipeline"]
@@ -182,13 +184,28 @@ class Pipeline:
         plan = self.plan
         # A clone: a link that ends by itself closes it, but convert's sends must not
         # break on that (convert is cancelled right after, by close_now).
-        await plan.provider.run_link(
-            self.link_rx.clone(),
-            self.events_tx.clone(),
-            instructions=self.hub.instructions_source(plan.instructions),
-            live_input=plan.live_input,
-            task_status=task_status,
-        )
+        receive, events = self.link_rx.clone(), self.events_tx.clone()
+        instructions = self.hub.instructions_source(plan.instructions)
+        if plan.provider.capabilities.resumption:
+            # Only a provider that resumes takes the base instructions (the
+            # Provider protocol of the others has no such argument).
+            resuming = cast(ResumingProvider, plan.provider)
+            await resuming.run_link(
+                receive,
+                events,
+                instructions=instructions,
+                base_instructions=instructions_with_context(plan.instructions, ()),
+                live_input=plan.live_input,
+                task_status=task_status,
+            )
+        else:
+            await plan.provider.run_link(
+                receive,
+                events,
+                instructions=instructions,
+                live_input=plan.live_input,
+                task_status=task_status,
+            )
         self.close_now()
 
     async def _run_playback(
