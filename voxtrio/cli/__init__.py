@@ -270,6 +270,9 @@ def bench(quick: bool, json_file: Path | None, names: Sequence[str]) -> int:
     return EXIT_OK
 
 
+from . import serve as _serve  # noqa: E402, F401  (registers `voxtrio serve` on cli)
+
+
 def _pythonpath() -> str:
     return os.environ.get("PYTHONPATH", "")
 

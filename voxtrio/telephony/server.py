@@ -83,6 +83,10 @@ class MediaStreamServer:
         self.request_drain(deadline_s)
         await self._done.wait()
 
+    async def wait_drained(self) -> None:
+        """Wait until a drain (requested by anyone) has finished."""
+        await self._done.wait()
+
     def request_drain(self, deadline_s: float = 30.0) -> None:
         """:meth:`drain` without waiting (e.g. from a signal handler's task)."""
         if deadline_s < 0 or math.isnan(deadline_s):

@@ -174,9 +174,9 @@ class TelephonyCall:
                         self.errors.append(reason)
                 self._notify()
         except trio_websocket.ConnectionClosed as exc:
-            reason = exc.reason
-            self.close_code = reason.code if reason is not None else 1006
-            self.close_reason = reason.reason if reason is not None else None
+            why = exc.reason
+            self.close_code = why.code if why is not None else 1006
+            self.close_reason = why.reason if why is not None else None
             self._notify()
 
     def _notify(self) -> None:
