@@ -114,7 +114,9 @@ async def _drain_on_signal(
 @click.option(
     "--db",
     default=None,
-    help="Transcript store: a SQLite file or a postgresql:// DSN [default: in memory].",
+    envvar="VOXTRIO_DB",
+    help="Transcript store: a SQLite file or a postgresql:// DSN (or $VOXTRIO_DB, which"
+    " keeps a password out of ps) [default: in memory].",
 )
 @click.option("--provider", type=click.Choice(["loopback", "openai"]), default="loopback",
               show_default=True)
