@@ -31,8 +31,11 @@ REPLY_MS = 400
 
 
 @contextlib.asynccontextmanager
-async def worker(dsn: str, loopback: OpenAILoopback) -> AsyncIterator[str]:
-    """A `voxtrio serve` subprocess; yields its media-stream URL; SIGTERM at the end."""
+async def worker_process(
+    dsn: str, loopback: OpenAILoopback
+) -> AsyncIterator[tuple[str, trio.Process]]:
+    """A `voxtrio serve` subprocess and its media-stream URL; SIGTERM at the end, after
+    which it must exit 0 (drained)."""
     env = dict(
         os.environ,
         PYTHONPATH=str(ROOT),
@@ -50,7 +53,7 @@ async def worker(dsn: str, loopback: OpenAILoopback) -> AsyncIterator[str]:
             assert chunk, "the worker exited before listening"
             line += chunk
         assert line.startswith(b"listening ws://"), line
-        yield line.split()[1].decode()
+        yield line.split()[1].decode(), proc
         proc.terminate()  # SIGTERM: drain
         with trio.fail_after(15):
             assert await proc.wait() == 0
@@ -59,6 +62,12 @@ async def worker(dsn: str, loopback: OpenAILoopback) -> AsyncIterator[str]:
             proc.kill()
             with trio.CancelScope(shield=True):
                 await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def worker(dsn: str, loopback: OpenAILoopback) -> AsyncIterator[str]:
+    async with worker_process(dsn, loopback) as (url, _):
+        yield url
 
 
 async def one_turn(call: TelephonyCall) -> None:
@@ -144,3 +153,33 @@ async def test_load_run_over_two_workers_with_random_drops(pg_dsn: str) -> None:
         assert not loopback.internal_errors
         print(f"\nload: {calls} calls ({sum(plan.values())} dropped and resumed) "
               f"in {elapsed:.1f} s over 2 workers")
+
+
+
+async def test_sigterm_drains_a_worker_and_lets_the_live_call_finish(pg_dsn: str) -> None:
+    with trio.fail_after(60):
+        call_sid = f"CA{uuid.uuid4().hex}"
+        async with open_openai_loopback(
+            default_script=ConnectionScript(reply_ms=REPLY_MS), api_key="test"
+        ) as loopback, worker_process(pg_dsn, loopback) as (url, proc), open_telephony_call(
+            url, call_sid=call_sid
+        ) as live:
+            await one_turn(live)
+            proc.terminate()  # SIGTERM while the call is live
+            assert proc.stdout is not None
+            said = b""
+            while b"\n" not in said:
+                said += await proc.stdout.receive_some(1)
+            assert said.startswith(b"draining: 1 live calls"), said
+            # The listener is closed: a new call is refused by the kernel.
+            host, port = url.removeprefix("ws://").split("/")[0].split(":")
+            with pytest.raises(OSError, match="failed"):
+                await trio.open_tcp_stream(host, int(port))
+            await one_turn(live)  # the live call goes on
+            await live.hang_up()
+            assert live.close_code == 1000
+            with trio.fail_after(15):
+                assert await proc.wait() == 0
+        user, assistant = turns(pg_dsn, call_sid)
+        assert len(user) == 2
+        assert len(assistant) == 2

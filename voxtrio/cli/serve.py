@@ -5,7 +5,8 @@ One worker per core; put a load balancer in front and share one PostgreSQL store
 (docs/deployment.md). SIGTERM (or Ctrl-C) drains: stop accepting, let live calls run
 up to ``--drain-timeout``, flush the store, exit 0.
 
-Once it listens it prints one line to stdout, ``listening ws://HOST:PORT/media``.
+Once it listens it prints one line to stdout, ``listening ws://HOST:PORT/media``; on
+SIGTERM ``draining: ...``; at the end ``drained: ...``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ async def _drain_on_signal(
 ) -> None:
     async for _ in signals:
         server.request_drain(deadline_s)  # a second signal changes nothing
+        await server.wait_not_accepting()
+        click.echo(f"draining: {server.active_calls} live calls, up to {deadline_s:g} s")
         return
 
 

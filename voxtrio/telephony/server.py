@@ -65,6 +65,7 @@ class MediaStreamServer:
         self._drain_requested = trio.Event()
         self._changed = trio.Event()
         self._done = trio.Event()
+        self._not_accepting = trio.Event()
 
     @property
     def url(self) -> str:
@@ -82,6 +83,10 @@ class MediaStreamServer:
         (1001) and return once every session has ended and flushed its store."""
         self.request_drain(deadline_s)
         await self._done.wait()
+
+    async def wait_not_accepting(self) -> None:
+        """Wait until the listeners are closed (after a drain request)."""
+        await self._not_accepting.wait()
 
     async def wait_drained(self) -> None:
         """Wait until a drain (requested by anyone) has finished."""
@@ -211,15 +216,19 @@ async def serve_media_streams(
     handler = partial(server._handle, provider_factory, options, max_message_bytes,
                       handshake_timeout_s)
     try:
-        async with trio.open_nursery() as calls, trio.open_nursery() as accept:
-            # The drain runs beside the calls: it stops the accept loop, then waits.
-            calls.start_soon(server._drain_when_asked, accept.cancel_scope,
-                             calls.cancel_scope)
-            await accept.start(
-                partial(trio.serve_listeners, handler, listeners, handler_nursery=calls)
-            )
-            task_status.started(server)
+        async with trio.open_nursery() as calls:
+            async with trio.open_nursery() as accept:
+                # The drain runs beside the calls: it stops the accept loop, then waits.
+                calls.start_soon(
+                    server._drain_when_asked, accept.cancel_scope, calls.cancel_scope
+                )
+                await accept.start(
+                    partial(trio.serve_listeners, handler, listeners, handler_nursery=calls)
+                )
+                task_status.started(server)
+            server._not_accepting.set()  # serve_listeners closed the listeners
     finally:
         for listener in listeners:
             await trio.aclose_forcefully(listener)
+        server._not_accepting.set()
         server._done.set()
