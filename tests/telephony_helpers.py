@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from voxtrio.testing import OpenAILoopback
 HELLO = Path(voxtrio.__file__).parent / "data" / "hello_48k_stereo.wav"
 
 
-def loopback_factory(loopback: OpenAILoopback) -> Any:
+def loopback_factory(loopback: OpenAILoopback) -> Callable[[Start], voxtrio.OpenAIRealtime]:
     def make(start: Start) -> voxtrio.OpenAIRealtime:
         return voxtrio.OpenAIRealtime(model="gpt-realtime", api_key="test", base_url=loopback.url)
 

@@ -217,7 +217,9 @@ async def run_call(
                 return
             await _bridge(ws, codec, session, stats, options)
     finally:
-        await ws.close(1000, "call ended")
+        # Also when cancelled (a drain past its deadline has sent 1001 already).
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            await ws.close(1000, "call ended")
         stats.close_code, stats.close_reason = ws.close_code, ws.close_reason
 
 
