@@ -284,6 +284,9 @@ def bench(
     return EXIT_OK
 
 
+from . import serve as _serve  # noqa: E402, F401  (registers `voxtrio serve` on cli)
+
+
 def _pythonpath() -> str:
     return os.environ.get("PYTHONPATH", "")
 
