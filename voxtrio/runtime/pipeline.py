@@ -33,6 +33,7 @@ from .hub import EventHub
 from .plan import Plan
 from .provider import ResumingProvider
 from .supervision import as_session_error, one_exception
+from .tools import ToolRunner
 
 __all__ = ["Pipeline", "Plan", "run_pipeline"]
 
@@ -62,6 +63,12 @@ class Pipeline:
         # The session's own end (reframes), cloned before the hub runs: the hub closes
         # its end when it ends.
         self.playback_ctl = self._play_tx.clone()
+        self.tool_runner = ToolRunner(
+            plan.tools,
+            partial(self.send_input, what="send a tool result"),
+            continue_reply=not plan.provider.capabilities.replies_after_tool_result,
+        )
+        self.hub.observe(self.tool_runner.notice)
 
     def queued(self, edge: str) -> int:
         """Messages (or, for playback, frames) waiting on ``edge`` now."""
@@ -115,6 +122,8 @@ class Pipeline:
         )
         await outer.start(partial(self._supervised, "hub", hub_run))
         await inner.start(self._stoppable, "playback", self._run_playback)
+        runner = partial(self.tool_runner.run, self.events_tx.clone())
+        await inner.start(self._stoppable, "tools", runner)
         await inner.start(self._stoppable, "link", self._run_link)
         convert = partial(
             convert_actor.run,
@@ -186,10 +195,11 @@ class Pipeline:
         # break on that (convert is cancelled right after, by close_now).
         receive, events = self.link_rx.clone(), self.events_tx.clone()
         instructions = self.hub.instructions_source(plan.instructions)
-        if plan.provider.capabilities.resumption:
+        provider = plan.link_provider or plan.provider  # it declares the session's tools
+        if provider.capabilities.resumption:
             # Only a provider that resumes takes the base instructions (the
             # Provider protocol of the others has no such argument).
-            resuming = cast(ResumingProvider, plan.provider)
+            resuming = cast(ResumingProvider, provider)
             await resuming.run_link(
                 receive,
                 events,
@@ -199,7 +209,7 @@ class Pipeline:
                 task_status=task_status,
             )
         else:
-            await plan.provider.run_link(
+            await provider.run_link(
                 receive,
                 events,
                 instructions=instructions,

@@ -150,6 +150,8 @@ class GeminiLiveCodec:
             tool_calls=True,
             tool_cancellation=True,
             input_transcription=self.config.input_transcription,
+            replies_after_tool_result=True,
+            session_update=False,  # the Live API takes its setup once, on connect
         )
 
     def classify_close(self, code: int | None, reason: str | None) -> Verdict:
