@@ -58,6 +58,7 @@ from .stores import (
     SqliteTranscriptStore,
     TranscriptStore,
 )
+from .tools import FunctionTool, Tool, ToolArgumentsError, tool
 
 __version__ = "0.1.0"
 
@@ -105,9 +106,13 @@ __all__ = [
     "StreamResampler",
     "SubscriberLagged",
     "Subscription",
+    "FunctionTool",
+    "Tool",
+    "ToolArgumentsError",
     "ToolCall",
     "ToolCallCancelled",
     "ToolResult",
+    "tool",
     "TranscriptStore",
     "UnsupportedError",
     "UsageError",

@@ -85,6 +85,11 @@ class EventHub:
         self._open.set()
 
     @property
+    def ended(self) -> bool:
+        """The hub has routed its last event: a new subscriber would get nothing."""
+        return self._ended
+
+    @property
     def subscribers(self) -> tuple[Subscription, ...]:
         return tuple(self._subs)
 

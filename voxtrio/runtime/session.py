@@ -105,11 +105,17 @@ class Session:
         a ``sink``); ``ReplyAudioDone`` and ``ReplyDone`` do reach subscribers.
 
         Raises:
-            SessionClosedError: the session has closed (nothing more would come).
+            SessionClosedError: the session has ended: every event has been
+                delivered, nothing more would come (after the ``async with`` block,
+                or once a closed session's last events are routed).
         """
         if max_buffer is not None and max_buffer < 1:
             raise ValueError(f"max_buffer must be >= 1, got {max_buffer}")
-        self._check_open("subscribe")
+        if self._p.hub.ended:
+            raise SessionClosedError(
+                "cannot subscribe: the session has ended and every event was delivered; "
+                "subscribe inside the open_session block, before the first checkpoint"
+            )
         return self._p.hub.subscribe(max_buffer)
 
     # -------------------------------------------------------------------- input

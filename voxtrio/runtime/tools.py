@@ -22,6 +22,7 @@ codecs declare them on every (re)connect.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -189,10 +190,8 @@ class ToolRunner:
         if isinstance(
             event, ToolCall | ToolCallCancelled | ReplyStarted | ReplyDone | ReplyInterrupted
         ):
-            try:
+            with contextlib.suppress(trio.BrokenResourceError):  # the runner has stopped
                 self._tx.send_nowait(event)
-            except trio.BrokenResourceError:
-                pass  # the runner has stopped (the session is closing)
 
     async def run(
         self,

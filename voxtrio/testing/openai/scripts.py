@@ -35,6 +35,25 @@ CloseKind: TypeAlias = Literal["client", "server", "dropped", "network", "shutdo
 
 
 @attrs.frozen
+class ScriptedToolCall:
+    """A tool call the service makes (see :mod:`.tool_calls`).
+
+    Attributes:
+        name: the tool's name.
+        arguments: its JSON arguments, as the model would write them.
+        after: make the call right after the n-th client message; None (default):
+            instead of the next reply the service would make (on ``response.create``
+            or at the end of a VAD turn).
+        call_id: the call's id; a fresh one when None.
+    """
+
+    name: str
+    arguments: str = "{}"
+    after: int | None = None
+    call_id: str | None = None
+
+
+@attrs.frozen
 class ConnectionScript:
     """How the server treats one connection (connections take scripts in order).
 
@@ -61,6 +80,8 @@ class ConnectionScript:
         reply_chunk_ms: audio per ``response.output_audio.delta``.
         pace_replies: send reply audio in real time (one chunk per chunk's length of
             time), so a reply can be cancelled or interrupted while it plays.
+        tool_calls: tool calls to make, in order (:class:`ScriptedToolCall`); the
+            reply after the client sent their outputs says what they returned.
     """
 
     reject_status: int | None = None
@@ -78,6 +99,7 @@ class ConnectionScript:
     reply_tone_hz: float = 440.0
     reply_chunk_ms: int = 100
     pace_replies: bool = False
+    tool_calls: tuple[ScriptedToolCall, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if self.reject_status is not None and not 400 <= self.reject_status <= 599:
