@@ -26,6 +26,7 @@ __all__ = [
     "SemanticVad",
     "ServerVad",
     "TurnDetection",
+    "VOICES",
     "auth_headers",
     "realtime_url",
 ]
@@ -89,6 +90,20 @@ def _as_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         return value  # type: ignore[return-value]
     return tuple(value)
+
+
+#: The built-in GA voices (as the ``openai`` package's ``RealtimeAudioConfigOutput``
+#: lists them).
+VOICES: Final = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
+                 "marin", "cedar")  # fmt: skip
+
+
+def _voice(_inst: object, _attr: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and value not in VOICES:
+        raise ValueError(
+            f"voice must be one of {', '.join(VOICES)} or None (the service's default); "
+            f"{value!r} is not an OpenAI voice"
+        )
 
 
 # ------------------------------------------------------------------ turn detection
@@ -220,7 +235,8 @@ class OpenAIRealtimeConfig:
 
     Attributes:
         model: the Realtime model (it goes in the URL, see :func:`realtime_url`).
-        voice: the reply voice; ``None`` leaves the service's default.
+        voice: the reply voice, one of :data:`VOICES`; ``None`` leaves the
+            service's default.
         transcription_model: the model transcribing the user's speech; ``None``
             turns input transcription off.
         transcription_language: an ISO-639-1 hint for the transcription, or None.
@@ -239,7 +255,7 @@ class OpenAIRealtimeConfig:
     """
 
     model: str = attrs.field(default="gpt-realtime", validator=_model)
-    voice: str | None = attrs.field(default="marin", validator=_opt_name)
+    voice: str | None = attrs.field(default="marin", validator=_voice)
     transcription_model: str | None = attrs.field(
         default="gpt-4o-transcribe", validator=_opt_name
     )

@@ -105,7 +105,10 @@ class Encoder:
                 return self._truncate(msg)
             case SendText():
                 content = [{"type": "input_text", "text": msg.text}]
-                return [self._item({"type": "message", "role": "user", "content": content})]
+                message: dict[str, Any] = {"type": "message", "role": "user", "content": content}
+                if msg.item_id is not None:  # the session's id is the item's id
+                    message = {"id": msg.item_id, **message}
+                return [self._item(message)]
             case ToolResult():
                 item = {"type": "function_call_output", "call_id": msg.call_id}
                 return [self._item({**item, "output": msg.output})]
