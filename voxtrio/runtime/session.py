@@ -350,6 +350,16 @@ class Session:
         await trio.lowlevel.checkpoint()
 
 
+def _require_trio() -> None:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        raise RuntimeError(
+            "voxtrio runs under trio, not asyncio: start your app with trio.run(main) "
+            "(from asyncio, run it in a thread with its own trio.run, or use trio-asyncio)"
+        ) from None
+
+
 @asynccontextmanager
 async def open_session(
     provider: Provider,
@@ -426,6 +436,7 @@ async def open_session(
         Whatever the block raised, as itself (not in an exception group).
     """
     # Long only by its docstring: the options are listed here once, checked in make_plan.
+    _require_trio()
     plan = make_plan(
         provider,
         instructions=instructions,
