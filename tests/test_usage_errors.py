@@ -73,7 +73,8 @@ def test_running_under_asyncio_says_so() -> None:
         async with voxtrio.open_session(RecordingProvider()):
             pass
 
-    with pytest.raises(RuntimeError, match=r"^voxtrio runs under trio, not asyncio: start your app with trio\.run\(main\)"):
+    message = r"^voxtrio runs under trio, not asyncio: start your app with trio\.run\(main\)"
+    with pytest.raises(RuntimeError, match=message):
         asyncio.run(main())
 
 
