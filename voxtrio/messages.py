@@ -25,6 +25,7 @@ import attrs
 import numpy as np
 
 from .audio import AudioFrame, FrameMs, pcm_equal
+from .function_tool import FunctionTool
 
 __all__ = [
     "AudioDropped",
@@ -63,6 +64,7 @@ __all__ = [
     "ToolCallCancelled",
     "ToolResult",
     "TruncateItem",
+    "UpdateSession",
 ]
 
 
@@ -400,6 +402,17 @@ class TruncateItem:
     content_index: int = 0
 
 
+@attrs.frozen
+class UpdateSession:
+    """Change the configuration of the live session (providers whose capabilities
+    say ``session_update``): the instructions, the declared tools, or both; a None
+    field stays as it is. ``tools`` is the whole list the model may call from now on.
+    """
+
+    instructions: str | None = None
+    tools: tuple[FunctionTool, ...] | None = None
+
+
 #: The controls an app (or a capture) sends down the audio path, in order with audio.
 Control: TypeAlias = (
     CommitInput
@@ -410,6 +423,7 @@ Control: TypeAlias = (
     | TruncateItem
     | SendText
     | ToolResult
+    | UpdateSession
 )
 
 #: What the convert actor consumes: audio in any supported format, and controls.

@@ -39,6 +39,7 @@ from ..messages import (
 )
 from ..stores.base import TranscriptStore
 from ..tools import Tool
+from . import updates
 from .pipeline import Pipeline, run_pipeline
 from .plan import make_plan
 from .provider import Provider
@@ -271,6 +272,26 @@ class Session:
         if name is None:
             name = self._p.hub.tool_name(call_id)
         await self._p.send_input(ToolResult(call_id, output, name), "send a tool result")
+
+    async def update_instructions(self, instructions: str) -> None:
+        """Change the base instructions now, and for every later (re)connect.
+
+        See :func:`voxtrio.runtime.updates.update_instructions`. One channel
+        operation: it happens, or raises ``Cancelled`` leaving nothing changed.
+        """
+        self._require("session_update", "update the instructions")
+        self._check_open("update the instructions")
+        await updates.update_instructions(self._p, instructions)
+
+    async def update_tools(self, tools: Sequence[Tool | FunctionTool | Callable[..., Any]]) -> None:
+        """Replace the session's tools now, and for every later (re)connect.
+
+        See :func:`voxtrio.runtime.updates.update_tools`. One channel operation: it
+        happens, or raises ``Cancelled`` leaving nothing changed.
+        """
+        self._require("session_update", "update the tools")
+        self._check_open("update the tools")
+        await updates.update_tools(self._p, tools)
 
     async def end_input(self) -> None:
         """No more audio: the converter flushes its tail and the provider is told.

@@ -28,6 +28,7 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import nullcontext
+from typing import Any
 
 import attrs
 import trio
@@ -85,11 +86,13 @@ class SessionTools:
 
     def __init__(self, provider_tools: tuple[FunctionTool, ...], tools: tuple[Tool, ...]) -> None:
         self._provider_tools = provider_tools
+        #: the link's codecs do not read :attr:`declared`: declare by UpdateSession
+        self.in_band = False
         self.tools: tuple[Tool, ...] = ()
         self.set(tools)
 
-    def set(self, tools: tuple[Tool, ...]) -> None:
-        """Replace the session's tools (the provider's own stay).
+    def declaring(self, tools: tuple[Tool, ...]) -> tuple[FunctionTool, ...]:
+        """What the provider would be told with the session's tools ``tools``.
 
         Raises:
             ValueError: a session tool has the name of one of the provider's.
@@ -100,11 +103,16 @@ class SessionTools:
                 f"tool {', '.join(clash)} is declared by the provider already; "
                 "declare each tool in one place"
             )
+        return self._provider_tools + tuple(t.declaration for t in tools)
+
+    def set(self, tools: tuple[Tool, ...]) -> None:
+        """Replace the session's tools (the provider's own stay); see :meth:`declaring`."""
+        self.declaring(tools)
         self.tools = tools
 
     @property
     def declared(self) -> tuple[FunctionTool, ...]:
-        return self._provider_tools + tuple(t.declaration for t in self.tools)
+        return self.declaring(self.tools)
 
     def get(self, name: str) -> Tool | None:
         for t in self.tools:
@@ -116,41 +124,52 @@ class SessionTools:
 def _retooled(codec: WireCodec, tools: tuple[FunctionTool, ...]) -> WireCodec:
     """``codec`` declaring ``tools``: a codec made from an attrs config with a
     ``tools`` field (both built-in codecs are), remade with those tools."""
-    config = getattr(codec, "config", None)
-    if config is None or not attrs.has(type(config)):
-        raise UnsupportedError(f"the {codec.provider} codec cannot declare tools")
-    if "tools" not in attrs.fields_dict(type(config)):
-        raise UnsupportedError(f"the {codec.provider} codec cannot declare tools")
+    config: Any = getattr(codec, "config")  # noqa: B009 - checked by _can_retool
     remade: WireCodec = type(codec)(attrs.evolve(config, tools=tools))  # type: ignore[call-arg]
     return remade
+
+
+def _can_retool(codec: WireCodec) -> bool:
+    config = getattr(codec, "config", None)
+    if config is None or not attrs.has(type(config)):
+        return False
+    return "tools" in attrs.fields_dict(type(config))
 
 
 def link_provider(provider: Provider, tools: tuple[Tool, ...]) -> tuple[Provider, SessionTools]:
     """The provider the session runs its link with, and the session's tools.
 
-    Without session tools that is ``provider`` itself. With them, a websocket
-    provider is copied (the app's object is not changed) so that each connection's
-    codec declares the provider's tools and the session's (:class:`SessionTools`,
-    changed by ``Session.update_tools``, read at every connect).
+    A websocket provider whose codec has a ``tools`` option is copied (the app's
+    object is not changed) so that each connection's codec declares the provider's
+    tools and the session's (:class:`SessionTools`, changed by
+    ``Session.update_tools``, read at every connect). Another provider gets the
+    session's tools in band, as an ``UpdateSession`` first thing, if its
+    capabilities say ``session_update`` (:attr:`SessionTools.in_band`).
 
     Raises:
         UnsupportedError: session tools for a provider that cannot declare them.
         ValueError: a session tool has the name of one of the provider's.
     """
     if not isinstance(provider, WebsocketProvider):
-        if tools:
+        settings = SessionTools((), tools)
+        settings.in_band = True
+        if tools and not provider.capabilities.session_update:
             raise UnsupportedError(f"the {provider.name} provider cannot be given tools")
-        return provider, SessionTools((), ())
+        return provider, settings
     # The factory the link calls per connection (a private of the same package).
     factory: Callable[[], WireCodec] = provider._codec_factory
-    settings = SessionTools(_provider_tools(factory()), tools)
-    if not tools:
+    probe = factory()
+    settings = SessionTools(_provider_tools(probe), tools)
+    if not _can_retool(probe):
+        settings.in_band = True
+        if tools:
+            raise UnsupportedError(f"the {provider.name} codec cannot declare tools")
         return provider, settings
 
     def make_codec() -> WireCodec:
         return _retooled(factory(), settings.declared)
 
-    make_codec()  # an unsupported codec fails now, at open_session
+    make_codec()  # fails now, at open_session, if it ever would
     linked = copy.copy(provider)
     linked._codec_factory = make_codec
     return linked, settings

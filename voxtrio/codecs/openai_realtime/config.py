@@ -10,12 +10,13 @@ handshake headers of a connection.
 from __future__ import annotations
 
 import math
-import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
+
+from ...function_tool import FunctionTool
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -172,42 +173,8 @@ def _turn_detection(_inst: object, _attr: attrs.Attribute[Any], value: object) -
 
 
 # ------------------------------------------------------------------ tools
-
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-@attrs.frozen
-class FunctionTool:
-    """A function the model may call; its calls arrive as :class:`ToolCall`.
-
-    Attributes:
-        name: 1..64 characters of letters, digits, ``_`` and ``-``.
-        description: what it does, for the model.
-        parameters: a JSON Schema object for its arguments.
-    """
-
-    name: str
-    description: str = ""
-    parameters: Mapping[str, Any] = attrs.field(
-        factory=lambda: {"type": "object", "properties": {}}
-    )
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _TOOL_NAME.match(self.name):
-            raise ValueError(
-                f"tool name must be 1..64 letters, digits, '_' or '-', got {self.name!r}"
-            )
-        if not isinstance(self.parameters, Mapping):
-            raise ValueError("tool parameters must be a JSON Schema object (a mapping)")
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "name": self.name,
-            "description": self.description,
-            "parameters": dict(self.parameters),
-        }
-
+# FunctionTool lives in voxtrio.function_tool (provider-neutral: the Gemini codec and
+# the session's messages use it too); it is re-exported here, where it always was.
 
 def _tools(_inst: object, _attr: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
     if not isinstance(value, tuple) or not all(isinstance(t, FunctionTool) for t in value):
