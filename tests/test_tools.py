@@ -124,7 +124,7 @@ def test_tool_names_must_be_unique_at_open_session() -> None:
         check_tools([forecast, forecast])
     assert check_tools(None) == ()
     with pytest.raises(TypeError, match="tools must be a list"):
-        check_tools("forecast")  # type: ignore[arg-type]
+        check_tools("forecast")
 
 
 def test_codecs_keep_importing_function_tool_where_they_did() -> None:
