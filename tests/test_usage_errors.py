@@ -126,3 +126,27 @@ def test_the_first_connect_does_not_say_reconnected() -> None:
     text = instructions_with_context("Base.", [UserItem("u1", "hello", seq=0)])
     assert "re-established" not in text
     assert "began before this connection" in text
+
+
+async def test_reply_audio_is_playback_only() -> None:
+    """As ``Session.subscribe`` documents: the audio goes to the output, the reply's
+    end reaches subscribers."""
+    from voxtrio.messages import ReplyAudio, ReplyDone
+
+    with trio.fail_after(10):
+        provider = RecordingProvider()
+        async with voxtrio.open_session(provider, realtime_playback=False) as session:
+            sub = session.subscribe()
+            await provider.connected.wait()
+            await provider.emit(ReplyAudio(np.full((480, 1), 100, np.int16), 24_000, "r1", "i1"))
+            await provider.emit(ReplyDone("r1"))
+            frame = await session.output.receive()
+            seen = []
+            async for event in sub:
+                seen.append(event)
+                if isinstance(event, ReplyDone):
+                    break
+            await session.aclose()
+        assert frame.samples > 0
+        assert not any(isinstance(e, ReplyAudio) for e in seen)
+        assert "playback-only" in (voxtrio.Session.subscribe.__doc__ or "")
