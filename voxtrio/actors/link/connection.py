@@ -66,6 +66,8 @@ class Link:
         self.drops = DropCounter("link_buffer")
         self.outbox = Outbox(policy.outage_buffer_s, self.drops)
         self.connected = False
+        #: The provider answered on the current connection (it counts as up).
+        self.confirmed = False
         #: The latest session-resumption handle the provider gave (kept across
         #: connections, passed to the next connect; never logged).
         self.resumption_handle: str | None = None
@@ -119,7 +121,10 @@ class Link:
         outcome: Retry | Fatal
         try:
             async with open_websocket(
-                self.target, timeout_s=self.policy.connect_timeout_s
+                self.target,
+                timeout_s=self.policy.connect_timeout_s,
+                keepalive_interval_s=self.policy.keepalive_interval_s,
+                keepalive_timeout_s=self.policy.keepalive_timeout_s,
             ) as ws:
                 outcome = await self._life(ws, codec, attempt, reconnecting)
         except HandshakeRejected as exc:
@@ -144,14 +149,14 @@ class Link:
         self, ws: WebSocket, codec: WireCodec, attempt: int, reconnecting: bool
     ) -> Retry | Fatal:
         """Configure the connection, then run it; returns how it ended."""
-        was_up = False
+        self.confirmed = False  # up only once the provider answered (see ReconnectPolicy)
         try:
             text = await self.instructions()
             handle = self.resumption_handle if codec.capabilities.resumption else None
             for wire in codec.connect_messages(text, resumption_handle=handle):
                 await ws.send(wire)
             self.outbox.connection_up(retain=codec.capabilities.resumption)
-            self.connected = was_up = True
+            self.connected = True
             if reconnecting:
                 log.info("%s: reconnected to %s", self.name, self.target.safe_url)
                 await self.emit(
@@ -172,7 +177,7 @@ class Link:
             detail += f": {excerpt(ended.reason)})" if ended.reason else ")"
         if codec.classify_close(ended.code, ended.reason) is Verdict.FATAL:
             return Fatal(detail, "connection_refused")
-        return Retry(detail, was_up=was_up)
+        return Retry(detail, was_up=self.confirmed)
 
     async def _run_connected(self, ws: WebSocket, codec: WireCodec) -> ConnectionClosed | _GoAway:
         """Read and write until the connection ends; returns why it ended."""
@@ -211,9 +216,11 @@ class Link:
     async def _reader(self, ws: WebSocket, codec: WireCodec, ready: trio.Event) -> None:
         while True:
             data = await ws.receive()
+            self.confirmed = self.confirmed or not codec.wait_for_ready
             for item in codec.decode(data):
                 if isinstance(item, Ready):
                     ready.set()
+                    self.confirmed = True
                 elif isinstance(item, GoAway):
                     left = item.time_left_s
                     left_text = "" if left is None else f", {left:.1f} s left"

@@ -21,6 +21,13 @@ One background task per connection (the *pump*, in a nursery of
 once, and queues complete messages for :meth:`WebSocket.receive`. The queue holds at
 most ``queue_messages`` messages: when whoever receives is slow, the pump stops
 reading and TCP pushes back on the server.
+
+A second task (the *keepalive*) watches the pump: when nothing was received for
+``keepalive_interval_s`` it sends a ping (from a task of its own, so a writer stuck
+behind a server that stopped reading cannot hold it up), and when still nothing at
+all arrived ``keepalive_timeout_s`` later it ends the connection ("lost", no close
+code) and closes the stream, which wakes a send stuck in the kernel. A silent
+server is therefore noticed at most interval + timeout after its last byte.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -142,6 +150,10 @@ class WebSocket:
         self._in_tx, self._in_rx = trio.open_memory_channel[str | bytes](queue)
         self._closed: ConnectionClosed | None = None
         self._close_done = trio.Event()  # the close handshake completed (or failed)
+        self._rx_seen = trio.Event()  # set by the pump whenever bytes arrive
+        self._ping_pending = False
+        #: pongs received (tests and diagnostics)
+        self.pongs = 0
 
     @property
     def closed(self) -> ConnectionClosed | None:
@@ -200,6 +212,8 @@ class WebSocket:
                             parts, size = [], 0
                     elif isinstance(event, Ping):
                         await self._send_raw(self._ws.send(event.response()))
+                    elif isinstance(event, Pong):
+                        self.pongs += 1
                     elif isinstance(event, CloseConnection):
                         if self._closed is None:  # before any await: a sender sees it
                             code = None if event.code == 1006 else event.code
@@ -215,11 +229,42 @@ class WebSocket:
                 if not data:
                     self._ended(None, "connection lost")
                     return
+                self._rx_seen.set()
                 self._ws.receive_data(bytes(data))
         except wsproto.utilities.RemoteProtocolError as exc:
             self._ended(1002, f"websocket protocol error: {excerpt(str(exc))}")
         finally:
             self._ended(None, "connection ended")
+
+    async def _keepalive(
+        self, nursery: trio.Nursery, interval_s: float, timeout_s: float, safe_url: str
+    ) -> None:
+        """Ping when idle for ``interval_s``; end the connection when nothing at all
+        arrives within ``timeout_s`` after that."""
+        while self._closed is None:
+            seen = self._rx_seen = trio.Event()
+            with trio.move_on_after(interval_s):
+                await seen.wait()
+                continue  # something arrived: not idle
+            if not self._ping_pending:  # a ping stuck behind a full socket is enough
+                nursery.start_soon(self._ping)
+            with trio.move_on_after(timeout_s):
+                await seen.wait()
+            if not seen.is_set() and self._closed is None:
+                reason = f"no answer to a keepalive ping within {timeout_s:g} s"
+                log.warning("websocket to %s: %s; dropping it", safe_url, reason)
+                self._ended(None, reason)
+                # Wakes a send or receive stuck on this stream (ClosedResourceError).
+                await trio.aclose_forcefully(self._stream)
+                return
+
+    async def _ping(self) -> None:
+        self._ping_pending = True
+        try:
+            if self._closed is None and self._ws.state is ConnectionState.OPEN:
+                await self._send_raw(self._ws.send(Ping(payload=b"voxtrio")))
+        finally:
+            self._ping_pending = False
 
     async def _deliver(self, parts: list[str | bytes]) -> None:
         first = parts[0]
@@ -253,11 +298,19 @@ class WebSocket:
 
 @contextlib.asynccontextmanager
 async def open_websocket(
-    target: ConnectTarget, *, timeout_s: float, close_timeout_s: float = 1.0, queue: int = 16
+    target: ConnectTarget,
+    *,
+    timeout_s: float,
+    close_timeout_s: float = 1.0,
+    queue: int = 16,
+    keepalive_interval_s: float = 10.0,
+    keepalive_timeout_s: float = 10.0,
 ) -> AsyncIterator[WebSocket]:
     """Connect to ``target`` and yield the open websocket; closed on the way out.
 
-    The connect (TCP, TLS, handshake) is bounded by ``timeout_s``.
+    The connect (TCP, TLS, handshake) is bounded by ``timeout_s``; once open, the
+    keepalive (see the module docstring) ends a connection on which nothing arrived
+    for ``keepalive_interval_s + keepalive_timeout_s``.
 
     Raises:
         HandshakeRejected: the server refused the upgrade (with its status).
@@ -279,6 +332,13 @@ async def open_websocket(
         socket = WebSocket(ws, stream, target.max_message_size, queue)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(socket._pump)
+            nursery.start_soon(
+                socket._keepalive,
+                nursery,
+                keepalive_interval_s,
+                keepalive_timeout_s,
+                target.safe_url,
+            )
             try:
                 yield socket
             finally:

@@ -330,7 +330,8 @@ class LoopbackConnection:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    await self._emit(self.service.start())
+                    if self.script.close_at_once is None:  # else: not a word
+                        await self._emit(self.service.start())
                     nursery.start_soon(self._pace)
                     await self._read_loop(ws, stream)
                     nursery.cancel_scope.cancel()
@@ -395,6 +396,8 @@ class LoopbackConnection:
                         parts, size = [], 0
                         await self._readable.wait()  # a stall takes effect between messages
                         outputs = self.service.receive(joined, now=trio.current_time())
+                        if self.script.close_at_once is not None:  # never a reply
+                            outputs = [Close(self.script.close_at_once, "scripted hang-up")]
                         self.server._changed()
                         await self._emit(outputs)
                         if self._scope.cancel_called:
