@@ -35,10 +35,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-import urllib.parse
 from collections.abc import AsyncIterator
 
-import attrs
 import trio
 import wsproto
 import wsproto.utilities
@@ -56,6 +54,15 @@ from wsproto.events import (
 )
 
 from ...codecs.wire import excerpt
+from .guard import is_loopback_address, is_loopback_name
+from .target import (
+    ConnectFailed,
+    ConnectionClosed,
+    ConnectTarget,
+    HandshakeRejected,
+    TlsUntrusted,
+    split_url,
+)
 
 __all__ = [
     "ConnectFailed",
@@ -72,64 +79,6 @@ _READ_SIZE = 65536
 #: DEBUG lines for the websocket's life (handshake, closes). The URL is logged
 #: without its query and with the target's secrets redacted; headers never.
 log = logging.getLogger("voxtrio.link.transport")
-
-
-@attrs.frozen
-class ConnectTarget:
-    """Where and how to connect. ``headers`` and ``secrets`` never appear in a repr.
-
-    Attributes:
-        url: the websocket URL (may carry a key in its query for some providers:
-            list that key in ``secrets`` so it is redacted from every message).
-        headers: extra handshake headers.
-        secrets: strings to redact from anything the link reports.
-        ssl_context: for ``wss://``; a default verifying context when None.
-        max_message_size: the largest server message accepted, in bytes.
-    """
-
-    url: str = attrs.field(repr=False)
-    headers: tuple[tuple[bytes, bytes], ...] = attrs.field(default=(), repr=False)
-    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-    ssl_context: ssl.SSLContext | None = attrs.field(default=None, repr=False)
-    max_message_size: int = 16 * 1024 * 1024
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    @property
-    def safe_url(self) -> str:
-        """The URL without its query string (keys live there for some providers)."""
-        return self.redact(self.url.split("?", 1)[0])
-
-
-class ConnectFailed(Exception):
-    """No websocket: the TCP or TLS connect failed, or the server hung up during
-    the handshake. Messages carry no secret (the URL has no query)."""
-
-
-class TlsUntrusted(ConnectFailed):
-    """The server's TLS certificate does not verify (retrying cannot help)."""
-
-
-class HandshakeRejected(ConnectFailed):
-    """The server answered the handshake with an HTTP status other than 101."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"handshake rejected with HTTP {status}")
-        self.status = status
-
-
-class ConnectionClosed(Exception):
-    """The websocket is closed. ``code`` is None when it ended without a close
-    frame (1006 is reported as None too: it is never sent on the wire)."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"connection closed (code {code})")
-        self.code = code
-        self.reason = reason
 
 
 class WebSocket:
@@ -357,7 +306,10 @@ async def _open_stream(
 ) -> trio.abc.Stream:
     try:
         if not use_tls:
-            return await trio.open_tcp_stream(host, port)
+            plain = await trio.open_tcp_stream(host, port)
+            if is_loopback_name(host) and not target.allow_insecure:
+                _check_loopback_peer(plain, target.safe_url)
+            return plain
         context = target.ssl_context or ssl.create_default_context()
         tls = await trio.open_ssl_over_tcp_stream(
             host, port, ssl_context=context, https_compatible=True
@@ -374,6 +326,15 @@ async def _open_stream(
             await trio.aclose_forcefully(tls)
         raise
     return tls
+
+
+def _check_loopback_peer(stream: trio.SocketStream, safe_url: str) -> None:
+    """A cleartext connection to ``localhost`` must have reached the loopback
+    (whatever the resolver said) before the handshake, key and all, is written."""
+    peer = str(stream.socket.getpeername()[0])
+    if not is_loopback_address(peer):
+        stream.socket.close()
+        raise ConnectFailed(f"cannot connect to {safe_url}: it resolved to a non-loopback address")
 
 
 async def _tls_handshake(stream: trio.SSLStream[trio.SocketStream], safe_url: str) -> None:
@@ -425,19 +386,6 @@ async def _handshake(
         ) from None
     except wsproto.utilities.RemoteProtocolError as exc:
         raise ConnectFailed(f"bad websocket handshake answer: {excerpt(str(exc))}") from None
-
-
-def split_url(url: str) -> tuple[str, int, str, bool]:
-    """``(host, port, resource, tls)`` of a ``ws://`` or ``wss://`` URL."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError("the link needs a ws:// or wss:// URL with a host")
-    tls = parts.scheme == "wss"
-    port = parts.port if parts.port is not None else (443 if tls else 80)
-    resource = parts.path or "/"
-    if parts.query:
-        resource += "?" + parts.query
-    return parts.hostname, port, resource, tls
 
 
 def _host_header(host: str, port: int, tls: bool) -> str:
