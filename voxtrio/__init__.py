@@ -25,8 +25,10 @@ from .errors import (
 )
 from .messages import (
     AudioDropped,
+    DtmfReceived,
     ErrorEvent,
     Event,
+    InputIdleTimeout,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     InputTranscriptionFailed,
@@ -67,9 +69,11 @@ __all__ = [
     "AudioFrame",
     "ByteStreamCapture",
     "Capabilities",
+    "DtmfReceived",
     "ErrorEvent",
     "Event",
     "GeminiLive",
+    "InputIdleTimeout",
     "InputTranscriptionCompleted",
     "InputTranscriptionDelta",
     "InputTranscriptionFailed",
