@@ -8,8 +8,15 @@ the policies use short keepalive and backoff times, and every test is bounded by
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
 import pytest
 import trio
+import wsproto
+from wsproto.connection import ConnectionState
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request, TextMessage
 
 from voxtrio import (
     ErrorEvent,
@@ -18,6 +25,10 @@ from voxtrio import (
     SessionReconnected,
     SessionReconnecting,
 )
+from voxtrio.actors import link
+from voxtrio.actors.link import ConnectTarget
+from voxtrio.codecs.gemini_live import GeminiLiveCodec, GeminiLiveConfig
+from voxtrio.messages import Event, LinkInput
 from voxtrio.testing import ConnectionScript
 
 from .loopback_helpers import (
@@ -181,3 +192,98 @@ async def test_a_flapping_server_after_a_real_connection_still_gives_up() -> Non
 def test_keepalive_settings_are_validated(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         ReconnectPolicy(**{field: value})  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------- a codec that waits for Ready
+
+
+@asynccontextmanager
+async def hang_up_server(first_reply: bytes | None) -> AsyncIterator[tuple[str, list[int]]]:
+    """A websocket server on 127.0.0.1 that accepts, answers the client's first
+    message with ``first_reply`` (if any) and a close frame (1011). Yields its URL
+    and a one-element list counting the connections."""
+    count = [0]
+
+    async def handler(stream: trio.SocketStream) -> None:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        count[0] += 1
+        try:
+            while data := await stream.receive_some(65536):
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, Request):
+                        await stream.send_all(ws.send(AcceptConnection()))
+                    elif isinstance(event, TextMessage | BytesMessage):
+                        if ws.state is not ConnectionState.OPEN:
+                            continue
+                        out = ws.send(BytesMessage(data=first_reply)) if first_reply else b""
+                        out += ws.send(CloseConnection(code=1011, reason="bye"))
+                        await stream.send_all(out)
+                    elif isinstance(event, CloseConnection):
+                        return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        yield f"ws://127.0.0.1:{port}/ws", count
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("first_reply", "confirmed"),
+    [
+        (None, False),
+        (b'{"usageMetadata": {"totalTokenCount": 1}}', False),  # a message, not Ready
+        (b'{"setupComplete": {}}', True),
+    ],
+)
+async def test_a_codec_that_waits_for_ready_is_up_only_after_ready(
+    first_reply: bytes | None, confirmed: bool
+) -> None:
+    """Gemini waits for ``setupComplete``: any other message is no confirmation.
+    Unconfirmed hang-ups give up after ``max_attempts``; confirmed ones reset the
+    counter (the link is still retrying when the window ends)."""
+    policy = ReconnectPolicy(initial_backoff_s=0.01, max_backoff_s=0.02, jitter=0.0, max_attempts=3)
+    events_tx, events_rx = trio.open_memory_channel[Event](10_000)
+    input_tx, input_rx = trio.open_memory_channel[LinkInput](10)
+
+    async def instructions() -> str:
+        await trio.lowlevel.checkpoint()
+        return "hi"
+
+    with trio.fail_after(30):
+        async with hang_up_server(first_reply) as (url, count), trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(
+                    link.run,
+                    input_rx,
+                    events_tx,
+                    name="gemini",
+                    codec_factory=lambda: GeminiLiveCodec(
+                        GeminiLiveConfig(model="m"), id_prefix="t"
+                    ),
+                    target=ConnectTarget(url),
+                    instructions=instructions,
+                    policy=policy,
+                    seed=1,
+                )
+            )
+            gave_up = False
+            with trio.move_on_after(2.0):
+                async for event in events_rx:
+                    if isinstance(event, ErrorEvent) and not event.recoverable:
+                        gave_up = True
+                        break
+            nursery.cancel_scope.cancel()
+        input_tx.close()
+    if confirmed:
+        assert not gave_up
+        assert count[0] > 3
+    else:
+        assert gave_up
+        assert count[0] == 3
