@@ -27,6 +27,7 @@ from voxtrio import (
 )
 from voxtrio.actors import link
 from voxtrio.actors.link import ConnectTarget
+from voxtrio.actors.link.transport import ConnectionClosed, WebSocket, open_websocket
 from voxtrio.codecs.gemini_live import GeminiLiveCodec, GeminiLiveConfig
 from voxtrio.messages import Event, LinkInput
 from voxtrio.testing import ConnectionScript
@@ -287,3 +288,32 @@ async def test_a_codec_that_waits_for_ready_is_up_only_after_ready(
     else:
         assert gave_up
         assert count[0] == 3
+
+
+async def receive_forever(ws: WebSocket) -> None:
+    while True:
+        await ws.receive()
+
+
+async def test_the_transport_pings_when_idle_and_counts_the_pongs() -> None:
+    """At the transport: an idle connection to a server that answers pings gets
+    a ping every interval and stays open; one that stops reading is ended with
+    no close code (lost) within interval + timeout."""
+    with trio.fail_after(30):
+        async with serve(api_key=None) as server:
+            target = ConnectTarget(server.url + "?model=gpt-realtime")
+            async with open_websocket(
+                target, timeout_s=5, keepalive_interval_s=0.05, keepalive_timeout_s=0.5
+            ) as ws:
+                await ws.receive()  # session.created; then nothing from the server
+                await trio.sleep(0.5)  # the idle time under test: ~10 intervals
+                assert ws.pongs >= 3
+                assert ws.closed is None
+                server.current.stall()
+                stalled_at = trio.current_time()
+                with pytest.raises(ConnectionClosed) as info:
+                    await receive_forever(ws)
+                took = trio.current_time() - stalled_at
+        assert info.value.code is None
+        assert "keepalive" in (info.value.reason or "")
+        assert took <= 0.05 + 0.5 + SLACK
