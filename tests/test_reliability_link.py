@@ -40,6 +40,7 @@ from .loopback_helpers import (
     openai_session,
     push,
     serve,
+    transcription_completed,
 )
 
 pytestmark = LOOPBACK_MARKS
@@ -317,3 +318,23 @@ async def test_the_transport_pings_when_idle_and_counts_the_pongs() -> None:
         assert info.value.code is None
         assert "keepalive" in (info.value.reason or "")
         assert took <= 0.05 + 0.5 + SLACK
+
+
+async def test_a_slow_reader_is_not_mistaken_for_a_silent_server() -> None:
+    """The link's own consumer is slow (its queue is full, so the pump stops
+    reading the socket): that is backpressure, not a dead server. The keepalive
+    must not end the connection, and every message arrives."""
+    with trio.fail_after(30):
+        async with serve(api_key=None) as server:
+            target = ConnectTarget(server.url + "?model=gpt-realtime")
+            async with open_websocket(
+                target, timeout_s=5, queue=1, keepalive_interval_s=0.05, keepalive_timeout_s=0.1
+            ) as ws:
+                conn = await server.wait_for_connection(1)
+                for i in range(5):
+                    await conn.send_event(transcription_completed(f"item_{i}", "t"))
+                await trio.sleep(1.0)  # nobody reads: ten keepalive rounds pass
+                got = [await ws.receive() for _ in range(6)]
+                assert ws.closed is None
+                assert conn.is_open
+        assert "item_4" in str(got[-1])

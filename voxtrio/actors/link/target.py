@@ -16,6 +16,7 @@ __all__ = [
     "ConnectionClosed",
     "HandshakeRejected",
     "TlsUntrusted",
+    "host_header",
     "split_url",
 ]
 
@@ -99,3 +100,10 @@ def split_url(url: str) -> tuple[str, int, str, bool]:
     if parts.query:
         resource += "?" + parts.query
     return parts.hostname, port, resource, tls
+
+
+def host_header(host: str, port: int, tls: bool) -> str:
+    """The ``Host`` header for ``host:port`` (the port only when not the default)."""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return host if port == (443 if tls else 80) else f"{host}:{port}"

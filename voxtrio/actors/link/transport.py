@@ -23,7 +23,8 @@ most ``queue_messages`` messages: when whoever receives is slow, the pump stops
 reading and TCP pushes back on the server.
 
 A second task (the *keepalive*) watches the pump: when nothing was received for
-``keepalive_interval_s`` it sends a ping (from a task of its own, so a writer stuck
+``keepalive_interval_s`` while the pump was reading (a pump held up by a slow
+receiver is backpressure, not silence), it sends a ping (from a task of its own, so a writer stuck
 behind a server that stopped reading cannot hold it up), and when still nothing at
 all arrived ``keepalive_timeout_s`` later it ends the connection ("lost", no close
 code) and closes the stream, which wakes a send stuck in the kernel. A silent
@@ -61,6 +62,7 @@ from .target import (
     ConnectTarget,
     HandshakeRejected,
     TlsUntrusted,
+    host_header,
     split_url,
 )
 
@@ -101,6 +103,7 @@ class WebSocket:
         self._close_done = trio.Event()  # the close handshake completed (or failed)
         self._rx_seen = trio.Event()  # set by the pump whenever bytes arrive
         self._ping_pending = False
+        self._delivering = False  # the pump waits for room in the queue (backpressure)
         #: pongs received (tests and diagnostics)
         self.pongs = 0
 
@@ -195,11 +198,13 @@ class WebSocket:
             with trio.move_on_after(interval_s):
                 await seen.wait()
                 continue  # something arrived: not idle
+            if self._delivering:
+                continue  # our reader is slow, the server is not silent: not idle
             if not self._ping_pending:  # a ping stuck behind a full socket is enough
                 nursery.start_soon(self._ping)
             with trio.move_on_after(timeout_s):
                 await seen.wait()
-            if not seen.is_set() and self._closed is None:
+            if not seen.is_set() and not self._delivering and self._closed is None:
                 reason = f"no answer to a keepalive ping within {timeout_s:g} s"
                 log.warning("websocket to %s: %s; dropping it", safe_url, reason)
                 self._ended(None, reason)
@@ -224,8 +229,13 @@ class WebSocket:
         )
         if self._closed is not None or self._ws.state is not ConnectionState.OPEN:
             return  # after our own close frame: nobody reads it any more
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._in_tx.send(joined)
+        self._delivering = True
+        try:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._in_tx.send(joined)
+        finally:
+            self._delivering = False
+            self._rx_seen.set()  # the pump reads again: the idle time starts over
 
     async def _close(self, code: int, reason: str) -> None:
         """Start the close handshake (if the connection is still open)."""
@@ -272,7 +282,7 @@ async def open_websocket(
         try:
             with trio.fail_after(timeout_s):
                 stream = await _open_stream(target, host, port, use_tls)
-                ws = await _handshake(stream, target, _host_header(host, port, use_tls), resource)
+                ws = await _handshake(stream, target, host_header(host, port, use_tls), resource)
         except trio.TooSlowError:
             raise ConnectFailed(
                 f"cannot connect to {target.safe_url}: no handshake within {timeout_s:g} s"
@@ -386,9 +396,3 @@ async def _handshake(
         ) from None
     except wsproto.utilities.RemoteProtocolError as exc:
         raise ConnectFailed(f"bad websocket handshake answer: {excerpt(str(exc))}") from None
-
-
-def _host_header(host: str, port: int, tls: bool) -> str:
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    return host if port == (443 if tls else 80) else f"{host}:{port}"
