@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from benchmarks.results import Table
 from voxtrio.codecs import AudioFormat, Reframer, StreamResampler, downmix
 from voxtrio.codecs.convert import Converter
 
@@ -196,7 +197,7 @@ def _have_scipy() -> bool:
     return True
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False) -> Table:
     seconds = 5.0 if quick else 60.0
     repeats = 3 if quick else 15
     stereo = make_input(seconds)
@@ -242,10 +243,16 @@ def main(quick: bool = False) -> None:
     header = f"{'path':52s} {'frames/s':>10s} {'x bare':>7s} {'SNR dB':>8s} {'lost':>6s}"
     print(header)
     print("-" * len(header))
+    table = Table(
+        "codecs: 48 kHz stereo int16, 20 ms chunks -> 24 kHz mono 20 ms frames",
+        meta={"input_s": seconds, "repeats": repeats, "chunk_ms": 20},
+    )
     for p in paths:
         fps = p.frames / p.best
         snr = "exact" if p.snr == math.inf else f"{p.snr:.1f}"
         print(f"{p.name:52s} {fps:10,.0f} {fps / bare_fps:7.2f} {snr:>8s} {p.lost:6d} {p.note}")
+        table.add(path=p.name, frames_per_s=fps, ratio_to_bare=fps / bare_fps, snr_db=p.snr,
+                  samples_lost=p.lost, note=p.note)
     conv = next(p for p in paths if p.run is run_converter)
     ratio = (conv.frames / conv.best) / bare_fps
     verdict = "MET" if ratio >= TARGET_RATIO and conv.lost == 0 else "NOT MET"
@@ -256,6 +263,8 @@ def main(quick: bool = False) -> None:
         f"bare loop's SNR): {verdict} ({ratio:.1%}, lost {conv.lost}, "
         f"SNR {conv.snr:.1f} vs {bare.snr:.1f} dB)"
     )
+    table.meta.update(converter_vs_bare=ratio, target_met=ratio >= TARGET_RATIO and conv.lost == 0)
+    return table
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.results import Table
 from voxtrio.codecs import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 
 RATE = 8_000
@@ -109,7 +110,7 @@ def in_frames(fn: Callable[[Any], object]) -> Callable[[Any], object]:
     return run
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False) -> Table:
     seconds = 5 if quick else 60
     runs = 3 if quick else 9
     pcm = make_input(seconds)
@@ -121,6 +122,8 @@ def main(quick: bool = False) -> None:
     print(f"8 kHz mono int16, {seconds} s ({len(pcm):,} samples); python loop on the first "
           f"{LOOP_SECONDS} s; best of {runs}")
     print(f"{'law':<7} {'op':<7} {'path':<12} {'samples/s':>14} {'x loop':>9}")
+    table = Table("g711: table lookup vs a plain Python loop, 8 kHz mono",
+                  meta={"input_s": seconds, "repeats": runs})
     for name, encode, decode, quantise, level in laws:
         codes = encode(pcm)
         py_enc, py_dec = py_encoder(quantise), py_decoder(level)
@@ -144,6 +147,8 @@ def main(quick: bool = False) -> None:
             for path, rate in rates.items():
                 ratio = rate / rates["python loop"]
                 print(f"{name:<7} {op:<7} {path:<12} {rate:>14,.0f} {ratio:>8.1f}x")
+                table.add(law=name, op=op, path=path, samples_per_s=rate, ratio_to_loop=ratio)
+    return table
 
 
 if __name__ == "__main__":

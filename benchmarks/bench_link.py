@@ -26,6 +26,7 @@ import trio
 import trio_websocket
 
 from benchmarks.bench_pipeline import SOURCE, TARGET, Int16, make_input
+from benchmarks.results import Table
 from voxtrio import OpenAIRealtime
 from voxtrio.actors.capture import ArrayCapture
 from voxtrio.codecs.convert import convert_oneshot
@@ -90,7 +91,7 @@ async def run_in_process(pcm: Int16) -> tuple[float, int]:
     return elapsed, provider.samples_received
 
 
-async def measure(seconds: float, repeats: int) -> None:
+async def measure(seconds: float, repeats: int) -> Table:
     pcm = make_input(seconds)
     expected = convert_oneshot(pcm, SOURCE, TARGET).shape[0]
     server = CountingServer()
@@ -120,6 +121,10 @@ async def measure(seconds: float, repeats: int) -> None:
     header = f"{'session path':44s} {'frames/s':>9s} {'x RT':>6s} {'x in-proc':>9s} {'ok':>3s}"
     print(header)
     print("-" * len(header))
+    table = Table(
+        "link: the whole session, in-process provider vs OpenAIRealtime over a websocket",
+        meta={"input_s": seconds, "repeats": repeats, "frames": frames},
+    )
     ref = frames / best["in-process"]
     for name, label in (
         ("in-process", "in-process RecordingProvider (no wire)"),
@@ -128,10 +133,13 @@ async def measure(seconds: float, repeats: int) -> None:
         fps = frames / best[name]
         ok = "yes" if samples[name] == expected else f"NO ({samples[name]})"
         print(f"{label:44s} {fps:9,.0f} {seconds / best[name]:6.0f} {fps / ref:9.2f} {ok:>3s}")
+        table.add(path=label, frames_per_s=fps, x_realtime=seconds / best[name],
+                  ratio_to_in_process=fps / ref, exact=samples[name] == expected)
+    return table
 
 
-def main(quick: bool = False) -> None:
-    trio.run(measure, 5.0 if quick else 60.0, 2 if quick else 5)
+def main(quick: bool = False) -> Table:
+    return trio.run(measure, 5.0 if quick else 60.0, 2 if quick else 5)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
+from benchmarks.results import Table
 from voxtrio.actors.capture import ArrayCapture
 from voxtrio.codecs import AudioFormat
 from voxtrio.codecs.convert import Converter, convert_oneshot
@@ -139,7 +140,7 @@ class Path:
     messages: int = 0
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False) -> Table:
     seconds = 10.0 if quick else 120.0
     repeats = 2 if quick else 7
     pcm = make_input(seconds)
@@ -174,6 +175,10 @@ def main(quick: bool = False) -> None:
     )
     print(header)
     print("-" * len(header))
+    table = Table(
+        "pipeline: ArrayCapture -> convert -> discarding provider, and the bare Converter loop",
+        meta={"input_s": seconds, "repeats": repeats, "expected_samples": expected},
+    )
     for p in paths:
         fps = p.frames / p.best
         realtime = seconds / p.best
@@ -182,6 +187,10 @@ def main(quick: bool = False) -> None:
             bare_p = by_name[p.bare_name]
             overhead = f"{(p.best - bare_p.best) / max(p.messages, 1) * 1e6:9.1f}"
         ok = "yes" if p.samples == expected else "NO"
+        table.add(path=p.name, chunk_ms=p.chunk_ms, frames_per_s=fps, x_realtime=realtime,
+                  ratio_to_bare200=fps / ref_fps, messages=p.messages,
+                  us_per_chunk=float(overhead) if overhead else None,
+                  exact=p.samples == expected)
         print(
             f"{p.name:46s} {fps:9,.0f} {realtime:6.0f} {fps / ref_fps:9.2f} "
             f"{p.messages:6d} {overhead:>9s} {ok:>3s}"
@@ -199,6 +208,9 @@ def main(quick: bool = False) -> None:
         f"bare loop over {BARE_CHUNK_MS} ms chunks and >= {TARGET_FPS:,} frames/s): {verdict} "
         f"({ratio:.1%}, {fps:,.0f} frames/s)"
     )
+    table.meta.update(null_pipeline_us_per_message=hop * 1e6, default_chunk_ms=default_chunk,
+                      target_met=ratio >= TARGET_RATIO and fps >= TARGET_FPS)
+    return table
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import trio
 import trio_websocket
 
+from benchmarks.results import Table
 from voxtrio import OpenAIRealtime
 from voxtrio.actors.capture import ArrayCapture
 from voxtrio.codecs import AudioFormat
@@ -84,7 +85,7 @@ async def run_sessions(n: int, pcm: np.ndarray, want: int) -> tuple[float, int]:
     return elapsed, sum(s == want for s in server.samples)
 
 
-async def measure(counts: list[int]) -> None:
+async def measure(counts: list[int]) -> Table:
     rng = np.random.default_rng(0)
     pcm = (rng.standard_normal((int(SECONDS * SOURCE.sample_rate), 2)) * 1000).astype(np.int16)
     want = convert_oneshot(pcm, SOURCE, TARGET).shape[0]
@@ -92,16 +93,23 @@ async def measure(counts: list[int]) -> None:
     header = f"{'sessions':>8s} {'wall s':>7s} {'frames/s':>9s} {'x one':>6s} {'exact':>9s}"
     print(header)
     print("-" * len(header))
+    table = Table(
+        "sessions: N concurrent OpenAIRealtime sessions, 2 s each, as fast as possible",
+        meta={"seconds_per_session": SECONDS},
+    )
     single = 0.0
     for n in counts:
         elapsed, exact = await run_sessions(n, pcm, want)
         fps = n * FRAMES_PER_SESSION / elapsed
         single = single or fps
         print(f"{n:8d} {elapsed:7.2f} {fps:9,.0f} {fps / single:6.2f} {exact:>4d}/{n:<4d}")
+        table.add(sessions=n, wall_s=elapsed, aggregate_frames_per_s=fps,
+                  ratio_to_one=fps / single, exact_sessions=exact)
+    return table
 
 
-def main(quick: bool = False) -> None:
-    trio.run(measure, [1, 10, 20] if quick else [1, 10, 50, 200])
+def main(quick: bool = False) -> Table:
+    return trio.run(measure, [1, 10, 20] if quick else [1, 10, 50, 200])
 
 
 if __name__ == "__main__":

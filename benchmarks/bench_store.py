@@ -31,6 +31,7 @@ from pathlib import Path
 
 import trio
 
+from benchmarks.results import Table
 from voxtrio.actors import transcript_store as ts
 from voxtrio.messages import InputTranscriptionCompleted, ReplyTextDone
 
@@ -102,9 +103,10 @@ def _measure(kind: str, items: int, rate: float | None, tmp: Path, index: int) -
     return run
 
 
-def _table(title: str, best: dict[str, Run]) -> None:
+def _table(title: str, best: dict[str, Run]) -> Table:
     base = best["memory"]
     print(f"\n{title}")
+    table = Table(f"store: {title}")
     print(
         f"{'backend':<8} {'items':>7} {'items/s':>10} {'vs memory':>9} "
         f"{'tick p50 ms':>11} {'p99 ms':>7} {'max ms':>7} {'added p99':>9}"
@@ -116,9 +118,14 @@ def _table(title: str, best: dict[str, Run]) -> None:
             f"{run.pct(0.5):>11.3f} {run.pct(0.99):>7.3f} {max(run.lateness_ms):>7.3f} "
             f"{added:>+9.3f}"
         )
+        table.add(backend=kind, items=run.items, items_per_s=run.rate,
+                  ratio_to_memory=run.rate / base.rate, tick_p50_ms=run.pct(0.5),
+                  tick_p99_ms=run.pct(0.99), tick_max_ms=max(run.lateness_ms),
+                  added_p99_ms=added)
+    return table
 
 
-def main(quick: bool) -> None:
+def main(quick: bool) -> list[Table]:
     repeats = 1 if quick else 3
     flood_items = 4_000 if quick else 40_000
     paced_s = 1.0 if quick else 5.0
@@ -142,8 +149,11 @@ def main(quick: bool) -> None:
     best_flood = {k: max(runs, key=lambda r: r.rate) for k, runs in results["flood"].items()}
     # For the paced load the rate is fixed: the best run is the least late one.
     best_paced = {k: min(runs, key=lambda r: r.pct(0.99)) for k, runs in results["paced"].items()}
-    _table(f"flood: {flood_items:,} items as fast as possible (best of {repeats})", best_flood)
-    _table(f"paced: {TARGET_RATE:,} items/s for {paced_s:.0f} s (best of {repeats})", best_paced)
+    tables = [
+        _table(f"flood: {flood_items:,} items as fast as possible (best of {repeats})", best_flood),
+        _table(f"paced: {TARGET_RATE:,} items/s for {paced_s:.0f} s (best of {repeats})",
+               best_paced),
+    ]
     sq, mem = best_paced["sqlite"], best_paced["memory"]
     added = sq.pct(0.99) - mem.pct(0.99)
     sustained = best_flood["sqlite"].rate >= TARGET_RATE and sq.rate >= 0.95 * TARGET_RATE
@@ -154,3 +164,6 @@ def main(quick: bool) -> None:
         f"added p99 loop latency at {TARGET_RATE:,}/s: {added:+.3f} ms "
         f"(target < {TARGET_ADDED_P99_MS:g} ms: {met})"
     )
+    tables[1].meta.update(sustained=sustained, added_p99_ms=added,
+                          target_met=sustained and added < TARGET_ADDED_P99_MS)
+    return tables

@@ -27,15 +27,15 @@ import trio
 import trio.testing
 
 from voxtrio.actors import transcript_store as ts
+from voxtrio.actors import transcript_writer
 from voxtrio.actors.transcript_store import (
     DURABILITY_BOUND_S,
     SCHEMA_VERSION,
     MemoryTranscriptStore,
-    SnapshotRequest,
     SqliteTranscriptStore,
     StoreInput,
+    TranscriptRecorder,
     TranscriptStore,
-    request_snapshot,
 )
 from voxtrio.codecs.transcript import (
     AssistantItem,
@@ -56,6 +56,7 @@ from voxtrio.messages import (
     ToolCall,
     ToolResult,
 )
+from voxtrio.runtime import EventHub
 
 from .store_helpers import FlakyStore
 
@@ -92,6 +93,21 @@ async def running(
         )
         async with send:
             yield send
+
+
+@asynccontextmanager
+async def writing(
+    store: TranscriptStore, session_id: str = "call-1", **kwargs: Any
+) -> AsyncIterator[TranscriptRecorder]:
+    """Run the writer actor; yields its recorder. Leaving the block closes it and waits."""
+    async with trio.open_nursery() as nursery:
+        recorder: TranscriptRecorder = await nursery.start(
+            partial(transcript_writer.run, store=store, session_id=session_id, **kwargs)
+        )
+        try:
+            yield recorder
+        finally:
+            recorder.close()
 
 
 def conversation() -> list[Event]:
@@ -262,19 +278,29 @@ async def test_backends_agree(tmp_path: Path) -> None:
 async def test_snapshot_holds_items_not_yet_written() -> None:
     store = MemoryTranscriptStore()
     with trio.fail_after(10):
-        async with running(store, flush_interval_s=3600) as send:
-            await send.send(InputTranscriptionCompleted("u1", "first"))
-            await send.send(ReplyTextDone("second", "r1", "a1"))
-            snapshot = await request_snapshot(send)
+        async with writing(store, flush_interval_s=3600) as recorder:
+            await recorder.record(InputTranscriptionCompleted("u1", "first"))
+            await recorder.record(ReplyTextDone("second", "r1", "a1"))
+            snapshot = recorder.items
             assert [i.key for i in snapshot] == ["user:u1", "assistant:a1"]
             assert store.items("call-1") == []  # batched: not written yet
-            # by hand, the way a link without the helper would ask
-            reply_tx, reply_rx = trio.open_memory_channel[list[Item]](1)
-            await send.send(SnapshotRequest(reply_tx))
-            assert await reply_rx.receive() == snapshot
-            with pytest.raises(trio.EndOfChannel):
-                await reply_rx.receive()  # the actor closes the reply channel
-        assert store.items("call-1") == snapshot  # written when the input closed
+        assert store.items("call-1") == snapshot  # written when the recorder closed
+
+
+async def test_the_standalone_actor_hands_out_its_recorder() -> None:
+    """Events sent to the standalone actor are folded by the recorder it starts with."""
+    store = MemoryTranscriptStore()
+    with trio.fail_after(10):
+        send, receive = trio.open_memory_channel[StoreInput](0)
+        async with trio.open_nursery() as nursery:
+            recorder: TranscriptRecorder = await nursery.start(
+                partial(ts.run, receive, store=store, session_id="s", flush_interval_s=3600)
+            )
+            async with send:
+                for event in conversation():
+                    await send.send(event)
+        assert [i.key for i in recorder.items] == EXPECTED_KEYS
+        assert store.items("s") == recorder.items
 
 
 async def test_writes_are_batched_within_the_flush_interval(
@@ -327,11 +353,11 @@ async def test_a_resumed_session_continues_the_stored_transcript(tmp_path: Path)
             for event in conversation():
                 await send.send(event)
         # a new run (as after a restart) sees the old turns and adds after them
-        async with running(store, "call-42") as send:
-            first = await request_snapshot(send)
+        async with writing(store, "call-42") as recorder:
+            first = recorder.items
             assert [i.key for i in first] == EXPECTED_KEYS
-            await send.send(InputTranscriptionCompleted("u9", "I'm back"))
-            second = await request_snapshot(send)
+            await recorder.record(InputTranscriptionCompleted("u9", "I'm back"))
+            second = recorder.items
         assert second[: len(first)] == first
         assert second[-1].key == "user:u9"
         assert second[-1].seq > first[-1].seq
@@ -342,20 +368,28 @@ async def test_a_resumed_session_continues_the_stored_transcript(tmp_path: Path)
 
 
 async def test_instructions_source_folds_the_latest_snapshot_in() -> None:
+    """The hub answers the link's instructions from its fold, after routing every
+    event sent before the call; once the hub has ended, the last fold is used."""
     store = MemoryTranscriptStore()
     with trio.fail_after(10):
-        async with running(store, flush_interval_s=3600) as send:
-            link_send = send.clone()
-            source = ts.instructions_source(link_send, "Be brief.")
+        hub = EventHub()
+        send, receive = trio.open_memory_channel[Event](16)
+        async with (
+            writing(store, flush_interval_s=3600) as recorder,
+            trio.open_nursery() as nursery,
+        ):
+            await nursery.start(partial(hub.run, receive, recorder=recorder))
+            source = hub.instructions_source("Be brief.")
+            hub.open()
             assert await source() == "Be brief."  # nothing to fold yet
-            await send.send(InputTranscriptionCompleted("u1", "my name is Ada"))
-            first = await source()
+            send.send_nowait(InputTranscriptionCompleted("u1", "my name is Ada"))
+            first = await source()  # no checkpoint for the hub first: it waits
             assert first.startswith("Be brief.\n\n## ")
             assert 'user: "my name is Ada"' in first
-            link_send.close()  # the link is done; the actor ends when send closes too
-        assert await source() == first  # the actor is gone: the last snapshot is used
+            send.close()
+        assert await source() == first  # the hub is gone: the last fold is used
     with pytest.raises(ValueError, match="budget_chars"):
-        ts.instructions_source(send, "x", budget_chars=10)
+        hub.instructions_source("x", budget_chars=10)
 
 
 async def test_store_faults_are_reported_and_retried(
@@ -464,12 +498,12 @@ async def test_bad_arguments_are_refused() -> None:
                 await ts.run(receive, **args)  # type: ignore[arg-type]
 
 
-async def test_asking_a_finished_actor_for_a_snapshot_fails_clearly() -> None:
+async def test_recording_into_a_finished_writer_fails_clearly() -> None:
     with trio.fail_after(10):
-        async with running(MemoryTranscriptStore()) as send:
+        async with writing(MemoryTranscriptStore()) as recorder:
             pass
-        with pytest.raises((trio.BrokenResourceError, trio.ClosedResourceError)):
-            await request_snapshot(send)
+        with pytest.raises(trio.ClosedResourceError):
+            await recorder.record(InputTranscriptionCompleted("u1", "too late"))
 
 
 # --------------------------------------------------------------------- durability

@@ -48,6 +48,7 @@ from .messages import (
     SpeechStopped,
     SubscriberLagged,
     ToolCall,
+    ToolCallCancelled,
     ToolResult,
 )
 from .providers import GeminiLive, OpenAIRealtime
@@ -109,6 +110,7 @@ __all__ = [
     "SubscriberLagged",
     "Subscription",
     "ToolCall",
+    "ToolCallCancelled",
     "ToolResult",
     "TranscriptStore",
     "UnsupportedError",

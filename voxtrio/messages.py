@@ -62,6 +62,7 @@ __all__ = [
     "SpeechStopped",
     "SubscriberLagged",
     "ToolCall",
+    "ToolCallCancelled",
     "ToolResult",
     "TruncateItem",
 ]
@@ -267,6 +268,19 @@ class ToolCall:
 
 
 @attrs.frozen
+class ToolCallCancelled:
+    """The model withdrew tool calls it made; their results are no longer wanted.
+
+    A result sent for a cancelled call anyway is harmless but unused.
+
+    Attributes:
+        call_ids: the ``ToolCall.call_id`` values cancelled.
+    """
+
+    call_ids: tuple[str, ...]
+
+
+@attrs.frozen
 class ToolResult:
     """The result the app gave for a tool call.
 
@@ -358,6 +372,7 @@ Event: TypeAlias = (
     | ReplyInterrupted
     | ReplyPlayed
     | ToolCall
+    | ToolCallCancelled
     | ToolResult
     | SendText
     | AudioDropped

@@ -83,6 +83,9 @@ class PlaybackState:
         self.queued: collections.deque[QueuedFrame] = collections.deque()
         self.queued_s = 0.0
         self.wakeup = trio.Event()
+        # Replies cancelled from outside whose held tail the receiver has yet to drop.
+        self.tail_discards: list[str | None] = []
+        self.current_response: str | None = None  # of the last reply audio received
 
     def played_ms(self, item_id: str) -> int:
         """Whole milliseconds of ``item_id`` actually sent to the sink (0 if none)."""
@@ -123,6 +126,19 @@ class PlaybackState:
         for q in kept:
             self.append(q)
         return before - len(self.queued)
+
+    def cancel_reply(self, response_id: str | None) -> int:
+        """:meth:`cancel`, and have playback drop what its resampler and framer hold of
+        that reply before it handles its next message (in order with the audio, else
+        that tail would open the next reply). Synchronous: the session's
+        ``cancel_reply`` calls it once its ``CancelReply`` is on its way."""
+        self.tail_discards.append(response_id)
+        if response_id is None:
+            # Audio of these replies may still be on its way in the channel: drop it too.
+            ids = {q.response_id for q in self.queued if not q.end_of_reply}
+            ids.add(self.current_response)
+            self.cancelled.update(i for i in ids if i is not None)
+        return self.cancel(response_id)
 
 
 class WavSink:
@@ -276,10 +292,17 @@ async def run(
         state.append(QueuedFrame(frame, response_id, None, end_of_reply=True))
         state.wakeup.set()
 
+    def discard_cancelled_tail(current: str | None) -> None:
+        for response_id in state.tail_discards:
+            if response_id is None or response_id == current:
+                track.discard()
+        state.tail_discards.clear()
+
     async def receiver() -> None:
         current: tuple[str | None, str | None] = (None, None)
         with receive:
             async for msg in receive:
+                discard_cancelled_tail(current[0])
                 match msg:
                     case ReplyAudio():
                         if msg.response_id is not None and msg.response_id in state.cancelled:
@@ -287,6 +310,7 @@ async def run(
                         if msg.sample_rate != track.in_rate:
                             enqueue(track.set_in_rate(msg.sample_rate), *current)
                         current = (msg.response_id, msg.item_id)
+                        state.current_response = msg.response_id
                         enqueue(track.push(msg.pcm), *current)
                     case ReplyInterrupted():
                         state.cancel(msg.response_id)
@@ -298,6 +322,7 @@ async def run(
                         mark_end(response_id)
                     case Reframe(rate_hz=rate, frame_ms=fms):
                         enqueue(track.reframe(AudioFormat(rate, track.fmt.channels), fms), *current)
+        discard_cancelled_tail(current[0])
         enqueue(track.drain(), *current)
         done.set()
         state.wakeup.set()

@@ -2,7 +2,7 @@
 
     voxtrio run INPUT.wav [options]   # the loopback provider unless OPENAI_API_KEY is set
     voxtrio transcript --db FILE [--session-id ID] [--format text|json]
-    voxtrio bench [--quick] [--json FILE]
+    voxtrio bench [--quick] [--json FILE] [--plot FILE.png]
 
 Exit codes: 0 success; 1 the session failed (provider unreachable, key rejected, the
 capture failed); 2 bad input or usage; 130 interrupted (Ctrl-C).
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -228,14 +227,24 @@ def transcript(db: Path, session_id: str | None, fmt: str) -> int:
     "json_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write a JSON record of the run (the runner's output, exit code, machine).",
+    help="Also write every benchmark's rows as one JSON object to this file.",
+)
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw throughput by path and the capacity run to this PNG (matplotlib).",
 )
 @click.argument("names", nargs=-1)
-def bench(quick: bool, json_file: Path | None, names: Sequence[str]) -> int:
+def bench(
+    quick: bool, json_file: Path | None, plot_file: Path | None, names: Sequence[str]
+) -> int:
     """Run the benchmarks (``python -m benchmarks``) of a source checkout.
 
-    NAMES picks benchmarks (default: all). The runner prints its own tables; --json
-    records them as text, since the runner has no structured output yet.
+    NAMES picks benchmarks (default: all). The runner prints its tables as it goes;
+    --json and --plot are written by the runner from the same rows; the JSON also
+    records the command, its exit status and the lines it printed.
     """
     root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / "__main__.py").is_file():
@@ -243,9 +252,14 @@ def bench(quick: bool, json_file: Path | None, names: Sequence[str]) -> int:
             "the benchmarks are not installed: run `voxtrio bench` from a source checkout",
             EXIT_USAGE,
         )
-    cmd = [sys.executable, "-m", "benchmarks", *(["--quick"] if quick else []), *names]
+    outputs: list[str] = []
+    for flag, path in (("--json", json_file), ("--plot", plot_file)):
+        if path is not None:
+            if not path.resolve().parent.is_dir():
+                raise CliError(f"{flag}: no directory {str(path.resolve().parent)!r}", EXIT_USAGE)
+            outputs += [flag, str(path.resolve())]  # the runner runs in the checkout
+    cmd = [sys.executable, "-m", "benchmarks", *(["--quick"] if quick else []), *outputs, *names]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), _pythonpath()])))
-    started = time.perf_counter()
     lines: list[str] = []
     with subprocess.Popen(
         cmd, cwd=root, env=env, stdout=subprocess.PIPE, text=True, bufsize=1
@@ -256,18 +270,21 @@ def bench(quick: bool, json_file: Path | None, names: Sequence[str]) -> int:
             lines.append(line.rstrip("\n"))
     code = proc.returncode
     if json_file is not None:
-        record = {
-            "command": ["python", "-m", "benchmarks", *cmd[3:]],
-            "exit_code": code,
-            "quick": quick,
-            "elapsed_s": round(time.perf_counter() - started, 3),
-            "machine": {"python": platform.python_version(), "platform": platform.platform()},
-            "output": lines,
-        }
-        json_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        # The runner wrote the rows (if it got that far); add what was run and printed,
+        # so a failed run still leaves a record.
+        doc: dict[str, Any] = {}
+        if code == 0 and json_file.is_file():
+            doc = json.loads(json_file.read_text(encoding="utf-8"))
+        doc.update(command=["python", "-m", "benchmarks", *cmd[3:]], exit_code=code,
+                   output=lines)  # fmt: skip
+        doc.setdefault("quick", quick)
+        json_file.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     if code:
         raise CliError(f"the benchmarks runner exited with status {code}", EXIT_FAILED)
     return EXIT_OK
+
+
+from . import serve as _serve  # noqa: E402, F401  (registers `voxtrio serve` on cli)
 
 
 def _pythonpath() -> str:

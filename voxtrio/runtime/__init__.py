@@ -1,9 +1,10 @@
 """Supervision, event fan-out and the session."""
 
-from ..errors import SessionClosedError
-from .hub import EventHub, Subscription
+from ..errors import SessionClosedError, SessionError
+from .hub import EventHub
 from .provider import Provider
 from .session import EdgeStats, Session, SessionStats, open_session
+from .subscription import Subscription
 
 __all__ = [
     "EdgeStats",
@@ -11,6 +12,7 @@ __all__ = [
     "Provider",
     "Session",
     "SessionClosedError",
+    "SessionError",
     "SessionStats",
     "Subscription",
     "open_session",

@@ -1,129 +1,36 @@
-"""Event fan-out: every subscriber gets its own bounded queue, and nobody waits on
-a slow one.
+"""Event fan-out, and the transcript fold: every event the session reports passes here.
 
-A :class:`Subscription` is a :class:`trio.abc.ReceiveChannel` of events. When its
-queue is full, new events for it are counted instead of queued; the next
-:meth:`~Subscription.receive` after the backlog is read returns
-:class:`~voxtrio.messages.SubscriberLagged` with the count, exactly where the gap is,
-then the events that came after it. So events are never dropped silently, the lag
-notice can always be delivered (it is made at receive time, it takes no queue slot),
-and other subscribers and the audio path never wait.
-
-Lossless consumers inside the session (the transcript store, playback) get plain
-memory channels and backpressure instead.
+Subscribers each get a bounded :class:`~voxtrio.runtime.subscription.Subscription`
+(nobody waits on a slow one). Lossless consumers inside the session get backpressure
+instead: playback (reply audio and reply ends, by channel) and the transcript, which
+the hub folds itself (a :class:`~voxtrio.actors.transcript_writer.TranscriptRecorder`
+it feeds before publishing each event, so whatever a subscriber saw is on its way to
+the store). The provider link's instructions are answered from that fold, in order
+with the events routed: :meth:`EventHub.instructions_source`.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-from collections.abc import Callable
-
 import trio
 
-from ..actors.transcript_store import SnapshotRequest, StoreInput
+from ..actors.base import InstructionsSource
+from ..actors.transcript_writer import TranscriptRecorder
+from ..codecs.transcript import (
+    DEFAULT_BUDGET_CHARS,
+    ToolCallItem,
+    instructions_with_context,
+)
 from ..messages import (
     Event,
     PlaybackInput,
     ReplyAudio,
     ReplyDone,
     ReplyInterrupted,
-    SubscriberLagged,
+    ToolCall,
 )
+from .subscription import Subscription
 
 __all__ = ["EventHub", "Subscription"]
-
-
-class Subscription(trio.abc.ReceiveChannel[Event]):
-    """One consumer's bounded view of the session's events.
-
-    Iterate it (``async for event in sub``) or call :meth:`receive`. It ends
-    (``EndOfChannel``) when the session ends, after everything queued is read.
-    ``aclose()`` unsubscribes.
-    """
-
-    def __init__(self, max_buffer: int, on_close: Callable[[Subscription], None]) -> None:
-        if max_buffer < 1:
-            raise ValueError(f"max_buffer must be >= 1, got {max_buffer}")
-        self._queue: collections.deque[Event] = collections.deque()
-        self._max = max_buffer
-        self._missed = 0  # events dropped since the last queued one
-        self._gaps: collections.deque[tuple[int, int]] = collections.deque()  # (index, missed)
-        self._taken = 0  # events handed out so far (for gap positions)
-        self._lagged_total = 0
-        self._ended = False
-        self._closed = False
-        self._on_close = on_close
-        self._wakeup = trio.lowlevel.ParkingLot()
-
-    @property
-    def lagged_total(self) -> int:
-        """Events this subscriber missed, over its whole life."""
-        return self._lagged_total
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    def deliver_nowait(self, event: Event) -> None:
-        """Queue ``event``, or count it as missed if the queue is full. Never blocks."""
-        if self._closed or self._ended:
-            return
-        if len(self._queue) >= self._max:
-            self._missed += 1
-            self._lagged_total += 1
-            return
-        if self._missed:
-            # The gap sits just before this event.
-            self._gaps.append((self._taken + len(self._queue), self._missed))
-            self._missed = 0
-        self._queue.append(event)
-        self._wakeup.unpark_all()
-
-    def end(self) -> None:
-        """No more events will come (the session ended)."""
-        self._ended = True
-        self._wakeup.unpark_all()
-
-    def receive_nowait(self) -> Event:
-        """The next event, a lag notice, or ``trio.WouldBlock``."""
-        if self._closed:
-            raise trio.ClosedResourceError("this subscription was closed")
-        if self._gaps and self._gaps[0][0] == self._taken:
-            _, missed = self._gaps.popleft()
-            return SubscriberLagged(missed=missed)
-        if self._queue:
-            self._taken += 1
-            return self._queue.popleft()
-        if self._missed:
-            missed, self._missed = self._missed, 0
-            return SubscriberLagged(missed=missed)
-        if self._ended:
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
-
-    async def receive(self) -> Event:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                event = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._wakeup.park()
-                continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return event
-
-    def close(self) -> None:
-        """Unsubscribe; queued events are discarded. Synchronous."""
-        if not self._closed:
-            self._closed = True
-            self._queue.clear()
-            self._wakeup.unpark_all()
-            self._on_close(self)
-
-    async def aclose(self) -> None:
-        self.close()
-        await trio.lowlevel.checkpoint()
 
 
 async def _to_playback(
@@ -140,11 +47,11 @@ async def _to_playback(
 
 
 class EventHub:
-    """Routes the session's events to subscribers, the store and playback.
+    """Routes the session's events to subscribers, the transcript and playback.
 
     Reply audio goes to playback only (it is the one heavy event); reply ends and
-    interruptions go to playback and to everyone; all other events go to the store
-    and the subscribers.
+    interruptions go to playback and to everyone; all other events are folded into
+    the transcript and go to the subscribers.
     """
 
     def __init__(self, default_buffer: int = 256) -> None:
@@ -152,6 +59,10 @@ class EventHub:
         self._default_buffer = default_buffer
         self._ended = False
         self._open = trio.Event()
+        self._recorder: TranscriptRecorder | None = None
+        self._receive: trio.MemoryReceiveChannel[Event] | None = None
+        self._drained = trio.lowlevel.ParkingLot()
+        self._tool_names: dict[str, str] = {}
         self.delivered = 0
 
     def open(self) -> None:
@@ -177,74 +88,141 @@ class EventHub:
         for sub in self._subs:
             sub.deliver_nowait(event)
 
+    def tool_name(self, call_id: str) -> str | None:
+        """The name of the tool ``ToolCall(call_id)`` asked for, if the hub saw it
+        (or the stored transcript has it)."""
+        return self._tool_names.get(call_id)
+
+    async def wait_routed(self) -> None:
+        """Return once every event sent to the hub before this call is routed (or
+        the hub has ended). A checkpoint.
+
+        The hub is its input's only receiver, so a receiver parked on the input
+        (``statistics().tasks_waiting_receive``) means it is idle with nothing
+        buffered; otherwise the hub wakes the waiters the next time it finds its
+        input empty.
+        """
+        receive = self._receive
+        idle = (
+            receive is not None
+            and self._open.is_set()
+            and receive.statistics().tasks_waiting_receive > 0  # parked, nothing buffered
+        )
+        if self._ended or idle:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._drained.park()  # unparked when the hub finds its input empty
+
+    def instructions_source(
+        self, base: str | None, *, budget_chars: int = DEFAULT_BUDGET_CHARS
+    ) -> InstructionsSource:
+        """An ``InstructionsSource`` for the provider link, answered from the fold.
+
+        Each call waits until the hub has routed every event sent before it (so a
+        reconnect's instructions hold everything the link reported before it
+        reconnected), then returns
+        :func:`~voxtrio.codecs.transcript.instructions_with_context` of ``base`` and
+        the transcript so far (nothing without a recorder).
+
+        Raises:
+            ValueError, TypeError: bad ``base`` or ``budget_chars`` (at this call).
+        """
+        instructions_with_context(base, (), budget_chars=budget_chars)  # validate now
+
+        async def source() -> str:
+            await self.wait_routed()
+            items = self._recorder.items if self._recorder is not None else []
+            return instructions_with_context(base, items, budget_chars=budget_chars)
+
+        return source
+
     async def run(
         self,
-        receive: trio.MemoryReceiveChannel[StoreInput],
+        receive: trio.MemoryReceiveChannel[Event],
         *,
-        store: trio.MemorySendChannel[StoreInput] | None = None,
+        recorder: TranscriptRecorder | None = None,
         store_errors: trio.MemoryReceiveChannel[Event] | None = None,
         playback: trio.MemorySendChannel[PlaybackInput] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Route events from ``receive`` until it ends, then close ``store`` and
+        """Route events from ``receive`` until it ends, then close ``recorder`` and
         ``playback``, and end every subscriber once ``store_errors`` has ended too.
 
-        :class:`SnapshotRequest` messages on ``receive`` go to the store in order
-        with the events, so a snapshot requested after an event was sent includes
-        it. Without a store they are answered with no items.
+        Each event is folded into ``recorder`` before it is published, so whatever a
+        subscriber saw has been handed to the transcript writer.
 
-        What the store reports on ``store_errors`` is passed to the subscribers as
-        it comes, while the session runs (a store fault is news the app needs now,
-        and a store blocked on reporting would stall the events behind it) and
-        while the store finishes after ``receive`` ended: its last reports reach
-        the subscribers before they end. The store must close ``store_errors``
-        when it is done.
+        What the writer reports on ``store_errors`` is passed to the subscribers as
+        it comes, while the session runs (a store fault is news the app needs now)
+        and while the writer finishes after ``receive`` ended: its last reports
+        reach the subscribers before they end. The writer must close
+        ``store_errors`` when it is done.
         """
         try:
+            self._recorder = recorder
+            self._receive = receive
+            if recorder is not None:
+                for item in recorder.items:
+                    if isinstance(item, ToolCallItem):
+                        self._tool_names[item.call_id] = item.name
             with receive:
                 async with trio.open_nursery() as nursery:
                     if store_errors is not None:
                         nursery.start_soon(self._relay, store_errors)
                     task_status.started()
                     await self._open.wait()
-                    async for event in receive:
-                        if isinstance(event, ReplyAudio):
-                            if playback is not None:
-                                playback = await _to_playback(playback, event)
-                            continue
-                        if isinstance(event, SnapshotRequest):
-                            if store is not None:
-                                await store.send(event)
-                            else:
-                                await _answer_empty(event)
-                            continue
-                        if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
-                            playback = await _to_playback(playback, event)
-                        if store is not None:
-                            await store.send(event)
-                        self.publish_nowait(event)
-                    # The store finishes (and makes its last reports) once its input
-                    # ends; the relay returns when it closes ``store_errors``.
-                    if store is not None:
-                        store.close()
+                    playback = await self._route_all(receive, playback)
+                    # The writer finishes (and makes its last reports) once the
+                    # recorder is closed; the relay returns when it closes store_errors.
+                    if recorder is not None:
+                        recorder.close()
         finally:
             self._ended = True
+            self._drained.unpark_all()
             for sub in self._subs:
                 sub.end()
-            if store is not None:
-                store.close()
+            if recorder is not None:
+                recorder.close()
             if store_errors is not None:
                 store_errors.close()
             if playback is not None:
                 playback.close()
+
+    async def _route_all(
+        self,
+        receive: trio.MemoryReceiveChannel[Event],
+        playback: trio.MemorySendChannel[PlaybackInput] | None,
+    ) -> trio.MemorySendChannel[PlaybackInput] | None:
+        """The routing loop; returns the playback channel (None once playback ended)."""
+        recorder = self._recorder
+        while True:
+            # ``receive()`` in two halves, so the hub knows when its input is empty.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                event = receive.receive_nowait()
+            except trio.WouldBlock:
+                self._drained.unpark_all()  # everything sent so far is routed
+                try:
+                    event = await receive.receive()
+                except trio.EndOfChannel:
+                    return playback
+            except trio.EndOfChannel:
+                return playback
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            if isinstance(event, ReplyAudio):
+                if playback is not None:
+                    playback = await _to_playback(playback, event)
+                continue
+            if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
+                playback = await _to_playback(playback, event)
+            if isinstance(event, ToolCall):
+                self._tool_names[event.call_id] = event.name
+            if recorder is not None:
+                await recorder.record(event)
+            self.publish_nowait(event)
 
     async def _relay(self, store_errors: trio.MemoryReceiveChannel[Event]) -> None:
         with store_errors:
             await self._open.wait()  # subscribers made before the start see these too
             async for event in store_errors:
                 self.publish_nowait(event)
-
-
-async def _answer_empty(request: SnapshotRequest) -> None:
-    with request.reply, contextlib.suppress(trio.BrokenResourceError):
-        await request.reply.send([])

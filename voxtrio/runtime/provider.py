@@ -11,7 +11,7 @@ from ..audio import AudioFormat, FrameMs
 from ..codecs.wire import Capabilities
 from ..messages import Event, LinkInput
 
-__all__ = ["Provider"]
+__all__ = ["Provider", "ResumingProvider"]
 
 
 @runtime_checkable
@@ -66,5 +66,33 @@ class Provider(Protocol):
 
         Faults of the outside world are sent as ``ErrorEvent`` on ``events``; only
         bugs raise. The link owns both channel ends and closes ``events`` on exit.
+
+        Send-once: the link reports each :class:`~voxtrio.messages.SendText` and
+        :class:`~voxtrio.messages.ToolResult` on ``events`` once it has written it
+        to the wire (not when it queues it during an outage); that is when the
+        session publishes and stores it, so one queued before a (re)connect is in
+        that connection's conversation once, as a new item, not also in its
+        ``instructions()``.
         """
         ...
+
+
+class ResumingProvider(Provider, Protocol):
+    """A provider whose service can resume its own session (``capabilities.resumption``).
+
+    The session also gives its :meth:`run_link` ``base_instructions``: the
+    instructions without the transcript, sent instead of ``instructions()`` on a
+    connection that resumes, so the conversation the service still holds is not
+    repeated. Other providers are called as :class:`Provider` describes.
+    """
+
+    async def run_link(
+        self,
+        receive: trio.MemoryReceiveChannel[LinkInput],
+        events: trio.MemorySendChannel[Event],
+        *,
+        instructions: InstructionsSource,
+        base_instructions: str | None = None,
+        live_input: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None: ...

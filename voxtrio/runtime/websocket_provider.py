@@ -101,6 +101,7 @@ class WebsocketProvider:
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        base_instructions: str | None = None,
         live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -112,6 +113,7 @@ class WebsocketProvider:
             codec_factory=self._codec_factory,
             target=self._target_factory(),
             instructions=instructions,
+            base_instructions=base_instructions,
             policy=self.reconnect,
             seed=self._seed,
             live_input=live_input,

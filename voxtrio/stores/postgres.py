@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import trio
-
 from ..codecs.transcript import Item, decode_item, encode_item, sort_items
 from .base import check_session_id
+from .threaded import ThreadedStore
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,7 +75,7 @@ def _check_text(session_id: str) -> str:
     return session_id
 
 
-class PostgresTranscriptStore:
+class PostgresTranscriptStore(ThreadedStore):
     """Items in a PostgreSQL database, shared by every worker that opens it.
 
     One connection, used one call at a time (a lock, and a capacity limiter of one
@@ -149,7 +148,7 @@ class PostgresTranscriptStore:
         self._statement_ms = int(statement_timeout_s * 1000)
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()  # one call on the connection at a time
-        self._limiter = trio.CapacityLimiter(1)
+        super().__init__()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -306,9 +305,8 @@ class PostgresTranscriptStore:
 
     # -- public
 
-    def items(self, session_id: str) -> list[Item]:
-        """Every stored item of ``session_id`` in order. Blocks."""
-        return self._items_sync(_check_text(session_id))
+    def _check_id(self, session_id: str) -> str:
+        return _check_text(session_id)
 
     def session_ids(self) -> list[str]:
         """The sessions with stored items, sorted. Blocks."""
@@ -316,32 +314,8 @@ class PostgresTranscriptStore:
         rows: list[tuple[str]] = self._call(lambda conn: conn.execute(query).fetchall())
         return sorted(sid for (sid,) in rows)
 
-    async def snapshot(self, session_id: str) -> list[Item]:
-        """:meth:`items`, without blocking the event loop."""
-        _check_text(session_id)
-        return await trio.to_thread.run_sync(self._items_sync, session_id, limiter=self._limiter)
-
-    async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        """Insert or replace ``items`` (by key) in one transaction."""
-        _check_text(session_id)
-        batch = list(items)
-        if not batch:
-            await trio.lowlevel.checkpoint()
-            return
-        await trio.to_thread.run_sync(self._append_sync, session_id, batch, limiter=self._limiter)
-
     def close(self) -> None:
         """Close the connection. Idempotent; blocks."""
         with self._lock:
             self._closed = True
             self._drop_connection()
-
-    async def aclose(self) -> None:
-        """Release the store, in a worker thread."""
-        await trio.to_thread.run_sync(self.close, limiter=self._limiter)
-
-    def __enter__(self) -> PostgresTranscriptStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

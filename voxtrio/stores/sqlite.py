@@ -13,10 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-import trio
-
 from ..codecs.transcript import Item, decode_item, encode_item
-from .base import check_session_id
+from .threaded import ThreadedStore
 
 __all__ = ["SCHEMA_VERSION", "SqliteTranscriptStore"]
 
@@ -63,7 +61,7 @@ def _create_owner_only(path: str) -> None:
     os.close(fd)
 
 
-class SqliteTranscriptStore:
+class SqliteTranscriptStore(ThreadedStore):
     """Items in an SQLite file: one writer connection, WAL mode, owner-only files.
 
     Construction only checks the path; the file is created (mode 0o600, and so are
@@ -104,8 +102,8 @@ class SqliteTranscriptStore:
         self._busy_ms = int(busy_timeout_s * 1000)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one SQLite call at a time, whatever the thread
-        self._limiter = trio.CapacityLimiter(1)
         self._closed = False
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"SqliteTranscriptStore({str(self._path)!r})"
@@ -192,10 +190,6 @@ class SqliteTranscriptStore:
 
     # -- public
 
-    def items(self, session_id: str) -> list[Item]:
-        """Every stored item of ``session_id`` in order. Blocks; [] if no file yet."""
-        return self._items_sync(check_session_id(session_id))
-
     def session_ids(self) -> list[str]:
         """The sessions with stored items, sorted. Blocks."""
         with self._lock:
@@ -208,20 +202,6 @@ class SqliteTranscriptStore:
             )
         return [sid for (sid,) in rows]
 
-    async def snapshot(self, session_id: str) -> list[Item]:
-        """:meth:`items`, without blocking the event loop."""
-        check_session_id(session_id)
-        return await trio.to_thread.run_sync(self._items_sync, session_id, limiter=self._limiter)
-
-    async def append(self, session_id: str, items: Sequence[Item]) -> None:
-        """Insert or replace ``items`` (by key) in one transaction."""
-        check_session_id(session_id)
-        batch = list(items)
-        if not batch:
-            await trio.lowlevel.checkpoint()
-            return
-        await trio.to_thread.run_sync(self._append_sync, session_id, batch, limiter=self._limiter)
-
     def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL). Idempotent; blocks."""
         with self._lock:
@@ -229,16 +209,6 @@ class SqliteTranscriptStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    async def aclose(self) -> None:
-        """Release the store; a checkpoint."""
-        await trio.to_thread.run_sync(self.close, limiter=self._limiter)
-
-    def __enter__(self) -> SqliteTranscriptStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- actor

@@ -17,7 +17,16 @@ import trio
 from ..actors.base import InstructionsSource
 from ..audio import AudioFormat, AudioFrame, FrameMs, concat_frames
 from ..codecs.wire import Capabilities
-from ..messages import EndOfInput, Event, FrameBatch, LinkInput, SessionConnected
+from ..messages import (
+    EndOfInput,
+    Event,
+    FrameBatch,
+    LinkInput,
+    SendText,
+    SessionConnected,
+    SessionReconnected,
+    ToolResult,
+)
 
 __all__ = ["RecordingProvider"]
 
@@ -43,6 +52,13 @@ class RecordingProvider:
         record: keep every frame (False: only count them, for benchmarks).
         capabilities: what it claims it can do (by default everything but
             resumption, so the session lets every control through to it).
+        connect_at_start: connect as soon as the link runs (False: it starts
+            disconnected, as a link whose provider is not reachable yet, and queues
+            what the session sends until :meth:`connect`).
+
+    Like the real link, it reports each :class:`SendText` and :class:`ToolResult`
+    as an event once it has "sent" it (recorded it in ``controls``): that is when
+    the transcript records them.
 
     Attributes:
         frames: every input frame received, in order (when ``record``).
@@ -51,6 +67,7 @@ class RecordingProvider:
         frames_received / samples_received: counts, recorded or not.
         connected: set once the link is up.
         input_ended: set at ``EndOfInput`` or when the link's input channel ends.
+        online: whether it is connected now (what arrives meanwhile is queued).
     """
 
     def __init__(
@@ -62,6 +79,7 @@ class RecordingProvider:
         record: bool = True,
         name: str = "recording",
         capabilities: Capabilities | None = None,
+        connect_at_start: bool = True,
     ) -> None:
         self._capabilities = capabilities or _EVERYTHING
         self._input_format = input_format or AudioFormat(24_000)
@@ -78,6 +96,11 @@ class RecordingProvider:
         self.connected = trio.Event()
         self.input_ended = trio.Event()
         self._events: trio.MemorySendChannel[Event] | None = None
+        self._source: InstructionsSource | None = None
+        self._connect_at_start = connect_at_start
+        self._queue: list[LinkInput] = []
+        self.online = False
+        self._resumed: trio.Event | None = None  # set while paused
         #: What the session told the link about its input (set when the link runs).
         self.live_input: bool | None = None
 
@@ -121,6 +144,46 @@ class RecordingProvider:
             raise RuntimeError("the provider link is not running")
         await self._events.send(event)
 
+    async def connect(self) -> str:
+        """Connect (again): fetch the instructions, report the connection, then send
+        what was queued while offline, in order. Returns the instructions.
+
+        Raises:
+            RuntimeError: the link is not running.
+        """
+        if self._source is None or self._events is None:
+            raise RuntimeError("the provider link is not running")
+        events = self._events
+        text = await self._source()
+        self.instructions.append(text)
+        if self.connected.is_set():
+            attempt = len(self.instructions) - 1
+            await events.send(SessionReconnected(self._name, attempt, len(text)))
+        else:
+            await events.send(SessionConnected(self._name, len(text)))
+        while self._queue:
+            await self._deliver(self._queue.pop(0))
+        self.online = True  # no checkpoint since the queue was found empty
+        self.connected.set()
+        return text
+
+    def disconnect(self) -> None:
+        """Lose the connection: what the session sends is queued until :meth:`connect`."""
+        self.online = False
+
+    def pause(self) -> None:
+        """Stop reading the link's input (a stalled link: the session's input path
+        fills up and pushes back) until :meth:`resume`. At most the message being
+        received now is still taken."""
+        if self._resumed is None:
+            self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        """Read the link's input again."""
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.set()
+
     async def run_link(
         self,
         receive: trio.MemoryReceiveChannel[LinkInput],
@@ -133,29 +196,45 @@ class RecordingProvider:
         self.live_input = live_input
         with receive, events:
             # Ready at once, like the real link: the instructions come from the
-            # session's transcript store, which answers once the session runs.
+            # session's transcript, which answers once the session runs.
             task_status.started()
-            text = await instructions()
-            self.instructions.append(text)
             self._events = events
-            await events.send(SessionConnected(self._name, len(text)))
-            self.connected.set()
+            self._source = instructions
             try:
-                async for msg in receive:
+                if self._connect_at_start:
+                    await self.connect()
+                while True:
+                    if self._resumed is not None:  # no extra checkpoint unless paused
+                        await self._resumed.wait()
+                    try:
+                        msg = await receive.receive()
+                    except trio.EndOfChannel:
+                        break
                     self.messages_received += 1
-                    if isinstance(msg, FrameBatch):
-                        self._take(msg.frames)
-                    elif isinstance(msg, AudioFrame):
-                        self._take((msg,))
+                    if self.online:
+                        await self._deliver(msg)
                     else:
-                        self.controls.append(msg)
-                        if isinstance(msg, EndOfInput):
-                            self.input_ended.set()
+                        self._queue.append(msg)
                 self.input_ended.set()
                 # Input is over but replies may still come: stay up until cancelled.
                 await trio.sleep_forever()
             finally:
                 self._events = None
+                self._source = None
+
+    async def _deliver(self, msg: LinkInput) -> None:
+        """What the link does once connected: take audio, record controls, and
+        report the text and tool results it sent."""
+        if isinstance(msg, FrameBatch):
+            self._take(msg.frames)
+        elif isinstance(msg, AudioFrame):
+            self._take((msg,))
+        else:
+            self.controls.append(msg)
+            if isinstance(msg, EndOfInput):
+                self.input_ended.set()
+            elif isinstance(msg, SendText | ToolResult) and self._events is not None:
+                await self._events.send(msg)
 
     def _take(self, frames: tuple[AudioFrame, ...]) -> None:
         rate = self._input_format.sample_rate

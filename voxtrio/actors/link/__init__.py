@@ -79,6 +79,7 @@ async def run(
     policy: ReconnectPolicy | None = None,
     seed: int | None = None,
     live_input: bool = True,
+    base_instructions: str | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a provider link until cancelled, refused for good, or out of retries.
@@ -95,6 +96,9 @@ async def run(
         live_input: the audio is live and cannot wait (drop the oldest beyond
             ``policy.outage_buffer_s`` while disconnected); False: it can wait, so
             the link pushes back instead and never drops.
+        base_instructions: the instructions without the transcript: sent instead
+            of ``instructions()`` on a connection that resumes the provider's
+            session (it kept the conversation). None: ``instructions()`` always.
 
     What waits, what is dropped and what is resent, and what a close loses: see
     the module docstring.
@@ -121,6 +125,7 @@ async def run(
         instructions=instructions,
         policy=policy or ReconnectPolicy(),
         live_input=live_input,
+        base_instructions=base_instructions,
     )
     with events, secrets_redacted(target.secrets):
         async with trio.open_nursery() as nursery:

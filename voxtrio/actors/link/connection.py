@@ -4,7 +4,7 @@ reader and a writer until the connection ends (see :mod:`voxtrio.actors.link`)."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -55,8 +55,12 @@ class Link:
         instructions: InstructionsSource,
         policy: ReconnectPolicy,
         live_input: bool = True,
+        base_instructions: str | None = None,
     ) -> None:
         self.name = name
+        #: Sent instead of ``instructions()`` on a connection that resumes: the
+        #: provider kept the conversation, so the transcript is not folded in again.
+        self.base_instructions = base_instructions
         self.live_input = live_input
         self.codec_factory = codec_factory
         self.target = target
@@ -71,6 +75,7 @@ class Link:
         #: The latest session-resumption handle the provider gave (kept across
         #: connections, passed to the next connect; never logged).
         self.resumption_handle: str | None = None
+        self._got_ready = False  # this connection saw Ready (or needs none)
 
     # ------------------------------------------------------------- reporting
 
@@ -149,25 +154,40 @@ class Link:
         self, ws: WebSocket, codec: WireCodec, attempt: int, reconnecting: bool
     ) -> Retry | Fatal:
         """Configure the connection, then run it; returns how it ended."""
-        self.confirmed = False  # up only once the provider answered (see ReconnectPolicy)
+        # Up only once the provider answered (see ReconnectPolicy).
+        self.confirmed = self._got_ready = False
+        handle = self.resumption_handle if codec.capabilities.resumption else None
         try:
-            text = await self.instructions()
-            handle = self.resumption_handle if codec.capabilities.resumption else None
+            if handle is not None and self.base_instructions is not None:
+                text = self.base_instructions
+            else:
+                text = await self.instructions()
             for wire in codec.connect_messages(text, resumption_handle=handle):
                 await ws.send(wire)
             self.outbox.connection_up(retain=codec.capabilities.resumption)
             self.connected = True
-            if reconnecting:
-                log.info("%s: reconnected to %s", self.name, self.target.safe_url)
-                await self.emit(
-                    SessionReconnected(self.name, attempt, len(text), resumed=handle is not None)
-                )
-            else:
-                log.info("%s: connected to %s", self.name, self.target.safe_url)
-                await self.emit(SessionConnected(self.name, len(text)))
-            ended: ConnectionClosed | _GoAway = await self._run_connected(ws, codec)
+
+            async def announce() -> None:  # once ready: a refused setup is no reconnect
+                if reconnecting:
+                    log.info("%s: reconnected to %s", self.name, self.target.safe_url)
+                    resumed = handle is not None
+                    await self.emit(SessionReconnected(self.name, attempt, len(text), resumed))
+                else:
+                    log.info("%s: connected to %s", self.name, self.target.safe_url)
+                    await self.emit(SessionConnected(self.name, len(text)))
+
+            ended: ConnectionClosed | _GoAway = await self._run_connected(ws, codec, announce)
         except ConnectionClosed as exc:
             ended = exc
+        refused = isinstance(ended, ConnectionClosed) and ended.code is not None
+        if handle is not None and not self._got_ready and refused:
+            # The server closed a resumed connection before it was ready: the
+            # resumption was refused (an expired or unknown handle). Start a fresh
+            # session next time, seeded with the transcript, and resend nothing (a
+            # plain drop keeps the handle: it says nothing of it).
+            log.info("%s: resumption refused; the next connection starts afresh", self.name)
+            self.resumption_handle = None
+            self.outbox.forget_resends()
         if isinstance(ended, _GoAway):
             return Retry(str(ended), was_up=True, planned=True)
         if ended.code is None:
@@ -179,16 +199,21 @@ class Link:
             return Fatal(detail, "connection_refused")
         return Retry(detail, was_up=self.confirmed)
 
-    async def _run_connected(self, ws: WebSocket, codec: WireCodec) -> ConnectionClosed | _GoAway:
-        """Read and write until the connection ends; returns why it ended."""
+    async def _run_connected(
+        self, ws: WebSocket, codec: WireCodec, announce: Callable[[], Awaitable[None]]
+    ) -> ConnectionClosed | _GoAway:
+        """Read and write until the connection ends; returns why it ended.
+        ``announce`` reports the connection once it is ready, before any input."""
         ready = trio.Event()
         if not codec.wait_for_ready:
             ready.set()
+            self._got_ready = True
+            await announce()
         ended: list[ConnectionClosed | _GoAway] = []
 
         async def read(scope: trio.CancelScope) -> None:
             try:
-                await self._reader(ws, codec, ready)
+                await self._reader(ws, codec, ready, announce)
             except (ConnectionClosed, _GoAway) as exc:
                 ended.append(exc)
                 scope.cancel()
@@ -213,23 +238,35 @@ class Link:
             raise AssertionError("the connection's loops ended without a reason")
         return ended[0]
 
-    async def _reader(self, ws: WebSocket, codec: WireCodec, ready: trio.Event) -> None:
+    async def _reader(
+        self,
+        ws: WebSocket,
+        codec: WireCodec,
+        ready: trio.Event,
+        announce: Callable[[], Awaitable[None]],
+    ) -> None:
         while True:
             data = await ws.receive()
             self.confirmed = self.confirmed or not codec.wait_for_ready
             for item in codec.decode(data):
                 if isinstance(item, Ready):
+                    if not ready.is_set():
+                        await announce()  # before anything this connection reports
                     ready.set()
-                    self.confirmed = True
+                    self._got_ready = self.confirmed = True
                 elif isinstance(item, GoAway):
                     left = item.time_left_s
                     left_text = "" if left is None else f", {left:.1f} s left"
                     raise _GoAway(f"{self.name} asked to reconnect (goAway{left_text})")
                 elif isinstance(item, ResumptionHandle):
-                    if item.resumable or item.handle is None:
-                        self.resumption_handle = item.handle
-                    if item.last_consumed_index is not None:
-                        self.outbox.consume(item.last_consumed_index)
+                    # Not resumable right now still names the handle to keep.
+                    self.resumption_handle = item.handle
+                    # The consumed index belongs to a resumable handle's state: one
+                    # from an update without a usable handle would free messages the
+                    # kept handle's session does not hold.
+                    index = item.last_consumed_index
+                    if item.resumable and item.handle is not None and index is not None:
+                        self.outbox.consume(index)
                 elif isinstance(item, LinkSignal):
                     pass  # a signal this link does not act on
                 else:
@@ -242,9 +279,11 @@ class Link:
         while True:
             await box.wait_nonempty()
             peeked = box.peek(self.policy.max_batch_frames)
-            wires = codec.encode(peeked.message)
+            # A resend is the wire messages written before, as they were: this
+            # connection's codec may have other state than the one that wrote them.
+            wires = peeked.wires if peeked.wires is not None else codec.encode(peeked.message)
             for wire in wires:
                 await ws.send(wire)
-            box.pop(peeked.count, len(wires))
+            box.pop(peeked.count, wires)
             if peeked.first_write and isinstance(peeked.message, SendText | ToolResult):
                 await self.emit(peeked.message)

@@ -35,10 +35,17 @@ The rules:
     moment it was written; a resent text would reach the model twice, a resent
     commit or reply request would refer to a session that is gone.
 
-  An input whose encoding took several wire messages counts as consumed once its
-  last message is; a provider whose consumed index stops inside such an input gets
-  the whole input again. Codecs that support resumption therefore encode one wire
-  message per input (the echo test codec does).
+  **What is resent is what was written**: when the writer hands :meth:`Outbox.pop`
+  the wire messages themselves (not just their count), those exact messages are
+  kept and resent, not the inputs encoded again. A codec is made per connection and
+  may keep state (Gemini's activity bracket, say): encoding again on the new
+  connection could add or drop a message, and the consumed index counts messages.
+  Kept wires are consumed one by one, so a consumed index that stops inside a
+  multi-message input resends only its unconsumed tail. (Given only a count, the
+  input is kept, counts as consumed once its last message is, and is encoded again.)
+
+  :meth:`Outbox.forget_resends` drops what waits to be resent, for a resumption the
+  provider refused: the fresh session is seeded through the instructions instead.
 
 Accounting: every frame put is, at any time, in exactly one of: waiting, written
 and kept (unconfirmed), delivered (written on a connection that did not retain it,
@@ -49,7 +56,7 @@ counted as dropped.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -77,11 +84,14 @@ class Peeked:
         message: a run of frames as one :class:`FrameBatch`, or one control.
         count: how many outbox items it covers (pass to :meth:`Outbox.pop`).
         first_write: false for a control being written again after a resumption.
+        wires: for a resend, the exact wire messages to write (do not encode
+            ``message`` again); None: encode ``message``.
     """
 
     message: LinkInput
     count: int
     first_write: bool = True
+    wires: tuple[str | bytes, ...] | None = None
 
 
 @attrs.frozen
@@ -91,16 +101,40 @@ class _Again:
     control: LinkInput
 
 
-_Item = AudioFrame | LinkInput | _Again
-
-
 @attrs.frozen
+class _Resend:
+    """Wire messages written on a connection that is gone and not consumed, to be
+    written again as they are; ``items`` are the inputs they carry."""
+
+    items: tuple[AudioFrame | LinkInput, ...]
+    wires: tuple[str | bytes, ...]
+
+    @property
+    def audio_ns(self) -> int:
+        return sum(_duration_ns(i) for i in self.items if isinstance(i, AudioFrame))
+
+
+_Item = AudioFrame | LinkInput | _Again | _Resend
+
+
+def _unwrap(item: _Item) -> AudioFrame | LinkInput:
+    """The input itself, out of its wrapper (a written batch holds no resend:
+    :meth:`Outbox.pop` unpacks those)."""
+    if isinstance(item, _Again):
+        return item.control
+    assert not isinstance(item, _Resend)
+    return item
+
+
+@attrs.define
 class _Sent:
-    """Items written on this connection, as wire messages ``first..last``."""
+    """Items written on this connection, as wire messages ``last - n + 1 .. last``
+    (``wires`` holds the unconsumed ones when the writer gave them)."""
 
     items: tuple[_Item, ...]
     last: int
     audio_ns: int
+    wires: tuple[str | bytes, ...] | None = None
 
 
 class Outbox:
@@ -156,7 +190,8 @@ class Outbox:
 
     def drop_oldest_audio(self) -> None:
         """Drop the oldest waiting audio until the budget holds; controls stay, in
-        order. For live input, while disconnected."""
+        order, and so does a resend (part of a session the provider resumes). For
+        live input, while disconnected."""
         if self._audio_ns <= self._max_audio_ns:
             return
         kept: collections.deque[_Item] = collections.deque()
@@ -178,6 +213,11 @@ class Outbox:
         first = self._items[0]
         if isinstance(first, _Again):
             return Peeked(first.control, 1, first_write=False)
+        if isinstance(first, _Resend):
+            frames = tuple(i for i in first.items if isinstance(i, AudioFrame))
+            control = next((i for i in first.items if not isinstance(i, AudioFrame)), None)
+            shown = FrameBatch(frames) if control is None else control
+            return Peeked(shown, 1, first_write=False, wires=first.wires)
         if not isinstance(first, AudioFrame):
             return Peeked(first, 1)
         run: list[AudioFrame] = []
@@ -187,16 +227,21 @@ class Outbox:
             run.append(item)
         return Peeked(FrameBatch(tuple(run)), len(run))
 
-    def pop(self, count: int, wires: int) -> None:
-        """The ``count`` items :meth:`peek` returned were written, as ``wires`` wire
-        messages. Kept until consumed if the connection retains, else delivered."""
-        items = tuple(self._items.popleft() for _ in range(count))
+    def pop(self, count: int, wires: int | Sequence[str | bytes]) -> None:
+        """The ``count`` items :meth:`peek` returned were written as ``wires`` (the
+        wire messages themselves, kept for a resend; or just how many there were).
+        Kept until consumed if the connection retains, else delivered."""
+        popped = [self._items.popleft() for _ in range(count)]
+        items: list[_Item] = []
+        for item in popped:  # a resend is its inputs again, once written
+            items.extend(item.items if isinstance(item, _Resend) else (item,))
         audio_ns = sum(_duration_ns(i) for i in items if isinstance(i, AudioFrame))
-        if self._retain and wires > 0:
-            self._next_index += wires
-            self._sent.append(_Sent(items, self._next_index - 1, audio_ns))
+        n = wires if isinstance(wires, int) else len(wires)
+        self._next_index += n
+        if self._retain and n > 0:
+            kept = None if isinstance(wires, int) else tuple(wires)
+            self._sent.append(_Sent(tuple(items), self._next_index - 1, audio_ns, kept))
         else:
-            self._next_index += wires
             self._audio_ns -= audio_ns
         self._lot.unpark_all()
 
@@ -207,6 +252,12 @@ class Outbox:
         while self._sent and self._sent[0].last <= last_index:
             self._audio_ns -= self._sent.popleft().audio_ns
             freed = True
+        if self._sent and self._sent[0].wires is not None:
+            head = self._sent[0]  # consumed up to a message inside it: keep the tail
+            assert head.wires is not None
+            first = head.last - len(head.wires) + 1
+            if last_index >= first:
+                head.wires = head.wires[last_index - first + 1 :]
         if freed:
             self._lot.unpark_all()
 
@@ -225,16 +276,33 @@ class Outbox:
         if resume:
             again: list[_Item] = []
             for sent in self._sent:
+                if sent.wires is not None:
+                    inputs = tuple(_unwrap(i) for i in sent.items)
+                    again.append(_Resend(inputs, sent.wires))
+                    continue
                 for item in sent.items:
                     if isinstance(item, AudioFrame | _Again):
                         again.append(item)
                     else:
-                        again.append(_Again(item))
+                        again.append(_Again(_unwrap(item)))
             self._items.extendleft(reversed(again))
         else:
             self._audio_ns -= sum(sent.audio_ns for sent in self._sent)
         self._sent.clear()
         self._retain = False
+        self._lot.unpark_all()
+
+    def forget_resends(self) -> None:
+        """Drop what waits to be written again (the provider refused to resume: a
+        fresh session gets the transcript through the instructions instead). It
+        counts as delivered, as after a connection that does not resume."""
+        kept: collections.deque[_Item] = collections.deque()
+        for item in self._items:
+            if isinstance(item, _Resend):
+                self._audio_ns -= item.audio_ns
+            elif not isinstance(item, _Again):
+                kept.append(item)
+        self._items = kept
         self._lot.unpark_all()
 
     # ----------------------------------------------------------------- waiting

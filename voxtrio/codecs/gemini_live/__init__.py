@@ -5,11 +5,13 @@
 * :class:`GeminiLiveCodec` -- the :class:`~voxtrio.codecs.wire.WireCodec`: 16 kHz
   input audio, 24 kHz reply audio, codec-assigned ids for user turns and replies,
   resumption handles with consumed indexes, goAway;
-* :class:`ToolCallCancelled` -- the provisional signal for ``toolCallCancellation``.
+* :class:`ToolCallCancelled` -- re-exported from :mod:`voxtrio.messages` (the event
+  ``toolCallCancellation`` becomes).
 
 Nothing here imports trio.
 """
 
+from ...messages import ToolCallCancelled
 from .codec import INPUT_MIME, MAX_AUDIO_MESSAGE_BYTES, GeminiLiveCodec
 from .config import (
     DEFAULT_BASE_URL,
@@ -20,7 +22,7 @@ from .config import (
     auth_headers,
     live_url,
 )
-from .decode import ToolCallCancelled, parse_duration_s
+from .decode import parse_duration_s
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -46,6 +46,7 @@ from ...messages import (
     ReplyTextDelta,
     ReplyTextDone,
     ToolCall,
+    ToolCallCancelled,
 )
 from ..wire import GoAway, LinkSignal, Ready, ResumptionHandle, excerpt
 from .config import GEMINI_OUTPUT_RATE
@@ -62,21 +63,6 @@ _QUIET_KEYS: Final = frozenset({"usageMetadata", "voiceActivityDetectionSignal",
 
 _RATE = re.compile(r"(?:^|;)\s*rate=(\d{3,6})\s*(?:;|$)")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
-
-
-@attrs.frozen
-class ToolCallCancelled(LinkSignal):
-    """The model withdrew tool calls it made; their results are no longer wanted.
-
-    Provisional: the vocabulary (``voxtrio.messages``) has no event for this yet, so
-    it travels as a link signal -- typed, but not forwarded by today's link. It
-    belongs in the :data:`~voxtrio.messages.Event` union.
-
-    Attributes:
-        call_ids: the ``ToolCall.call_id`` values cancelled.
-    """
-
-    call_ids: tuple[str, ...]
 
 
 class _Malformed(Exception):

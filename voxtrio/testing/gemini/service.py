@@ -98,11 +98,20 @@ class GeminiService:
     Args:
         sessions: where resumption handles live (shared across connections).
         binary: send JSON in binary frames (the real service does); else text.
+        refuse_resumption: close a ``setup`` that names a handle (1011), as the
+            service does with a handle it no longer holds.
     """
 
-    def __init__(self, *, sessions: GeminiSessions | None = None, binary: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: GeminiSessions | None = None,
+        binary: bool = True,
+        refuse_resumption: bool = False,
+    ) -> None:
         self.sessions = sessions if sessions is not None else GeminiSessions()
         self.binary = binary
+        self.refuse_resumption = refuse_resumption
         self.records: list[ClientRecord] = []
         self.setup: dict[str, Any] | None = None
         #: The handle the setup resumed (None: a new session).
@@ -158,7 +167,12 @@ class GeminiService:
         if problem is not None:
             return self._reject(index, obj, problem)
         self.records.append(ClientRecord(index, obj))
-        return self._encode(self._setup_complete()) if kind == "setup" else []
+        if kind != "setup":
+            return []
+        if self.refuse_resumption and (body.get("sessionResumption") or {}).get("handle"):
+            self.closed = CloseConnection(1011, "The session could not be resumed.")
+            return [self.closed]
+        return self._encode(self._setup_complete())
 
     def _reject(self, index: int, obj: dict[str, Any] | None, problem: str) -> list[Outgoing]:
         self.records.append(ClientRecord(index, obj, problem))

@@ -1,4 +1,5 @@
-"""One connection of the loopback server: wsproto over a trio TCP stream, driving a
+"""One connection of the loopback server: the shared websocket transport
+(:class:`~voxtrio.testing.wsserver.WsConnection`) driving a
 :class:`~voxtrio.testing.openai.service.FakeRealtimeService`.
 
 The connection owns the socket and the time; the service owns every decision. The
@@ -9,7 +10,6 @@ back in order, under one lock, so that nothing another task sends can come betwe
 
 from __future__ import annotations
 
-import contextlib
 import math
 import typing
 import urllib.parse
@@ -18,16 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import trio
-import wsproto
-import wsproto.utilities
-from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Ping, Request, TextMessage
+from wsproto.events import Request
 
+from ..wsserver import WsConnection
 from .events import error_event
 from .scripts import (
     ClientEventRecord,
     Close,
-    CloseKind,
     ConnectionScript,
     Drop,
     LoopbackClosedError,
@@ -44,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["LoopbackClosedError", "LoopbackConnection"]
 
 
-class LoopbackConnection:
+class LoopbackConnection(WsConnection):
     """One client connection to the loopback server, and the handle to script it.
 
     Attributes:
@@ -66,32 +63,16 @@ class LoopbackConnection:
         script: ConnectionScript,
         request: Request | None,
     ) -> None:
-        self.server = server
-        self.index = index
+        super().__init__(server, index, request)
+        self.server: OpenAILoopback = server
+        self.max_message_bytes = server.max_message_bytes
         self.script = script
-        self.path = request.target if request is not None else ""
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         self.model: str | None = query.get("model", [None])[0]
-        self._headers: list[tuple[bytes, bytes]] = (
-            list(request.extra_headers) if request is not None else []
-        )
         self.service = FakeRealtimeService(
             script, model=self.model, index=index, shared=server.counters, now=trio.current_time()
         )
-        self.rejected_status: int | None = None
-        self.sent: list[str | bytes] = []
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
-        self.closed_by: CloseKind | None = None
-        self.closed = trio.Event()
-        self._done = trio.Event()  # the TCP stream is closed
-        self._ws: wsproto.WSConnection | None = None
-        self._stream: trio.SocketStream | None = None
-        self._send_lock = trio.Lock()
-        self._readable = trio.Event()
-        self._readable.set()
         self._rescheduled = trio.Event()  # the service may have a new wake-up time
-        self._scope = trio.CancelScope()
 
     def __repr__(self) -> str:
         return (
@@ -105,14 +86,6 @@ class LoopbackConnection:
     def authorization(self) -> str | None:
         """The ``Authorization`` header the client sent (it holds a key: never log it)."""
         return self.header("authorization")
-
-    def header(self, name: str) -> str | None:
-        """A request header by case-insensitive name."""
-        wanted = name.lower().encode("ascii")
-        for key, value in self._headers:
-            if key.lower() == wanted:
-                return value.decode("latin-1")
-        return None
 
     @property
     def events(self) -> list[ClientEventRecord]:
@@ -146,10 +119,6 @@ class LoopbackConnection:
         """The parsed client events of type ``kind``, in order."""
         return self.service.events_of(kind)
 
-    @property
-    def is_open(self) -> bool:
-        return self._ws is not None and self._ws.state is ConnectionState.OPEN
-
     async def wait_for_messages(self, n: int) -> None:
         """Wait until ``n`` client messages were received (or the connection ended)."""
         await self.server.wait_until(lambda: len(self.events) >= n or self.closed.is_set())
@@ -169,9 +138,6 @@ class LoopbackConnection:
                 f"connection {self.index} closed after {len(found)} {kind} event(s)"
             )
         return found[count - 1]
-
-    async def wait_closed(self) -> None:
-        await self.closed.wait()
 
     # ------------------------------------------------------------- scripting
 
@@ -217,39 +183,6 @@ class LoopbackConnection:
             raise LoopbackClosedError(f"connection {self.index} closed during the reply")
         return response_id
 
-    async def drop(self) -> None:
-        """Close the TCP connection now, without a close frame (like a network
-        failure). Whatever the client sent that was not read yet is lost."""
-        if self.closed.is_set():
-            return
-        self._finish("dropped", 1006, "dropped by the loopback server")
-        self._scope.cancel()
-        await self._done.wait()
-
-    async def close(
-        self, code: int = 1011, reason: str = "loopback close", *, timeout_s: float = 5.0
-    ) -> None:
-        """Send a close frame and record everything the client sends until its close
-        reply (nothing is lost); returns once the connection is over. A client that
-        does not reply within ``timeout_s`` is dropped."""
-        async with self._send_lock:
-            await self._close_locked(code, reason)
-        with trio.move_on_after(timeout_s):
-            await self._done.wait()
-        if not self._done.is_set():
-            self._finish("dropped", 1006, "no close reply: dropped")
-            self._scope.cancel()
-            await self._done.wait()
-
-    def stall(self) -> None:
-        """Stop reading: the client's messages pile up in the socket buffers."""
-        if self._readable.is_set():
-            self._readable = trio.Event()
-
-    def resume(self) -> None:
-        """Read again after :meth:`stall`."""
-        self._readable.set()
-
     # ------------------------------------------------------------- transport
 
     async def _emit_or_raise(self, outputs: Sequence[ServiceOutput]) -> None:
@@ -284,68 +217,6 @@ class LoopbackConnection:
         self._rescheduled.set()
         return ok
 
-    async def _send_locked(self, data: str | bytes) -> bool:
-        ws, stream = self._ws, self._stream
-        if ws is None or stream is None or ws.state is not ConnectionState.OPEN:
-            return False
-        frame = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
-        payload = ws.send(frame)
-        self.sent.append(data)
-        try:
-            await stream.send_all(payload)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._finish("network", 1006, "send failed")
-            return False
-        return True
-
-    async def _close_locked(self, code: int, reason: str) -> None:
-        ws, stream = self._ws, self._stream
-        if ws is None or stream is None or ws.state is not ConnectionState.OPEN:
-            return
-        payload = ws.send(CloseConnection(code=code, reason=reason))
-        self.close_code, self.close_reason = code, reason
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.send_all(payload)
-        self.server._changed()
-
-    async def _send_control(self, payload: bytes) -> None:
-        stream = self._stream
-        assert stream is not None
-        async with self._send_lock:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await stream.send_all(payload)
-
-    def _finish(self, by: CloseKind, code: int | None, reason: str | None) -> None:
-        if self.closed.is_set():
-            return
-        self.closed_by = by
-        if self.close_code is None or by in ("dropped", "network"):
-            self.close_code, self.close_reason = code, reason
-        self.closed.set()
-        self.server._changed()
-
-    async def _serve(self, ws: wsproto.WSConnection, stream: trio.SocketStream) -> None:
-        """Run the accepted connection until it closes, is dropped or cancelled."""
-        self._ws, self._stream = ws, stream
-        try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    if self.script.close_at_once is None:  # else: not a word
-                        await self._emit(self.service.start())
-                    nursery.start_soon(self._pace)
-                    await self._read_loop(ws, stream)
-                    nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                if self.server._shutting_down and ws.state is ConnectionState.OPEN:
-                    with trio.move_on_after(0.5):
-                        async with self._send_lock:
-                            await self._close_locked(1001, "loopback server shutting down")
-                    self._finish("shutdown", 1001, "loopback server shutting down")
-                await trio.aclose_forcefully(stream)
-                self._finish("network", 1006, "connection ended")
-                self._done.set()
-
     async def _pace(self) -> None:
         """Give the service the time whenever it has a step due (paced replies)."""
         while True:
@@ -358,57 +229,17 @@ class LoopbackConnection:
                 await self._emit(outputs)
                 self.server._changed()
 
-    async def _read_loop(self, ws: wsproto.WSConnection, stream: trio.SocketStream) -> None:
-        parts: list[str | bytes] = []
-        size = 0
-        limit = self.server.max_message_bytes
-        while True:
-            await self._readable.wait()
-            try:
-                data = await stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._finish("network", 1006, "connection lost")
-                return
-            if not data:
-                self._finish("network", 1006, "the client closed TCP without a close frame")
-                return
-            try:
-                ws.receive_data(data)
-            except wsproto.utilities.RemoteProtocolError as exc:
-                self._finish("network", 1002, f"websocket protocol error: {exc}")
-                return
-            for event in ws.events():
-                if isinstance(event, TextMessage | BytesMessage):
-                    piece = event.data if isinstance(event.data, str) else bytes(event.data)
-                    parts.append(piece)
-                    size += len(piece)
-                    if size > limit:
-                        async with self._send_lock:
-                            await self._close_locked(1009, f"message over {limit} bytes")
-                        self._finish("server", 1009, "message too big")
-                        return
-                    if event.message_finished:
-                        joined: str | bytes = (
-                            "".join(typing.cast("list[str]", parts))
-                            if isinstance(event, TextMessage)
-                            else b"".join(typing.cast("list[bytes]", parts))
-                        )
-                        parts, size = [], 0
-                        await self._readable.wait()  # a stall takes effect between messages
-                        outputs = self.service.receive(joined, now=trio.current_time())
-                        if self.script.close_at_once is not None:  # never a reply
-                            outputs = [Close(self.script.close_at_once, "scripted hang-up")]
-                        self.server._changed()
-                        await self._emit(outputs)
-                        if self._scope.cancel_called:
-                            return
-                elif isinstance(event, Ping):
-                    await self._send_control(ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    if ws.state is ConnectionState.REMOTE_CLOSING:  # the client closed
-                        await self._send_control(ws.send(event.response()))
-                        self.close_code, self.close_reason = event.code, event.reason
-                        self._finish("client", event.code, event.reason)
-                    else:  # the reply to our close
-                        self._finish("server", self.close_code, self.close_reason)
-                    return
+    async def _run_open(self) -> None:
+        async with trio.open_nursery() as nursery:
+            if self.script.close_at_once is None:  # else: not a word
+                await self._emit(self.service.start())
+            nursery.start_soon(self._pace)
+            await self._read_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _on_message(self, data: str | bytes) -> None:
+        outputs = self.service.receive(data, now=trio.current_time())
+        if self.script.close_at_once is not None:  # never a reply
+            outputs = [Close(self.script.close_at_once, "scripted hang-up")]
+        self.server._changed()
+        await self._emit(outputs)

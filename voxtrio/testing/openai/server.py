@@ -1,10 +1,8 @@
-"""The loopback OpenAI Realtime server: a trio TCP listener on 127.0.0.1 whose
-connections (:class:`~voxtrio.testing.openai.connection.LoopbackConnection`) speak
-wsproto and are answered by the sans-IO fake service.
-
-wsproto is driven directly over the TCP stream (rather than trio-websocket's server)
-so that the server owns the stream: that is what makes a true drop, a stall at the
-socket, and a close that loses nothing possible.
+"""The loopback OpenAI Realtime server: the shared websocket transport
+(:mod:`voxtrio.testing.wsserver`) on 127.0.0.1, whose connections
+(:class:`~voxtrio.testing.openai.connection.LoopbackConnection`) are answered by the
+sans-IO fake service. This module adds only what is OpenAI's: the path, the
+``model`` query, the key check and the JSON body of a refused handshake.
 """
 
 from __future__ import annotations
@@ -12,22 +10,20 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
 import numpy as np
-import trio
-import wsproto
-import wsproto.utilities
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.events import Request
 
+from ..wsserver import Rejection, WsServer, serve_ws
 from .connection import LoopbackClosedError, LoopbackConnection
 from .scripts import ConnectionScript, SharedCounters
 
 __all__ = ["LoopbackClosedError", "LoopbackConnection", "OpenAILoopback", "open_openai_loopback"]
 
 
-class OpenAILoopback:
+class OpenAILoopback(WsServer[LoopbackConnection]):
     """The running loopback server (see :func:`open_openai_loopback`).
 
     Attributes:
@@ -57,15 +53,12 @@ class OpenAILoopback:
         self.scripts: list[ConnectionScript] = list(scripts)
         self.default_script = default_script or ConnectionScript()
         self.api_key = api_key
+        super().__init__()
         self.max_message_bytes = max_message_bytes
         self.handshake_timeout_s = handshake_timeout_s
-        self.connections: list[LoopbackConnection] = []
         #: ids, canned transcripts and internal errors, shared by the connections
         self.counters = SharedCounters()
         self.internal_errors: list[str] = self.counters.internal_errors
-        self.port = 0
-        self._lot = trio.lowlevel.ParkingLot()
-        self._shutting_down = False
 
     def __repr__(self) -> str:
         return f"OpenAILoopback(url={self.url!r}, connections={len(self.connections)})"
@@ -82,10 +75,6 @@ class OpenAILoopback:
     def all_audio(self) -> np.ndarray:
         """All input audio received, across connections, in order."""
         return np.concatenate([np.zeros((0, 1), np.int16), *self.audio])
-
-    @property
-    def accepted(self) -> list[LoopbackConnection]:
-        return [c for c in self.connections if c.rejected_status is None]
 
     @property
     def current(self) -> LoopbackConnection:
@@ -108,30 +97,32 @@ class OpenAILoopback:
             if r.event is not None and (kind is None or r.type == kind)
         ]
 
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds; it is re-checked on every change (a
-        connection, a message, a close)."""
-        while not predicate():
-            await self._lot.park()
-
-    async def wait_for_connection(self, n: int = 1) -> LoopbackConnection:
-        """Wait for the ``n``-th accepted connection and return it."""
-        await self.wait_until(lambda: len(self.accepted) >= n)
-        return self.accepted[n - 1]
-
     async def drop(self) -> None:
         """Drop the latest connection (see :meth:`LoopbackConnection.drop`)."""
         await self.current.drop()
 
-    def _changed(self) -> None:
-        self._lot.unpark_all()
-
     def _script_for(self, index: int) -> ConnectionScript:
         return self.scripts[index] if index < len(self.scripts) else self.default_script
 
-    def _rejection(
-        self, conn: LoopbackConnection, script: ConnectionScript
-    ) -> tuple[int, str, str] | None:
+    def _connection(self, index: int, request: Request) -> LoopbackConnection:
+        return LoopbackConnection(self, index, self._script_for(index), request)
+
+    def _rejection(self, conn: LoopbackConnection) -> Rejection | None:
+        refused = self._refusal(conn)
+        if refused is None:
+            return None
+        status, code, message = refused
+        body = json.dumps(
+            {"error": {"type": "invalid_request_error", "code": code, "message": message}}
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        return status, headers, body
+
+    def _refusal(self, conn: LoopbackConnection) -> tuple[int, str, str] | None:
+        script = conn.script
         if script.reject_status is not None:
             return (
                 script.reject_status,
@@ -151,57 +142,6 @@ class OpenAILoopback:
         if self.api_key is not None and conn.authorization != f"Bearer {self.api_key}":
             return 401, "invalid_api_key", "Incorrect API key provided."
         return None
-
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        request: Request | None = None
-        try:
-            with trio.move_on_after(self.handshake_timeout_s):
-                while request is None:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        break
-                    ws.receive_data(data)
-                    for event in ws.events():
-                        if isinstance(event, Request):
-                            request = event
-                            break
-            if request is None:
-                return
-            index = len(self.connections)
-            script = self._script_for(index)
-            conn = LoopbackConnection(self, index, script, request)
-            self.connections.append(conn)
-            self._changed()
-            rejection = self._rejection(conn, script)
-            if rejection is not None:
-                status, code, message = rejection
-                conn.rejected_status = status
-                body = json.dumps(
-                    {"error": {"type": "invalid_request_error", "code": code, "message": message}}
-                ).encode()
-                headers = [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ]
-                await stream.send_all(
-                    ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-                    + ws.send(RejectData(data=body, body_finished=True))
-                )
-                conn._finish("server", None, f"handshake rejected with {status}")
-                conn._done.set()
-                return
-            await stream.send_all(ws.send(AcceptConnection()))
-            await conn._serve(ws, stream)
-        except (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            wsproto.utilities.RemoteProtocolError,
-        ):
-            pass
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
 
 
 @contextlib.asynccontextmanager
@@ -229,12 +169,5 @@ async def open_openai_loopback(
         api_key=api_key,
         max_message_bytes=max_message_bytes,
     )
-    async with trio.open_nursery() as nursery:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        server.port = listeners[0].socket.getsockname()[1]
-        await nursery.start(trio.serve_listeners, server._handle, listeners)
-        try:
-            yield server
-        finally:
-            server._shutting_down = True
-            nursery.cancel_scope.cancel()
+    async with serve_ws(server):
+        yield server

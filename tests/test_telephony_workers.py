@@ -1,0 +1,185 @@
+"""Scale-out for real: two `voxtrio serve` worker processes sharing one PostgreSQL
+(the test cluster in VOXTRIO_TEST_PG_DSN) and one loopback provider in this process.
+A call that drops on worker A and comes back to worker B continues the conversation;
+a bounded load run with random drops loses no turn."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+import voxtrio
+from voxtrio.codecs.transcript import AssistantItem, UserItem
+from voxtrio.testing import ConnectionScript, OpenAILoopback, open_openai_loopback
+from voxtrio.testing.telephony import TelephonyCall, open_telephony_call, wav_to_mulaw
+
+from .telephony_helpers import HELLO
+
+pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[1]
+UTTERANCE = wav_to_mulaw(HELLO)
+REPLY_MS = 400
+
+
+@contextlib.asynccontextmanager
+async def worker_process(
+    dsn: str, loopback: OpenAILoopback
+) -> AsyncIterator[tuple[str, trio.Process]]:
+    """A `voxtrio serve` subprocess and its media-stream URL; SIGTERM at the end, after
+    which it must exit 0 (drained)."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        VOXTRIO_DB=dsn,  # the DSN (with its password) stays out of argv
+        OPENAI_API_KEY="test",
+    )
+    cmd = [sys.executable, "-m", "voxtrio", "serve", "--port", "0", "--max-calls", "50",
+           "--provider", "openai", "--base-url", loopback.url, "--drain-timeout", "5"]
+    proc = await trio.lowlevel.open_process(cmd, env=env, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = await proc.stdout.receive_some(1)
+            assert chunk, "the worker exited before listening"
+            line += chunk
+        assert line.startswith(b"listening ws://"), line
+        yield line.split()[1].decode(), proc
+        proc.terminate()  # SIGTERM: drain
+        with trio.fail_after(15):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def worker(dsn: str, loopback: OpenAILoopback) -> AsyncIterator[str]:
+    async with worker_process(dsn, loopback) as (url, _):
+        yield url
+
+
+async def one_turn(call: TelephonyCall) -> None:
+    """Say the utterance and wait for the whole (400 ms) reply to come back."""
+    before = call.media_bytes
+    await call.send_audio(UTTERANCE, realtime=False)
+    await call.send_silence(0.6, realtime=False)
+    await call.wait_for(lambda c: c.media_bytes - before >= 8 * REPLY_MS)
+
+
+def turns(dsn: str, sid: str) -> tuple[list[str], list[str]]:
+    with voxtrio.PostgresTranscriptStore(dsn) as store:
+        items = store.items(sid)
+    return (
+        [i.text for i in items if isinstance(i, UserItem)],
+        [i.text for i in items if isinstance(i, AssistantItem)],
+    )
+
+
+async def test_a_call_dropped_on_worker_a_continues_on_worker_b(pg_dsn: str) -> None:
+    with trio.fail_after(60):
+        said = f"my order number is {uuid.uuid4().hex[:6]}"
+        script = ConnectionScript(reply_ms=REPLY_MS, transcripts=(said, "and thanks"))
+        call_sid = f"CA{uuid.uuid4().hex}"
+        async with open_openai_loopback(default_script=script, api_key="test") as loopback, \
+                worker(pg_dsn, loopback) as url_a, worker(pg_dsn, loopback) as url_b:
+            async with open_telephony_call(url_a, call_sid=call_sid) as call:
+                await one_turn(call)
+                await call.drop()
+            dropped_at = trio.current_time()
+            async with open_telephony_call(url_b, call_sid=call_sid) as call:
+                conn = await loopback.wait_for_connection(2)
+                await loopback.wait_until(lambda: bool(conn.instructions))
+                resumed_s = trio.current_time() - dropped_at
+                # B's first session.update carries A's turns.
+                first = conn.instructions[0]
+                assert said in first
+                assert "Hello from the loopback provider." in first
+                await one_turn(call)
+                await call.hang_up()
+        print(f"\nresume across workers: {resumed_s * 1000:.0f} ms (drop -> B's session.update)")
+        user, assistant = turns(pg_dsn, call_sid)
+        assert user == [said, "and thanks"]
+        assert len(assistant) == 2
+        assert not loopback.internal_errors
+
+
+async def test_load_run_over_two_workers_with_random_drops(pg_dsn: str) -> None:
+    calls, rng = 20, random.Random(14)
+    with trio.fail_after(120):
+        async with open_openai_loopback(
+            default_script=ConnectionScript(reply_ms=REPLY_MS), api_key="test"
+        ) as loopback, worker(pg_dsn, loopback) as url_a, worker(pg_dsn, loopback) as url_b:
+            urls = [url_a, url_b]
+            plan = {f"CA{uuid.uuid4().hex}": rng.random() < 0.4 for _ in range(calls)}
+            resumes: list[float] = []
+
+            async def one_call(sid: str, drops: bool) -> None:
+                first = rng.randrange(2)
+                async with open_telephony_call(urls[first], call_sid=sid) as call:
+                    await one_turn(call)
+                    if drops:
+                        await call.drop()
+                    else:
+                        await call.hang_up()
+                if drops:
+                    t = trio.current_time()
+                    async with open_telephony_call(urls[1 - first], call_sid=sid) as call:
+                        await one_turn(call)
+                        resumes.append(trio.current_time() - t)
+                        await call.hang_up()
+
+            started = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                for sid, drops in plan.items():
+                    nursery.start_soon(one_call, sid, drops)
+            elapsed = trio.current_time() - started
+        for sid, drops in plan.items():
+            user, assistant = turns(pg_dsn, sid)
+            expected = 2 if drops else 1
+            assert len(user) == expected, (sid, user)
+            assert len(assistant) == expected, (sid, assistant)
+        assert not loopback.internal_errors
+        print(f"\nload: {calls} calls ({sum(plan.values())} dropped and resumed) "
+              f"in {elapsed:.1f} s over 2 workers")
+
+
+
+async def test_sigterm_drains_a_worker_and_lets_the_live_call_finish(pg_dsn: str) -> None:
+    with trio.fail_after(60):
+        call_sid = f"CA{uuid.uuid4().hex}"
+        async with open_openai_loopback(
+            default_script=ConnectionScript(reply_ms=REPLY_MS), api_key="test"
+        ) as loopback, worker_process(pg_dsn, loopback) as (url, proc), open_telephony_call(
+            url, call_sid=call_sid
+        ) as live:
+            await one_turn(live)
+            proc.terminate()  # SIGTERM while the call is live
+            assert proc.stdout is not None
+            said = b""
+            while b"\n" not in said:
+                said += await proc.stdout.receive_some(1)
+            assert said.startswith(b"draining: 1 live calls"), said
+            # The listener is closed: a new call is refused by the kernel.
+            host, port = url.removeprefix("ws://").split("/")[0].split(":")
+            with pytest.raises(OSError, match="failed"):
+                await trio.open_tcp_stream(host, int(port))
+            await one_turn(live)  # the live call goes on
+            await live.hang_up()
+            assert live.close_code == 1000
+            with trio.fail_after(15):
+                assert await proc.wait() == 0
+        user, assistant = turns(pg_dsn, call_sid)
+        assert len(user) == 2
+        assert len(assistant) == 2
