@@ -25,8 +25,10 @@ from .errors import (
 )
 from .messages import (
     AudioDropped,
+    DtmfReceived,
     ErrorEvent,
     Event,
+    InputIdleTimeout,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     InputTranscriptionFailed,
@@ -69,9 +71,11 @@ __all__ = [
     "AudioFrame",
     "ByteStreamCapture",
     "Capabilities",
+    "DtmfReceived",
     "ErrorEvent",
     "Event",
     "GeminiLive",
+    "InputIdleTimeout",
     "InputTranscriptionCompleted",
     "InputTranscriptionDelta",
     "InputTranscriptionFailed",

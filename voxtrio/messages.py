@@ -35,10 +35,12 @@ __all__ = [
     "Control",
     "ConvertInput",
     "CreateReply",
+    "DtmfReceived",
     "EndOfInput",
     "ErrorEvent",
     "Event",
     "FrameBatch",
+    "InputIdleTimeout",
     "InputTranscriptionCompleted",
     "InputTranscriptionDelta",
     "InputTranscriptionFailed",
@@ -327,6 +329,32 @@ class SendText:
     item_id: str | None = None
 
 
+# ------------------------------------------------------- telephony and idle events
+
+
+@attrs.frozen
+class DtmfReceived:
+    """The caller pressed a telephone key (a DTMF tone on a SIP call).
+
+    ``digit`` is the key as the provider names it (``0``-``9``, ``*``, ``#``,
+    ``A``-``D``); ``received_at_s`` the provider's Unix time of it, when given.
+    """
+
+    digit: str
+    received_at_s: int | None = None
+
+
+@attrs.frozen
+class InputIdleTimeout:
+    """The provider's idle timeout fired: no speech for the configured time.
+
+    The provider commits the silent stretch as a turn and usually replies (a
+    prompt to go on, say). ``item_id`` names that turn when the provider gives it.
+    """
+
+    item_id: str | None = None
+
+
 Event: TypeAlias = (
     ErrorEvent
     | SessionConnected
@@ -351,6 +379,8 @@ Event: TypeAlias = (
     | SendText
     | AudioDropped
     | SubscriberLagged
+    | DtmfReceived
+    | InputIdleTimeout
 )
 
 

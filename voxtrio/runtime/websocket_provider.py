@@ -20,6 +20,7 @@ import trio
 from ..actors import link
 from ..actors.base import InstructionsSource
 from ..actors.link import ConnectTarget, ReconnectPolicy
+from ..actors.link.guard import check_cleartext
 from ..audio import AudioFormat, FrameMs, frame_fraction
 from ..codecs.wire import Capabilities, WireCodec
 from ..errors import MissingApiKeyError
@@ -141,9 +142,12 @@ class ApiKeyProvider(WebsocketProvider):
         reconnect, seed, input_frame_ms: as for :class:`WebsocketProvider`.
         ssl_context: for ``wss://`` (a verifying default context when None).
         max_message_size: the largest server message accepted, in bytes (>= 1024).
+        allow_insecure: accept ``ws://`` to a non-loopback host (the key then
+            travels unencrypted; see :mod:`voxtrio.actors.link.guard`).
 
     Raises:
-        ValueError: a malformed ``api_key`` or an invalid option, at construction.
+        ValueError: a malformed ``api_key``, an invalid option, or a ``ws://`` URL
+            to a non-loopback host without ``allow_insecure``, at construction.
     """
 
     def __init__(
@@ -159,9 +163,11 @@ class ApiKeyProvider(WebsocketProvider):
         reconnect: ReconnectPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 16 * 1024 * 1024,
+        allow_insecure: bool = False,
         seed: int | None = None,
         input_frame_ms: FrameMs = 20,
     ) -> None:
+        check_cleartext(url, allow_insecure)
         if api_key is not None:
             auth_headers(api_key)  # a malformed key fails here (without echoing it)
         if isinstance(max_message_size, bool) or not (
@@ -183,6 +189,7 @@ class ApiKeyProvider(WebsocketProvider):
         self._missing_key = missing_key
         self._ssl_context = ssl_context
         self._max_message_size = max_message_size
+        self._allow_insecure = allow_insecure
 
     def check(self) -> None:
         """Fail now, with a clear message, if the session could not connect.
@@ -211,4 +218,5 @@ class ApiKeyProvider(WebsocketProvider):
             secrets=(key,),
             ssl_context=self._ssl_context,
             max_message_size=self._max_message_size,
+            allow_insecure=self._allow_insecure,
         )

@@ -66,6 +66,11 @@ class ConnectionScript:
         close_after: send a close frame with ``close_code`` after this many client
             messages (nothing the client sent before it saw the close is lost).
         close_code: the close code for ``close_after``.
+        close_at_once: accept the handshake and say nothing (no
+            ``session.created``); send a close frame with this code as soon as the
+            client's first message arrives. A server that accepts and hangs up at
+            once, after the client configured the session: the provider never
+            confirms the connection.
         stall_after: stop reading after this many client messages (until
             :meth:`LoopbackConnection.resume`).
         vad: run the energy VAD when the session's turn detection is on.
@@ -89,6 +94,7 @@ class ConnectionScript:
     drop_after: int | None = None
     close_after: int | None = None
     close_code: int = 1011
+    close_at_once: int | None = None
     stall_after: int | None = None
     vad: bool = True
     vad_rms_threshold: float = 500.0
@@ -108,6 +114,10 @@ class ConnectionScript:
             value = getattr(self, name)
             if value is not None and (not is_int(value) or value < 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if self.close_at_once is not None and not (
+            is_int(self.close_at_once) and 1000 <= self.close_at_once <= 4999
+        ):
+            raise ValueError(f"close_at_once must be a close code, got {self.close_at_once!r}")
         if self.reply_ms < 0 or self.reply_chunk_ms < 1:
             raise ValueError("reply_ms must be >= 0 and reply_chunk_ms >= 1")
         for n, _ in self.send_after:
