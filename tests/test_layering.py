@@ -22,10 +22,12 @@ ROOT = Path(voxtrio.__file__).parent
 FLOORS = {
     "audio": 0,
     "errors": 0,
+    "function_tool": 0,  # a tool's declaration: attrs only; messages and codecs name it
     "messages": 1,
     "codecs": 2,
     "stores": 3,
     "actors": 4,
+    "tools": 4,  # @voxtrio.tool: declarations (floor 0) plus calling under trio
     "runtime": 5,
     "providers": 6,
     "testing": 6,

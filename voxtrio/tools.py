@@ -30,7 +30,7 @@ import pydantic
 import pydantic_core
 import trio
 
-from .codecs.openai_realtime.config import FunctionTool
+from .function_tool import FunctionTool
 
 __all__ = ["FunctionTool", "Tool", "ToolArgumentsError", "tool"]
 
