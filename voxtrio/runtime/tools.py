@@ -23,7 +23,6 @@ codecs declare them on every (re)connect.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 from collections.abc import Awaitable, Callable, Iterable
@@ -156,8 +155,7 @@ def link_provider(provider: Provider, tools: tuple[Tool, ...]) -> tuple[Provider
         if tools and not provider.capabilities.session_update:
             raise UnsupportedError(f"the {provider.name} provider cannot be given tools")
         return provider, settings
-    # The factory the link calls per connection (a private of the same package).
-    factory: Callable[[], WireCodec] = provider._codec_factory
+    factory = provider.codec_factory
     probe = factory()
     settings = SessionTools(_provider_tools(probe), tools)
     if not _can_retool(probe):
@@ -170,9 +168,7 @@ def link_provider(provider: Provider, tools: tuple[Tool, ...]) -> tuple[Provider
         return _retooled(factory(), settings.declared)
 
     make_codec()  # fails now, at open_session, if it ever would
-    linked = copy.copy(provider)
-    linked._codec_factory = make_codec
-    return linked, settings
+    return provider.with_codec_factory(make_codec), settings
 
 
 def _error_output(message: str) -> str:

@@ -11,9 +11,11 @@ that ``open_session`` runs, so a new provider is a codec and a target, nothing e
 
 from __future__ import annotations
 
+import copy
 import os
 import ssl
 from collections.abc import Callable
+from typing import Self
 
 import trio
 
@@ -70,6 +72,18 @@ class WebsocketProvider:
 
     def __repr__(self) -> str:
         return f"WebsocketProvider({self._name!r}, codec={type(self._codec).__name__})"
+
+    @property
+    def codec_factory(self) -> Callable[[], WireCodec]:
+        """What makes the codec of each connection."""
+        return self._codec_factory
+
+    def with_codec_factory(self, factory: Callable[[], WireCodec]) -> Self:
+        """A copy of this provider whose connections use codecs from ``factory``;
+        everything else (target, key, policy) is shared. This provider is unchanged."""
+        twin = copy.copy(self)
+        twin._codec_factory = factory
+        return twin
 
     @property
     def name(self) -> str:
