@@ -7,6 +7,12 @@ numbers are the client's cost: JSON + base64 encoding, websocket framing and the
 loopback), next to the same session with the in-process ``RecordingProvider`` (no
 wire at all) in the same run. Each path's best run is reported.
 
+A third path runs the same counting server in **another process**, so this process's
+CPU time (``getrusage``: user + system) over the session is the client's alone:
+``client us/frame`` is the load-robust figure (on a shared machine wall time swings
+with other work; the CPU a session burns much less). For instruction counts, run this
+path under ``valgrind --tool=callgrind`` (see ``benchmarks/README.md``).
+
 A run is timed from entering ``open_session`` until the server has every sample (the
 client's ``input_audio_buffer.commit`` after the last append arrived). Columns:
 output frames per second, times realtime, the ratio to the in-process session, and
@@ -16,11 +22,17 @@ whether every sample arrived exactly (count checked against the one-shot convers
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import json
 import math
+import resource
+import subprocess
+import sys
 import time
+from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 
 import trio
 import trio_websocket
@@ -30,10 +42,12 @@ from benchmarks.results import Table
 from voxtrio import OpenAIRealtime
 from voxtrio.actors.capture import ArrayCapture
 from voxtrio.codecs.convert import convert_oneshot
+from voxtrio.messages import ErrorEvent
 from voxtrio.runtime import open_session
 from voxtrio.testing.inprocess import RecordingProvider
 
 FRAME_MS = 20
+ROOT = str(Path(__file__).resolve().parents[1])  # for the server's child process
 
 
 class CountingServer:
@@ -66,6 +80,74 @@ class CountingServer:
             pass
 
 
+DONE = "bench_done"  # the code of the error event the other-process server answers a commit with
+
+
+async def _remote_handler(request: trio_websocket.WebSocketRequest) -> None:
+    """The counting server of the other process: on a commit it answers with an
+    ``error`` event carrying ``DONE`` and the sample count (an event the codec decodes,
+    so the client sees that the server has every sample)."""
+    ws = await request.accept()
+    await ws.send_message(json.dumps({"type": "session.created", "event_id": "e0"}))
+    samples = 0
+    with contextlib.suppress(trio_websocket.ConnectionClosed):
+        while True:
+            event = json.loads(await ws.get_message())
+            if event.get("type") == "input_audio_buffer.append":
+                samples += len(base64.b64decode(event["audio"])) // 2
+            elif event.get("type") == "input_audio_buffer.commit":
+                error = {"message": str(samples), "code": DONE}
+                await ws.send_message(json.dumps({"type": "error", "error": error}))
+                samples = 0
+
+
+async def _serve_remote() -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio_websocket.serve_websocket, _remote_handler, "127.0.0.1", 0, None)
+        )
+        print(listeners.port, flush=True)
+
+
+async def run_client_only(url: str, pcm: Int16) -> tuple[float, float, int]:
+    """One session against the other process's server: (wall s, CPU s, samples)."""
+    provider = OpenAIRealtime(
+        model="gpt-realtime", api_key="bench-key", base_url=url, turn_detection=None
+    )
+    capture = ArrayCapture(pcm, SOURCE)
+    got = ErrorEvent("", code=None)
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    async with open_session(provider, capture=capture, realtime_playback=False) as session:
+        async for event in session.subscribe():
+            if isinstance(event, ErrorEvent) and event.code == DONE:
+                got = event
+                break
+        elapsed, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+        await session.aclose()
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return elapsed, cpu, int(got.message or 0)
+
+
+@contextlib.asynccontextmanager
+async def remote_server() -> AsyncIterator[str]:
+    """The counting server in a child process; yields its URL."""
+    code = f"import sys; sys.path.insert(0, {ROOT!r}); import trio; "
+    code += "from benchmarks.bench_link import _serve_remote; trio.run(_serve_remote)"
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, [sys.executable, "-c", code], stdout=subprocess.PIPE,
+                    check=False)
+        )
+        assert process.stdout is not None
+        line = b""
+        while not line.endswith(b"\n"):
+            line += await process.stdout.receive_some(64)
+        try:
+            yield f"ws://127.0.0.1:{int(line)}/v1/realtime"
+        finally:
+            process.kill()
+
+
 async def run_over_websocket(server: CountingServer, url: str, pcm: Int16) -> tuple[float, int]:
     server.reset()
     provider = OpenAIRealtime(
@@ -95,20 +177,25 @@ async def measure(seconds: float, repeats: int) -> Table:
     pcm = make_input(seconds)
     expected = convert_oneshot(pcm, SOURCE, TARGET).shape[0]
     server = CountingServer()
-    async with trio.open_nursery() as nursery:
+    names = ("websocket", "in-process", "client only")
+    best = dict.fromkeys(names, math.inf)
+    samples = dict.fromkeys(names, 0)
+    best_cpu = math.inf
+    async with trio.open_nursery() as nursery, remote_server() as remote_url:
         listener = await nursery.start(
             partial(trio_websocket.serve_websocket, server.handler, "127.0.0.1", 0, None)
         )
         url = f"ws://127.0.0.1:{listener.port}/v1/realtime"
-        best = {"websocket": math.inf, "in-process": math.inf}
-        samples = {"websocket": 0, "in-process": 0}
         for _ in range(repeats):
-            for name in best:
+            for name in names:
                 gc.collect()
                 if name == "websocket":
                     elapsed, got = await run_over_websocket(server, url, pcm)
-                else:
+                elif name == "in-process":
                     elapsed, got = await run_in_process(pcm)
+                else:
+                    elapsed, cpu, got = await run_client_only(remote_url, pcm)
+                    best_cpu = min(best_cpu, cpu)
                 best[name] = min(best[name], elapsed)
                 samples[name] = got
         nursery.cancel_scope.cancel()
@@ -118,7 +205,7 @@ async def measure(seconds: float, repeats: int) -> Table:
         f"input: {seconds:g} s of 48 kHz stereo -> 24 kHz mono {FRAME_MS} ms frames "
         f"({expected} samples, {frames} frames); best of {repeats} runs"
     )
-    header = f"{'session path':44s} {'frames/s':>9s} {'x RT':>6s} {'x in-proc':>9s} {'ok':>3s}"
+    header = f"{'session path':50s} {'frames/s':>9s} {'x RT':>6s} {'x in-proc':>9s} {'ok':>3s}"
     print(header)
     print("-" * len(header))
     table = Table(
@@ -129,12 +216,17 @@ async def measure(seconds: float, repeats: int) -> Table:
     for name, label in (
         ("in-process", "in-process RecordingProvider (no wire)"),
         ("websocket", "OpenAIRealtime over ws://127.0.0.1"),
+        ("client only", "OpenAIRealtime, server in another process"),
     ):
         fps = frames / best[name]
         ok = "yes" if samples[name] == expected else f"NO ({samples[name]})"
-        print(f"{label:44s} {fps:9,.0f} {seconds / best[name]:6.0f} {fps / ref:9.2f} {ok:>3s}")
-        table.add(path=label, frames_per_s=fps, x_realtime=seconds / best[name],
-                  ratio_to_in_process=fps / ref, exact=samples[name] == expected)
+        print(f"{label:50s} {fps:9,.0f} {seconds / best[name]:6.0f} {fps / ref:9.2f} {ok:>3s}")
+        row = {"path": label, "frames_per_s": fps, "x_realtime": seconds / best[name],
+               "ratio_to_in_process": fps / ref, "exact": samples[name] == expected}
+        if name == "client only":
+            row["client_us_per_frame"] = best_cpu / frames * 1e6
+        table.add(**row)
+    print(f"client CPU (server in another process): {best_cpu / frames * 1e6:.1f} us per frame")
     return table
 
 
