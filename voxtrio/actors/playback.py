@@ -46,7 +46,7 @@ from ..messages import (
 from .base import EdgeCounter
 from .pacing import Pacer
 
-__all__ = ["PlaybackState", "QueuedFrame", "WavSink", "run"]
+__all__ = ["PlaybackState", "QueuedFrame", "WavSink", "faded", "run"]
 
 
 @attrs.frozen
@@ -62,6 +62,15 @@ class QueuedFrame:
     response_id: str | None
     item_id: str | None
     end_of_reply: bool = False
+    fade: bool = False  # the last frame of a cut reply, faded out: never cancelled
+
+
+def faded(frame: AudioFrame) -> AudioFrame:
+    """``frame`` ramped down to silence over its length (a cut without a click)."""
+    n = frame.samples
+    ramp = np.linspace(1.0, 0.0, n, endpoint=False, dtype=np.float64).reshape(-1, 1)
+    pcm = np.round(frame.pcm.astype(np.float64) * ramp).astype(np.int16)
+    return AudioFrame(pcm, frame.sample_rate, frame.pts)
 
 
 class PlaybackState:
@@ -86,10 +95,18 @@ class PlaybackState:
         # Replies cancelled from outside whose held tail the receiver has yet to drop.
         self.tail_discards: list[str | None] = []
         self.current_response: str | None = None  # of the last reply audio received
+        # Per response, read (and popped) by the session when the reply was played:
+        self.first_played_at: dict[str | None, float] = {}  # trio time of its 1st frame
+        self.underruns_by_response: dict[str | None, int] = {}
+        self.underruns = 0  # the output ran dry in the middle of a reply, in all
 
     def played_ms(self, item_id: str) -> int:
         """Whole milliseconds of ``item_id`` actually sent to the sink (0 if none)."""
         return math.floor(self._played_s.get(item_id, 0) * 1000)
+
+    def played_s(self, item_id: str) -> Fraction:
+        """Exact seconds of ``item_id`` actually sent to the sink."""
+        return self._played_s.get(item_id, Fraction(0))
 
     def add_played(self, item_id: str, duration: Fraction) -> None:
         """Count ``duration`` seconds of ``item_id`` as sent to the sink."""
@@ -108,26 +125,33 @@ class PlaybackState:
             self.queued_s = 0.0  # no float residue
         return q
 
-    def cancel(self, response_id: str | None) -> int:
+    def cancel(self, response_id: str | None, *, fade: bool = False) -> int:
         """Drop queued audio of ``response_id`` (all queued audio if None).
 
         Returns the number of frames dropped. Later audio of that id is ignored.
+        ``fade``: when the next frame to play is of that reply, it is kept, faded
+        out to silence (so the cut does not click), and plays as its last frame.
         """
         before = len(self.queued)
         if response_id is not None:
             self.cancelled.add(response_id)
-        kept = [
-            q
-            for q in self.queued
-            if q.end_of_reply or (response_id is not None and q.response_id != response_id)
-        ]
+
+        def cut(q: QueuedFrame) -> bool:
+            return not (q.end_of_reply or q.fade) and (
+                response_id is None or q.response_id == response_id
+            )
+
+        head = self.queued[0] if self.queued else None
+        kept = [q for q in self.queued if not cut(q)]
+        if fade and head is not None and cut(head) and head.frame.samples:
+            kept.insert(0, attrs.evolve(head, frame=faded(head.frame), fade=True))
         self.queued.clear()
         self.queued_s = 0.0
         for q in kept:
             self.append(q)
         return before - len(self.queued)
 
-    def cancel_reply(self, response_id: str | None) -> int:
+    def cancel_reply(self, response_id: str | None, *, fade: bool = False) -> int:
         """:meth:`cancel`, and have playback drop what its resampler and framer hold of
         that reply before it handles its next message (in order with the audio, else
         that tail would open the next reply). Synchronous: the session's
@@ -138,7 +162,7 @@ class PlaybackState:
             ids = {q.response_id for q in self.queued if not q.end_of_reply}
             ids.add(self.current_response)
             self.cancelled.update(i for i in ids if i is not None)
-        return self.cancel(response_id)
+        return self.cancel(response_id, fade=fade)
 
 
 class WavSink:
@@ -270,6 +294,8 @@ async def run(
     state = state if state is not None else PlaybackState()
     counter = counter if counter is not None else EdgeCounter("playback")
     track = _Track(reply_rate, output, frame_ms)
+    if not (max_queue_s > 0 and math.isfinite(max_queue_s)):
+        raise ValueError(f"max_queue_s must be finite and > 0, got {max_queue_s}")
     drops = _DropCounter(counter)
     done = trio.Event()
     ended: list[QueuedFrame] = []  # end marks dropped with the audio before them
@@ -285,6 +311,18 @@ async def run(
             else:
                 drops.note(q.frame)
         state.wakeup.set()
+        if drops.unreported and events is not None:
+            # Told now, not when a frame next reaches a sink nobody may be reading.
+            # Never waits (the hub may be waiting on this receiver): if the event
+            # channel is full, the pacer reports them later.
+            try:
+                events.send_nowait(drops.peek())
+            except trio.WouldBlock:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                drops.report()  # the session is ending: nobody to tell
+            else:
+                drops.report()
 
     def mark_end(response_id: str | None) -> None:
         empty = np.zeros((0, track.fmt.channels), np.int16)
@@ -338,14 +376,19 @@ async def run(
                     await events.send(drops.report())
                 await events.send(ReplyPlayed(response_id, math.floor(played * 1000)))
 
+        dry: list[str | None] = []  # the reply that ran dry, while it waits for audio
+        last: list[str | None] = []  # the reply of the last frame sent, until it ended
         try:
             while True:
                 while ended:  # marks dropped with the audio before them
                     await reply_played(ended.pop(0).response_id)
                 if state.queued and state.queued[0].end_of_reply:
+                    last.clear()
                     await reply_played(state.popleft().response_id)
                     continue
                 if not state.queued:
+                    if pace is not None and last and not dry and last[0] not in state.cancelled:
+                        dry[:] = last  # ran dry in the middle of a reply: an underrun?
                     if drops.unreported and events is not None:
                         # Nothing will play after these drops: report them now.
                         await events.send(drops.report())
@@ -373,6 +416,14 @@ async def run(
                 counter.messages += 1
                 counter.frames += 1
                 counter.samples += q.frame.samples
+                if dry and dry[0] == q.response_id:  # the reply went on after running dry
+                    state.underruns += 1
+                    n = state.underruns_by_response.get(q.response_id, 0)
+                    state.underruns_by_response[q.response_id] = n + 1
+                dry.clear()
+                if not last or last[0] != q.response_id:
+                    last[:] = [q.response_id]
+                    state.first_played_at.setdefault(q.response_id, trio.current_time())
                 if q.item_id is not None:
                     state.add_played(q.item_id, q.frame.duration)
                 played_s[q.response_id] = (
@@ -410,7 +461,12 @@ class _DropCounter:
         self.counter.dropped_frames += 1
         self.counter.dropped_samples += frame.samples
 
+    def peek(self) -> AudioDropped:
+        """The report of the drops not yet reported (nothing changes)."""
+        return AudioDropped("playback", self.unreported, self.unreported_samples, self.total)
+
     def report(self) -> AudioDropped:
-        event = AudioDropped("playback", self.unreported, self.unreported_samples, self.total)
+        """The report, and they count as reported."""
+        event = self.peek()
         self.unreported = self.unreported_samples = 0
         return event

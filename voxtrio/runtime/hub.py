@@ -29,6 +29,7 @@ from ..messages import (
     ToolCall,
 )
 from .subscription import Subscription
+from .turns import InterruptRequest, TurnDriver
 
 __all__ = ["EventHub", "Subscription"]
 
@@ -60,10 +61,11 @@ class EventHub:
         self._ended = False
         self._open = trio.Event()
         self._recorder: TranscriptRecorder | None = None
-        self._receive: trio.MemoryReceiveChannel[Event] | None = None
+        self._receive: trio.MemoryReceiveChannel[Event | InterruptRequest] | None = None
         self._drained = trio.lowlevel.ParkingLot()
         self._tool_names: dict[str, str] = {}
         self.delivered = 0
+        self.turns: TurnDriver | None = None  # set by the pipeline before it runs
 
     def open(self) -> None:
         """Start routing. Events wait in the hub's input until then, so subscribers
@@ -138,7 +140,7 @@ class EventHub:
 
     async def run(
         self,
-        receive: trio.MemoryReceiveChannel[Event],
+        receive: trio.MemoryReceiveChannel[Event | InterruptRequest],
         *,
         recorder: TranscriptRecorder | None = None,
         store_errors: trio.MemoryReceiveChannel[Event] | None = None,
@@ -189,11 +191,10 @@ class EventHub:
 
     async def _route_all(
         self,
-        receive: trio.MemoryReceiveChannel[Event],
+        receive: trio.MemoryReceiveChannel[Event | InterruptRequest],
         playback: trio.MemorySendChannel[PlaybackInput] | None,
     ) -> trio.MemorySendChannel[PlaybackInput] | None:
         """The routing loop; returns the playback channel (None once playback ended)."""
-        recorder = self._recorder
         while True:
             # ``receive()`` in two halves, so the hub knows when its input is empty.
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -209,17 +210,29 @@ class EventHub:
                 return playback
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
-            if isinstance(event, ReplyAudio):
-                if playback is not None:
-                    playback = await _to_playback(playback, event)
-                continue
-            if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
+            turns = self.turns
+            if isinstance(event, InterruptRequest):
+                routed = turns.interrupt() if turns is not None else []
+            else:
+                routed = turns.route(event) if turns is not None else [event]
+            for one in routed:
+                playback = await self._route_one(one, playback)
+
+    async def _route_one(
+        self, event: Event, playback: trio.MemorySendChannel[PlaybackInput] | None
+    ) -> trio.MemorySendChannel[PlaybackInput] | None:
+        if isinstance(event, ReplyAudio):
+            if playback is not None:
                 playback = await _to_playback(playback, event)
-            if isinstance(event, ToolCall):
-                self._tool_names[event.call_id] = event.name
-            if recorder is not None:
-                await recorder.record(event)
-            self.publish_nowait(event)
+            return playback
+        if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
+            playback = await _to_playback(playback, event)
+        if isinstance(event, ToolCall):
+            self._tool_names[event.call_id] = event.name
+        if self._recorder is not None:
+            await self._recorder.record(event)
+        self.publish_nowait(event)
+        return playback
 
     async def _relay(self, store_errors: trio.MemoryReceiveChannel[Event]) -> None:
         with store_errors:

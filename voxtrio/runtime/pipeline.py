@@ -12,6 +12,7 @@ Private: :class:`~voxtrio.runtime.session.Session` is the facade apps use.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -27,12 +28,14 @@ from ..actors.capture import Capture
 from ..actors.transcript_writer import TranscriptRecorder
 from ..audio import AudioFormat, AudioFrame
 from ..codecs.transcript import instructions_with_context
+from ..codecs.turns import TurnState
 from ..errors import SessionClosedError
 from ..messages import EndOfInput, Event, LinkInput, PlaybackInput
 from .hub import EventHub
 from .plan import Plan
 from .provider import ResumingProvider
 from .supervision import as_session_error, one_exception
+from .turns import InterruptRequest, TurnDriver
 
 __all__ = ["Pipeline", "Plan", "run_pipeline"]
 
@@ -51,7 +54,9 @@ class Pipeline:
         # One per actor task: closing cancels the actors, not the app's code in the
         # ``async with`` block (which runs in the same nursery).
         self._scopes: list[trio.CancelScope] = []
-        self.events_tx, self._events_rx = trio.open_memory_channel[Event](256)
+        self.events_tx, self._events_rx = trio.open_memory_channel[Event | InterruptRequest](256)
+        # The session's own end (interrupt requests), closed by close_now.
+        self.session_events = self.events_tx.clone()
         self._store_err_tx, self._store_err_rx = trio.open_memory_channel[Event](16)
         self.push, self._in_rx = trio.open_memory_channel[AudioFrame | LinkInput](
             plan.audio_buffer
@@ -62,6 +67,13 @@ class Pipeline:
         # The session's own end (reframes), cloned before the hub runs: the hub closes
         # its end when it ends.
         self.playback_ctl = self._play_tx.clone()
+        # Turn-taking: the hub's decisions reach the link through a channel that
+        # never waits (a cut is rare and small; the hub must not wait on the link).
+        self._turn_tx, self._turn_rx = trio.open_memory_channel[LinkInput](math.inf)
+        self.turns = TurnState(interruptible=plan.interruptible)
+        self.hub.turns = TurnDriver(
+            self.turns, self.playback_state, plan.provider.capabilities, self._turn_tx
+        )
 
     def queued(self, edge: str) -> int:
         """Messages (or, for playback, frames) waiting on ``edge`` now."""
@@ -75,6 +87,7 @@ class Pipeline:
         """Stop input, link and playback at once (synchronous, idempotent)."""
         self.closed = True
         self.push.close()
+        self.session_events.close()
         for scope in self._scopes:
             scope.cancel()
 
@@ -125,6 +138,7 @@ class Pipeline:
             counter=self.counters["convert"],
         )
         await inner.start(self._stoppable, "convert", convert)
+        await inner.start(self._stoppable, "turns", self._run_turn_controls)
         if plan.capture is not None:
             await inner.start(self._stoppable, "capture", self._run_capture, plan.capture)
 
@@ -162,6 +176,15 @@ class Pipeline:
             if self.closed:
                 scope.cancel()
             await self._supervised(name, fn, *args, task_status=task_status)
+
+    async def _run_turn_controls(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Forward the hub's turn controls (cancel, truncate) to the link."""
+        with self._turn_rx, self._link_tx.clone() as link:
+            task_status.started()
+            async for msg in self._turn_rx:
+                await link.send(msg)
 
     async def _run_capture(
         self, capture: Capture, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

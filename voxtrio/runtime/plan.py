@@ -35,6 +35,7 @@ class Plan:
     subscriber_buffer: int
     audio_buffer: int
     close_timeout_s: float
+    interruptible: bool = True
 
 
 def make_plan(
@@ -53,6 +54,7 @@ def make_plan(
     subscriber_buffer: int,
     audio_buffer: int,
     close_timeout_s: float,
+    interruptible: bool = True,
 ) -> Plan:
     """Check ``open_session``'s arguments at the call; the pipeline's plan."""
     if not isinstance(provider, Provider):
@@ -74,6 +76,13 @@ def make_plan(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not (close_timeout_s >= 0 and math.isfinite(close_timeout_s)):
         raise ValueError(f"close_timeout_s must be finite and >= 0, got {close_timeout_s}")
+    if not (max_playback_queue_s > 0 and math.isfinite(max_playback_queue_s)):
+        # nan would remove the cap; 0 or less would drop every reply's audio.
+        raise ValueError(
+            f"max_playback_queue_s must be finite and > 0, got {max_playback_queue_s}"
+        )
+    if not isinstance(interruptible, bool):
+        raise TypeError(f"interruptible must be a bool, got {type(interruptible).__name__}")
     sid = session_id if session_id is not None else uuid.uuid4().hex
     check_session_id(sid)
     return Plan(
@@ -91,4 +100,5 @@ def make_plan(
         subscriber_buffer=subscriber_buffer,
         audio_buffer=audio_buffer,
         close_timeout_s=close_timeout_s,
+        interruptible=interruptible,
     )
