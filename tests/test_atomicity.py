@@ -189,8 +189,8 @@ async def interrupt_setup(h: Harness) -> None:
     """A reply still open (generated, no end yet) that has played some."""
     await h.provider.emit(ReplyStarted("r5"))
     await h.provider.emit(ReplyAudio(np.full((24_000, 1), 1000, np.int16), 24_000, "r5", "i5"))
-    while h.session.played_ms("i5") == 0:
-        await trio.sleep(0.01)
+    await trio.testing.wait_all_tasks_blocked()  # played as fast as it is read
+    assert h.session.played_ms("i5") > 0
 
 
 async def interrupt_happened(h: Harness, store: MemoryTranscriptStore) -> bool:

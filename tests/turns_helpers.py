@@ -101,6 +101,7 @@ class PairProvider:
         events: trio.MemorySendChannel[Event],
         *,
         instructions: InstructionsSource,
+        base_instructions: str | None = None,
         live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -170,3 +171,71 @@ def frames_of(pcm: np.ndarray, frame_ms: int = 20) -> list[np.ndarray]:
 
 def rms(frame: AudioFrame) -> float:
     return float(np.sqrt(np.mean(frame.pcm.astype(np.float64) ** 2))) if frame.samples else 0.0
+
+
+class GeminiPairProvider:
+    """A provider over the Gemini codec and its fake service, no socket; the test
+    scripts what the service says with :meth:`say` (e.g. ``say(service.reply(...))``)."""
+
+    name = "gemini-pair"
+
+    def __init__(self) -> None:
+        from voxtrio.codecs.gemini_live import GeminiLiveCodec, GeminiLiveConfig
+        from voxtrio.testing.gemini.service import GeminiService
+
+        self.codec = GeminiLiveCodec(GeminiLiveConfig(model="gemini-live-test"), id_prefix="g")
+        self.service = GeminiService()
+        self.controls: list[LinkInput] = []
+        self.connected = trio.Event()
+        self._events: trio.MemorySendChannel[Event] | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.codec.capabilities
+
+    @property
+    def input_format(self) -> AudioFormat:
+        return self.codec.input_format
+
+    @property
+    def output_format(self) -> AudioFormat:
+        return self.codec.output_format
+
+    @property
+    def input_frame_ms(self) -> FrameMs:
+        return 20
+
+    def check(self) -> None:
+        pass
+
+    async def say(self, outgoing: list[Any]) -> None:
+        """Deliver what the service sends (from one of its scripting methods)."""
+        assert self._events is not None
+        for item in outgoing:
+            if isinstance(item, str | bytes):
+                for event in self.codec.decode(item):
+                    if not isinstance(event, LinkSignal):
+                        await self._events.send(event)
+
+    async def run_link(
+        self,
+        receive: trio.MemoryReceiveChannel[LinkInput],
+        events: trio.MemorySendChannel[Event],
+        *,
+        instructions: InstructionsSource,
+        base_instructions: str | None = None,
+        live_input: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._events = events
+        with events, receive:
+            task_status.started()
+            for wire in self.codec.connect_messages(await instructions()):
+                await self.say(self.service.receive(wire))
+            await events.send(SessionConnected(self.name))
+            self.connected.set()
+            async for msg in receive:
+                if not isinstance(msg, AudioFrame):
+                    self.controls.append(msg)
+                for wire in self.codec.encode(msg):
+                    await self.say(self.service.receive(wire))
