@@ -46,6 +46,7 @@ class App:
     frames: list[tuple[float, AudioFrame]] = attrs.Factory(list)
     events: list[tuple[float, Event]] = attrs.Factory(list)
     first_frame: trio.Event = attrs.Factory(trio.Event)
+    cut: trio.Event = attrs.Factory(trio.Event)
 
     async def read_output(self) -> None:
         async for frame in self.session.output:
@@ -55,6 +56,8 @@ class App:
     async def read_events(self) -> None:
         async for event in self.session.subscribe(max_buffer=100_000):
             self.events.append((trio.current_time(), event))
+            if isinstance(event, ReplyInterrupted):
+                self.cut.set()
 
     def of(self, kind: type[Any]) -> list[Any]:
         return [e for _, e in self.events if isinstance(e, kind)]
