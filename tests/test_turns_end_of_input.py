@@ -5,6 +5,8 @@ codec and the fake service in process, and over a real websocket with a file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trio
@@ -23,7 +25,8 @@ from voxtrio.messages import (
 from voxtrio.runtime import open_session
 from voxtrio.testing import ConnectionScript
 
-from .loopback_helpers import LOOPBACK_MARKS, provider_for, serve
+from .loopback_helpers import LOOPBACK_MARKS, WAV_PATH, provider_for, serve
+from .test_cli import voxtrio_cli
 from .turns_helpers import OPENAI, PairProvider, tone
 
 VAD = ServerVad(prefix_padding_ms=0, silence_duration_ms=300)
@@ -155,3 +158,15 @@ async def test_a_file_read_fast_over_a_websocket_makes_one_turn_and_one_reply(
     assert [e.transcript for e in of(events, InputTranscriptionCompleted)] == ["one"]
     assert len(of(events, ReplyDone)) == 1
     assert server.all_events("input_audio_buffer.commit") == []
+
+
+def test_the_fast_demo_run_prints_one_user_turn(tmp_path: Path) -> None:
+    """``python -m voxtrio run <wav> --provider loopback --fast``: one utterance in
+    the file, one "user said" and one reply, and the run exits by itself."""
+    result = voxtrio_cli(
+        "run", WAV_PATH, "--provider", "loopback", "--fast", "--out", str(tmp_path / "o"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("user said") == 1
+    assert result.stdout.count("reply done") == 1
