@@ -6,6 +6,7 @@ codec and the fake service in process, and over a real websocket with a file."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from .loopback_helpers import LOOPBACK_MARKS, WAV_PATH, provider_for, serve
 from .test_cli import voxtrio_cli
 from .turns_helpers import OPENAI, PairProvider, tone
 
+T = TypeVar("T")
 VAD = ServerVad(prefix_padding_ms=0, silence_duration_ms=300)
 SCRIPT = ConnectionScript(transcripts=("one", "two"), reply_ms=200)
 
@@ -70,7 +72,7 @@ def speech_then(silence_ms: int, *, count: int = 1) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def of(events: list[Event], kind: type[Event]) -> list[Event]:
+def of(events: list[Event], kind: type[T]) -> list[T]:
     return [e for e in events if isinstance(e, kind)]
 
 
