@@ -244,11 +244,13 @@ class ReplyInterrupted:
         played_ms: whole milliseconds of that item handed to the output before the
             cut (None where the session did not measure it, e.g. as a provider's
             own report).
+        received_ms: whole milliseconds of that item received by then.
     """
 
     response_id: str | None = None
     item_id: str | None = None
     played_ms: int | None = None
+    received_ms: int | None = None
 
 
 @attrs.frozen

@@ -174,17 +174,21 @@ class TurnState:
 
     # ------------------------------------------------------------------ positions
 
-    def truncate_ms(self, item_id: str | None, played_ms: int) -> int | None:
-        """Where to truncate ``item_id``: ``played_ms`` clamped to what was received
-        of it; None when nothing of it was played (or it is unknown)."""
+    def received_ms(self, item_id: str | None) -> int:
+        """Whole milliseconds of ``item_id`` received so far (0 if unknown)."""
         if item_id is None:
-            return None
+            return 0
         received = max(
             (r.received_s.get(item_id, Fraction(0)) for r in self._replies.values()),
             default=Fraction(0),
         )
-        end = min(played_ms, math.floor(received * 1000))
-        return end if end > 0 else None
+        return math.floor(received * 1000)
+
+    def truncate_ms(self, item_id: str | None, played_ms: int) -> int | None:
+        """Where to truncate ``item_id``: ``played_ms`` clamped to what was received
+        of it; None when nothing of it was played (or it is unknown)."""
+        end = min(played_ms, self.received_ms(item_id))
+        return end if item_id is not None and end > 0 else None
 
     def note_cut_position(self, response_id: str | None, played_ms: int) -> None:
         reply = self._replies.get(response_id)

@@ -121,7 +121,10 @@ class TurnDriver:
         if item is not None and end is not None and self.capabilities.truncation:
             self._send(TruncateItem(item, end))
         self.state.note_cut_position(cut.response_id, played_ms)
-        return ReplyInterrupted(cut.response_id, item, played_ms if item is not None else None)
+        if item is None:
+            return ReplyInterrupted(cut.response_id)
+        received = self.state.received_ms(item)
+        return ReplyInterrupted(cut.response_id, item, min(played_ms, received), received)
 
     def _send(self, msg: LinkInput) -> None:
         # The session is closing when the link is gone: nobody to tell.
