@@ -70,6 +70,7 @@ class Pipeline:
         # Turn-taking: the hub's decisions reach the link through a channel that
         # never waits (a cut is rare and small; the hub must not wait on the link).
         self._turn_tx, self._turn_rx = trio.open_memory_channel[LinkInput](math.inf)
+        self._turn_link = self._link_tx.clone()  # now: convert may close its own early
         self.turns = TurnState(interruptible=plan.interruptible)
         self.hub.turns = TurnDriver(
             self.turns, self.playback_state, plan.provider.capabilities, self._turn_tx
@@ -90,6 +91,10 @@ class Pipeline:
         self.session_events.close()
         for scope in self._scopes:
             scope.cancel()
+
+    def close_turn_link(self) -> None:
+        """The turn controls' end of the link channel, if its actor never ran."""
+        self._turn_link.close()
 
     async def send_input(self, msg: AudioFrame | LinkInput, what: str) -> None:
         """One send down the input path: it happens, or raises (``Cancelled``,
@@ -181,10 +186,13 @@ class Pipeline:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Forward the hub's turn controls (cancel, truncate) to the link."""
-        with self._turn_rx, self._link_tx.clone() as link:
+        with self._turn_rx, self._turn_link as link:
             task_status.started()
             async for msg in self._turn_rx:
-                await link.send(msg)
+                try:
+                    await link.send(msg)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return  # the link is gone: the session is closing
 
     async def _run_capture(
         self, capture: Capture, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -275,6 +283,7 @@ async def run_pipeline(plan: Plan) -> AsyncIterator[Pipeline]:
                     finally:
                         pipeline.close_now()
                         pipeline.playback_ctl.close()
+                        pipeline.close_turn_link()
     except BaseException as exc:
         to_raise = one_exception(exc, body_exc)
     else:
