@@ -36,8 +36,11 @@ from voxtrio.messages import (
     LinkInput,
     ReplyAudio,
     ReplyDone,
+    ReplyInterrupted,
     ReplyPlayed,
+    ReplyStarted,
     SendText,
+    SpeechStopped,
     ToolCall,
     ToolResult,
     TruncateItem,
@@ -185,7 +188,30 @@ async def truncate_setup(h: Harness) -> None:
     assert played.played_ms > 0
 
 
+async def interrupt_setup(h: Harness) -> None:
+    """A reply still open (generated, no end yet) that has played some."""
+    await h.provider.emit(ReplyStarted("r5"))
+    await h.provider.emit(ReplyAudio(np.full((24_000, 1), 1000, np.int16), 24_000, "r5", "i5"))
+    await trio.testing.wait_all_tasks_blocked()  # played as fast as it is read
+    assert h.session.played_ms("i5") > 0
+
+
+async def interrupt_happened(h: Harness, store: MemoryTranscriptStore) -> bool:
+    # Events the provider says now are routed after the request, if it was made.
+    await h.provider.emit(SpeechStopped("sentinel"))
+    await h.until(SpeechStopped, item_id="sentinel")
+    cuts = [e for e in h.seen if isinstance(e, ReplyInterrupted)]
+    assert len(cuts) <= 1
+    if cuts:
+        await h.provider.wait_for_control(CancelReply("r5"))
+        assert cuts[0].played_ms is not None
+        assert cuts[0].played_ms > 0
+        await h.provider.wait_for_control(TruncateItem("i5", cuts[0].played_ms))
+    return len(cuts) == 1
+
+
 CASES: dict[str, Case] = {
+    "interrupt": Case(lambda h: h.session.interrupt(), interrupt_happened, interrupt_setup),
     "send_audio": Case(
         lambda h: h.session.send_audio(np.ones((4800, 1), np.int16), AudioFormat(48_000)),
         audio_happened,

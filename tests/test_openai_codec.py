@@ -182,7 +182,8 @@ def test_session_update_declares_24k_pcm_and_the_configuration(
     if codec.turn_detection is None:
         assert detection is None  # explicit null turns the service's default VAD off
     else:
-        assert detection == codec.turn_detection.to_wire()
+        # voxtrio decides barge-in itself: the service never cancels on speech.
+        assert detection == {**codec.turn_detection.to_wire(), "interrupt_response": False}
     transcription = session["audio"]["input"]["transcription"]
     if codec.transcription_model is None:
         assert transcription is None
@@ -214,7 +215,7 @@ def test_session_update_matches_the_documented_shape() -> None:
                         "prefix_padding_ms": 300,
                         "silence_duration_ms": 500,
                         "create_response": True,
-                        "interrupt_response": True,
+                        "interrupt_response": False,  # the session decides barge-in
                     },
                 },
                 "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin"},
@@ -371,21 +372,26 @@ def test_end_of_input_commits_only_a_turn_the_service_would_accept(chunks: list[
     assert codec.encode(EndOfInput()) == []  # nothing new since
 
 
-def test_end_of_input_with_server_vad_commits_only_speech_in_progress() -> None:
-    codec = OpenAIRealtimeCodec()  # server VAD
-    frame = AudioFrame.from_pcm(np.ones(4800, np.int16), FMT)
-    codec.encode(frame)
-    assert codec.encode(EndOfInput()) == []  # silence so far: the service holds no turn
+def test_end_of_input_with_server_vad_sends_trailing_silence_never_a_commit() -> None:
+    codec = OpenAIRealtimeCodec()  # server VAD, silence_duration_ms=500
+    codec.encode(AudioFrame.from_pcm(np.ones(4800, np.int16), FMT))
     speech = {"type": "input_audio_buffer.speech_started", "event_id": "e1",
               "audio_start_ms": 10, "item_id": "item_1"}  # fmt: skip
     codec.decode(json.dumps(speech))
     codec.encode(AudioFrame.from_pcm(np.ones(480, np.int16), FMT, pts=4800))
-    assert commits(codec.encode(EndOfInput())) == 1  # the unfinished turn is committed
+    wires = codec.encode(EndOfInput())
+    # The service's VAD closes the turn: no commit that could race its own end of
+    # speech, but silence longer than its silence duration, after the last pts.
+    assert commits(wires) == 0
+    sent = b"".join(base64.b64decode(json.loads(w)["audio"]) for w in wires)
+    assert sent == bytes(len(sent))
+    assert len(sent) // 2 >= 500 * 24
+    assert codec.input_pts(300) == 300 * 24  # the silence made no pts break
+    assert codec.encode(EndOfInput()) == []  # nothing appended since
     stopped = {"type": "input_audio_buffer.speech_stopped", "event_id": "e2",
                "audio_end_ms": 500, "item_id": "item_1"}  # fmt: skip
     codec.decode(json.dumps(stopped))
-    codec.encode(AudioFrame.from_pcm(np.ones(480, np.int16), FMT, pts=5280))
-    assert codec.encode(EndOfInput()) == []  # the service committed the turn itself
+    assert codec.encode(EndOfInput()) == []  # the service closed the turn itself
 
 
 @settings(max_examples=100, deadline=None)

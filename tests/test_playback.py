@@ -624,3 +624,46 @@ async def test_cancelling_everything_keeps_the_end_marks() -> None:
     assert state.cancel(None) == 2
     assert list(state.queued) == [mark]
     assert state.queued_s == 0.0
+
+
+# ------------------------------------------------------ the queue limit, and fades
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, 0.0])
+async def test_a_bad_queue_limit_is_refused_at_open_session(bad: float) -> None:
+    with pytest.raises(ValueError, match="max_playback_queue_s"):
+        async with open_session(RecordingProvider(), max_playback_queue_s=bad):
+            pass  # pragma: no cover
+
+
+async def test_drops_are_reported_when_they_happen_even_if_nobody_reads_the_output(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = RecordingProvider()
+    with trio.fail_after(600):
+        async with open_session(provider, max_playback_queue_s=1.0) as session:
+            await provider.connected.wait()
+            sub = session.subscribe(max_buffer=10_000)
+            for _ in range(20):  # 20 s of reply audio; the output is never read
+                await provider.emit(audio(tone(24_000)))
+            await provider.emit(ReplyDone("r1"))
+            await trio.testing.wait_all_tasks_blocked()
+            stats = session.stats()
+            await session.aclose()
+            drops = [e async for e in sub if isinstance(e, AudioDropped)]
+    dropped = stats.edges["playback"].dropped_samples
+    # Everything beyond the queue (and the output channel's few frames) was dropped,
+    # and every dropped sample was reported, without a frame ever reaching a reader.
+    assert dropped >= 24_000 * 18
+    assert sum(d.samples for d in drops) == dropped
+    assert drops[-1].total_frames == stats.edges["playback"].dropped_frames
+
+
+def test_a_faded_frame_ramps_down_to_silence() -> None:
+    frame = AudioFrame(np.full((480, 2), 10_000, np.int16), 24_000, 960)
+    out = playback.faded(frame)
+    assert out.pts == frame.pts
+    assert out.samples == frame.samples
+    assert out.pcm[0, 0] == 10_000
+    assert np.all(np.diff(out.pcm[:, 0].astype(int)) <= 0)
+    assert abs(int(out.pcm[-1, 1])) < 10_000 / 400

@@ -50,6 +50,7 @@ from .messages import (
     ToolCall,
     ToolCallCancelled,
     ToolResult,
+    TurnMetrics,
 )
 from .providers import GeminiLive, OpenAIRealtime
 from .runtime import Session, SessionStats, Subscription, open_session
@@ -93,6 +94,7 @@ __all__ = [
     "ReplyDone",
     "ReplyInterrupted",
     "ReplyPlayed",
+    "TurnMetrics",
     "ReplyStarted",
     "ReplyTextDelta",
     "ReplyTextDone",

@@ -67,6 +67,7 @@ __all__ = [
     "ToolResult",
     "TruncateItem",
     "UpdateSession",
+    "TurnMetrics",
 ]
 
 
@@ -238,9 +239,50 @@ class ReplyDone:
 
 @attrs.frozen
 class ReplyInterrupted:
-    """The provider stopped its reply because the user spoke (barge-in)."""
+    """The reply was cut off: the caller spoke over it (barge-in), or the app called
+    ``Session.interrupt()``.
+
+    Attributes:
+        response_id: the reply cut.
+        item_id: its audio item, when known.
+        played_ms: whole milliseconds of that item handed to the output before the
+            cut (None where the session did not measure it, e.g. as a provider's
+            own report).
+        received_ms: whole milliseconds of that item received by then.
+    """
 
     response_id: str | None = None
+    item_id: str | None = None
+    played_ms: int | None = None
+    received_ms: int | None = None
+
+
+@attrs.frozen
+class TurnMetrics:
+    """What one reply cost, sent once it was played out (or cut), on trio's clock.
+
+    Attributes:
+        response_id: the reply.
+        speech_to_first_audio_s: from the end of the user's speech (the provider's
+            speech_stopped) to the reply's first audio received; None without one.
+        first_audio_to_played_s: from its first audio received to its first frame
+            handed to the output.
+        speech_to_played_s: the two together: what the caller waited.
+        reply_played_ms: milliseconds of the reply handed to the output.
+        interrupted: the reply was cut off.
+        interrupted_at_ms: the played position of its item at the cut.
+        underruns: times the output ran dry in the middle of the reply (its audio
+            arrived slower than real time).
+    """
+
+    response_id: str | None
+    speech_to_first_audio_s: float | None
+    first_audio_to_played_s: float | None
+    speech_to_played_s: float | None
+    reply_played_ms: int
+    interrupted: bool = False
+    interrupted_at_ms: int | None = None
+    underruns: int = 0
 
 
 @attrs.frozen
@@ -373,6 +415,7 @@ Event: TypeAlias = (
     | ReplyDone
     | ReplyInterrupted
     | ReplyPlayed
+    | TurnMetrics
     | ToolCall
     | ToolCallCancelled
     | ToolResult

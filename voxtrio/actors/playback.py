@@ -20,13 +20,11 @@ were actually sent to the sink, so a truncate can name the played position.
 
 from __future__ import annotations
 
-import collections
 import math
 import os
 import wave
 from fractions import Fraction
 
-import attrs
 import numpy as np
 import trio
 
@@ -45,100 +43,9 @@ from ..messages import (
 )
 from .base import EdgeCounter
 from .pacing import Pacer
+from .playback_state import PlaybackState, QueuedFrame, faded
 
-__all__ = ["PlaybackState", "QueuedFrame", "WavSink", "run"]
-
-
-@attrs.frozen
-class QueuedFrame:
-    """An output frame with the reply it belongs to.
-
-    ``end_of_reply``: not audio but the mark where reply ``response_id`` ended (its
-    ``frame`` is empty); the pacer reports :class:`ReplyPlayed` when it gets there.
-    Cancelling never removes a mark.
-    """
-
-    frame: AudioFrame
-    response_id: str | None
-    item_id: str | None
-    end_of_reply: bool = False
-
-
-class PlaybackState:
-    """What playback has done, readable by the session while it runs.
-
-    Attributes:
-        played_ms_by_item: per item id, milliseconds of that item sent to the sink.
-        cancelled: response ids whose audio is dropped.
-        queued: frames ready to play, oldest first.
-        queued_s: their total duration in seconds.
-    """
-
-    def __init__(self) -> None:
-        self.played_ms_by_item: dict[str, float] = {}
-        # Exact seconds per item: a float sum of 220/221-sample frames creeps below
-        # whole milliseconds (8,010 Hz: 10 frames sum to 199.99999999999997 ms).
-        self._played_s: dict[str, Fraction] = {}
-        self.cancelled: set[str] = set()
-        self.queued: collections.deque[QueuedFrame] = collections.deque()
-        self.queued_s = 0.0
-        self.wakeup = trio.Event()
-        # Replies cancelled from outside whose held tail the receiver has yet to drop.
-        self.tail_discards: list[str | None] = []
-        self.current_response: str | None = None  # of the last reply audio received
-
-    def played_ms(self, item_id: str) -> int:
-        """Whole milliseconds of ``item_id`` actually sent to the sink (0 if none)."""
-        return math.floor(self._played_s.get(item_id, 0) * 1000)
-
-    def add_played(self, item_id: str, duration: Fraction) -> None:
-        """Count ``duration`` seconds of ``item_id`` as sent to the sink."""
-        total = self._played_s.get(item_id, Fraction(0)) + duration
-        self._played_s[item_id] = total
-        self.played_ms_by_item[item_id] = float(total * 1000)
-
-    def append(self, q: QueuedFrame) -> None:
-        self.queued.append(q)
-        self.queued_s += float(q.frame.duration)
-
-    def popleft(self) -> QueuedFrame:
-        q = self.queued.popleft()
-        self.queued_s -= float(q.frame.duration)
-        if not self.queued:
-            self.queued_s = 0.0  # no float residue
-        return q
-
-    def cancel(self, response_id: str | None) -> int:
-        """Drop queued audio of ``response_id`` (all queued audio if None).
-
-        Returns the number of frames dropped. Later audio of that id is ignored.
-        """
-        before = len(self.queued)
-        if response_id is not None:
-            self.cancelled.add(response_id)
-        kept = [
-            q
-            for q in self.queued
-            if q.end_of_reply or (response_id is not None and q.response_id != response_id)
-        ]
-        self.queued.clear()
-        self.queued_s = 0.0
-        for q in kept:
-            self.append(q)
-        return before - len(self.queued)
-
-    def cancel_reply(self, response_id: str | None) -> int:
-        """:meth:`cancel`, and have playback drop what its resampler and framer hold of
-        that reply before it handles its next message (in order with the audio, else
-        that tail would open the next reply). Synchronous: the session's
-        ``cancel_reply`` calls it once its ``CancelReply`` is on its way."""
-        self.tail_discards.append(response_id)
-        if response_id is None:
-            # Audio of these replies may still be on its way in the channel: drop it too.
-            ids = {q.response_id for q in self.queued if not q.end_of_reply}
-            ids.add(self.current_response)
-            self.cancelled.update(i for i in ids if i is not None)
-        return self.cancel(response_id)
+__all__ = ["PlaybackState", "QueuedFrame", "WavSink", "faded", "run"]
 
 
 class WavSink:
@@ -270,6 +177,8 @@ async def run(
     state = state if state is not None else PlaybackState()
     counter = counter if counter is not None else EdgeCounter("playback")
     track = _Track(reply_rate, output, frame_ms)
+    if not (max_queue_s > 0 and math.isfinite(max_queue_s)):
+        raise ValueError(f"max_queue_s must be finite and > 0, got {max_queue_s}")
     drops = _DropCounter(counter)
     done = trio.Event()
     ended: list[QueuedFrame] = []  # end marks dropped with the audio before them
@@ -285,6 +194,18 @@ async def run(
             else:
                 drops.note(q.frame)
         state.wakeup.set()
+        if drops.unreported and events is not None:
+            # Told now, not when a frame next reaches a sink nobody may be reading.
+            # Never waits (the hub may be waiting on this receiver): if the event
+            # channel is full, the pacer reports them later.
+            try:
+                events.send_nowait(drops.peek())
+            except trio.WouldBlock:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                drops.report()  # the session is ending: nobody to tell
+            else:
+                drops.report()
 
     def mark_end(response_id: str | None) -> None:
         empty = np.zeros((0, track.fmt.channels), np.int16)
@@ -338,14 +259,19 @@ async def run(
                     await events.send(drops.report())
                 await events.send(ReplyPlayed(response_id, math.floor(played * 1000)))
 
+        dry: list[str | None] = []  # the reply that ran dry, while it waits for audio
+        last: list[str | None] = []  # the reply of the last frame sent, until it ended
         try:
             while True:
                 while ended:  # marks dropped with the audio before them
                     await reply_played(ended.pop(0).response_id)
                 if state.queued and state.queued[0].end_of_reply:
+                    last.clear()
                     await reply_played(state.popleft().response_id)
                     continue
                 if not state.queued:
+                    if pace is not None and last and not dry and last[0] not in state.cancelled:
+                        dry[:] = last  # ran dry in the middle of a reply: an underrun?
                     if drops.unreported and events is not None:
                         # Nothing will play after these drops: report them now.
                         await events.send(drops.report())
@@ -373,6 +299,14 @@ async def run(
                 counter.messages += 1
                 counter.frames += 1
                 counter.samples += q.frame.samples
+                if dry and dry[0] == q.response_id:  # the reply went on after running dry
+                    state.underruns += 1
+                    n = state.underruns_by_response.get(q.response_id, 0)
+                    state.underruns_by_response[q.response_id] = n + 1
+                dry.clear()
+                if not last or last[0] != q.response_id:
+                    last[:] = [q.response_id]
+                    state.first_played_at.setdefault(q.response_id, trio.current_time())
                 if q.item_id is not None:
                     state.add_played(q.item_id, q.frame.duration)
                 played_s[q.response_id] = (
@@ -410,7 +344,12 @@ class _DropCounter:
         self.counter.dropped_frames += 1
         self.counter.dropped_samples += frame.samples
 
+    def peek(self) -> AudioDropped:
+        """The report of the drops not yet reported (nothing changes)."""
+        return AudioDropped("playback", self.unreported, self.unreported_samples, self.total)
+
     def report(self) -> AudioDropped:
-        event = AudioDropped("playback", self.unreported, self.unreported_samples, self.total)
+        """The report, and they count as reported."""
+        event = self.peek()
         self.unreported = self.unreported_samples = 0
         return event

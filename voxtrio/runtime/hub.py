@@ -32,6 +32,7 @@ from ..messages import (
     ToolCall,
 )
 from .subscription import Subscription
+from .turns import InterruptRequest, TurnDriver
 
 __all__ = ["EventHub", "Subscription"]
 
@@ -63,11 +64,12 @@ class EventHub:
         self._ended = False
         self._open = trio.Event()
         self._recorder: TranscriptRecorder | None = None
-        self._receive: trio.MemoryReceiveChannel[Event] | None = None
+        self._receive: trio.MemoryReceiveChannel[Event | InterruptRequest] | None = None
         self._drained = trio.lowlevel.ParkingLot()
         self._tool_names: dict[str, str] = {}
         self._observers: list[Callable[[Event], None]] = []
         self.delivered = 0
+        self.turns: TurnDriver | None = None  # set by the pipeline before it runs
 
     def observe(self, observer: Callable[[Event], None]) -> None:
         """Call ``observer`` (synchronous, must not block) with every event the hub
@@ -157,7 +159,7 @@ class EventHub:
 
     async def run(
         self,
-        receive: trio.MemoryReceiveChannel[Event],
+        receive: trio.MemoryReceiveChannel[Event | InterruptRequest],
         *,
         recorder: TranscriptRecorder | None = None,
         store_errors: trio.MemoryReceiveChannel[Event] | None = None,
@@ -208,11 +210,10 @@ class EventHub:
 
     async def _route_all(
         self,
-        receive: trio.MemoryReceiveChannel[Event],
+        receive: trio.MemoryReceiveChannel[Event | InterruptRequest],
         playback: trio.MemorySendChannel[PlaybackInput] | None,
     ) -> trio.MemorySendChannel[PlaybackInput] | None:
         """The routing loop; returns the playback channel (None once playback ended)."""
-        recorder = self._recorder
         while True:
             # ``receive()`` in two halves, so the hub knows when its input is empty.
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -228,19 +229,31 @@ class EventHub:
                 return playback
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
-            if isinstance(event, ReplyAudio):
-                if playback is not None:
-                    playback = await _to_playback(playback, event)
-                continue
-            if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
+            turns = self.turns
+            if isinstance(event, InterruptRequest):
+                routed = turns.interrupt() if turns is not None else []
+            else:
+                routed = turns.route(event) if turns is not None else [event]
+            for one in routed:
+                playback = await self._route_one(one, playback)
+
+    async def _route_one(
+        self, event: Event, playback: trio.MemorySendChannel[PlaybackInput] | None
+    ) -> trio.MemorySendChannel[PlaybackInput] | None:
+        if isinstance(event, ReplyAudio):
+            if playback is not None:
                 playback = await _to_playback(playback, event)
-            if isinstance(event, ToolCall):
-                self._tool_names[event.call_id] = event.name
-            if recorder is not None:
-                await recorder.record(event)
-            for observer in self._observers:
-                observer(event)
-            self.publish_nowait(event)
+            return playback
+        if playback is not None and isinstance(event, ReplyDone | ReplyInterrupted):
+            playback = await _to_playback(playback, event)
+        if isinstance(event, ToolCall):
+            self._tool_names[event.call_id] = event.name
+        if self._recorder is not None:
+            await self._recorder.record(event)
+        for observer in self._observers:
+            observer(event)
+        self.publish_nowait(event)
+        return playback
 
     async def _relay(self, store_errors: trio.MemoryReceiveChannel[Event]) -> None:
         with store_errors:

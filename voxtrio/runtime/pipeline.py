@@ -12,6 +12,7 @@ Private: :class:`~voxtrio.runtime.session.Session` is the facade apps use.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -27,6 +28,7 @@ from ..actors.capture import Capture
 from ..actors.transcript_writer import TranscriptRecorder
 from ..audio import AudioFormat, AudioFrame
 from ..codecs.transcript import Item, instructions_with_context
+from ..codecs.turns import TurnState
 from ..errors import SessionClosedError
 from ..messages import EndOfInput, Event, LinkInput, PlaybackInput, UpdateSession
 from .hub import EventHub
@@ -34,6 +36,7 @@ from .plan import Plan
 from .provider import ResumingProvider
 from .supervision import as_session_error, one_exception
 from .tools import ToolRunner
+from .turns import InterruptRequest, TurnDriver
 
 __all__ = ["Pipeline", "Plan", "run_pipeline"]
 
@@ -52,7 +55,9 @@ class Pipeline:
         # One per actor task: closing cancels the actors, not the app's code in the
         # ``async with`` block (which runs in the same nursery).
         self._scopes: list[trio.CancelScope] = []
-        self.events_tx, self._events_rx = trio.open_memory_channel[Event](256)
+        self.events_tx, self._events_rx = trio.open_memory_channel[Event | InterruptRequest](256)
+        # The session's own end (interrupt requests), closed by close_now.
+        self.session_events = self.events_tx.clone()
         self._store_err_tx, self._store_err_rx = trio.open_memory_channel[Event](16)
         self.push, self._in_rx = trio.open_memory_channel[AudioFrame | LinkInput](
             plan.audio_buffer
@@ -73,6 +78,14 @@ class Pipeline:
         #: and the transcript the current connection's instructions were given
         self.base_instructions = plan.instructions
         self.connect_items: tuple[Item, ...] = ()
+        # Turn-taking: the hub's decisions reach the link through a channel that
+        # never waits (a cut is rare and small; the hub must not wait on the link).
+        self._turn_tx, self._turn_rx = trio.open_memory_channel[LinkInput](math.inf)
+        self._turn_link = self._link_tx.clone()  # now: convert may close its own early
+        self.turns = TurnState(interruptible=plan.interruptible)
+        self.hub.turns = TurnDriver(
+            self.turns, self.playback_state, plan.provider.capabilities, self._turn_tx
+        )
 
     def queued(self, edge: str) -> int:
         """Messages (or, for playback, frames) waiting on ``edge`` now."""
@@ -86,8 +99,13 @@ class Pipeline:
         """Stop input, link and playback at once (synchronous, idempotent)."""
         self.closed = True
         self.push.close()
+        self.session_events.close()
         for scope in self._scopes:
             scope.cancel()
+
+    def close_turn_link(self) -> None:
+        """The turn controls' end of the link channel, if its actor never ran."""
+        self._turn_link.close()
 
     async def send_input(self, msg: AudioFrame | LinkInput, what: str) -> None:
         """One send down the input path: it happens, or raises (``Cancelled``,
@@ -141,6 +159,7 @@ class Pipeline:
         if plan.tools.in_band and plan.tools.tools:
             # A provider whose codecs cannot be given tools hears of them in band.
             self.push.send_nowait(UpdateSession(tools=plan.tools.declared))
+        await inner.start(self._stoppable, "turns", self._run_turn_controls)
         if plan.capture is not None:
             await inner.start(self._stoppable, "capture", self._run_capture, plan.capture)
 
@@ -178,6 +197,18 @@ class Pipeline:
             if self.closed:
                 scope.cancel()
             await self._supervised(name, fn, *args, task_status=task_status)
+
+    async def _run_turn_controls(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Forward the hub's turn controls (cancel, truncate) to the link."""
+        with self._turn_rx, self._turn_link as link:
+            task_status.started()
+            async for msg in self._turn_rx:
+                try:
+                    await link.send(msg)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return  # the link is gone: the session is closing
 
     async def _run_capture(
         self, capture: Capture, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -281,6 +312,7 @@ async def run_pipeline(plan: Plan) -> AsyncIterator[Pipeline]:
                     finally:
                         pipeline.close_now()
                         pipeline.playback_ctl.close()
+                        pipeline.close_turn_link()
     except BaseException as exc:
         to_raise = one_exception(exc, body_exc)
     else:

@@ -44,6 +44,7 @@ class Plan:
     link_provider: Provider | None = None
     #: push mode: the format ``send_audio`` takes when given none
     input_format: AudioFormat | None = None
+    interruptible: bool = True
 
 
 def _check_capture(capture: object) -> None:
@@ -86,6 +87,7 @@ def make_plan(
     close_timeout_s: float,
     tools: Iterable[object] | None = None,
     input_format: AudioFormat | None = None,
+    interruptible: bool = True,
 ) -> Plan:
     """Check ``open_session``'s arguments at the call; the pipeline's plan."""
     if not isinstance(provider, Provider):
@@ -116,6 +118,13 @@ def make_plan(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not (close_timeout_s >= 0 and math.isfinite(close_timeout_s)):
         raise ValueError(f"close_timeout_s must be finite and >= 0, got {close_timeout_s}")
+    if not (max_playback_queue_s > 0 and math.isfinite(max_playback_queue_s)):
+        # nan would remove the cap; 0 or less would drop every reply's audio.
+        raise ValueError(
+            f"max_playback_queue_s must be finite and > 0, got {max_playback_queue_s}"
+        )
+    if not isinstance(interruptible, bool):
+        raise TypeError(f"interruptible must be a bool, got {type(interruptible).__name__}")
     sid = session_id if session_id is not None else uuid.uuid4().hex
     check_session_id(sid)
     return Plan(
@@ -136,4 +145,5 @@ def make_plan(
         tools=settings,
         link_provider=linked,
         input_format=input_format,
+        interruptible=interruptible,
     )

@@ -43,8 +43,9 @@ from . import updates
 from .pipeline import Pipeline, run_pipeline
 from .plan import make_plan
 from .provider import Provider
-from .stats import EdgeStats, SessionStats
+from .stats import EdgeStats, SessionStats, TurnStats
 from .subscription import Subscription
+from .turns import InterruptRequest
 
 __all__ = ["EdgeStats", "Session", "SessionClosedError", "SessionStats", "open_session"]
 
@@ -204,14 +205,41 @@ class Session:
         self._check_input_open("clear input")
         await self._p.send_input(ClearInput(), "clear input")
 
-    async def create_reply(self, instructions: str | None = None) -> None:
+    async def create_reply(
+        self, instructions: str | None = None, *, interruptible: bool | None = None
+    ) -> None:
         """Ask the provider to reply now.
+
+        ``interruptible=False``: the reply plays to the end even if the caller speaks
+        over it (their audio is still sent); :meth:`interrupt` still cuts it. None:
+        the session's default (``open_session(interruptible=...)``). The flag goes
+        to the next reply that starts.
 
         One channel operation: it either happens or raises ``Cancelled`` leaving
         nothing changed.
         """
         self._check_open("create a reply")
+        if interruptible is not None and not isinstance(interruptible, bool):
+            raise TypeError(f"interruptible must be a bool, got {type(interruptible).__name__}")
         await self._p.send_input(CreateReply(instructions), "create a reply")
+        self._p.turns.reply_requested(interruptible)  # no checkpoint since the send
+
+    async def interrupt(self) -> None:
+        """Cut the agent off now, as barge-in does: playback stops (the next frame
+        fades out, nothing more of the reply plays), the reply is cancelled if it is
+        still generated, its item is truncated at what was played, and
+        ``ReplyInterrupted`` is published. Cuts a not-interruptible reply too;
+        nothing happens when no reply is open.
+
+        One channel operation (a request to the hub, which decides in order with
+        the events): it either happens or raises ``Cancelled`` leaving nothing
+        changed.
+        """
+        self._check_open("interrupt")
+        try:
+            await self._p.session_events.send(InterruptRequest())
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise SessionClosedError("cannot interrupt: the session is closed") from None
 
     async def cancel_reply(self, response_id: str | None = None) -> None:
         """Cancel the reply in progress and drop its audio.
@@ -354,6 +382,7 @@ class Session:
             edges=edges,
             events=p.hub.delivered,
             subscribers_lagged=tuple(s.lagged_total for s in p.hub.subscribers),
+            turns=TurnStats.of(p.turns.metrics, p.playback_state.underruns),
         )
 
     # -------------------------------------------------------------------- close
@@ -400,6 +429,7 @@ async def open_session(
     close_timeout_s: float = 5.0,
     tools: Sequence[Tool | FunctionTool | Callable[..., Any]] | None = None,
     input_format: AudioFormat | None = None,
+    interruptible: bool = True,
 ) -> AsyncIterator[Session]:
     """Open a voice session with ``provider``.
 
@@ -444,6 +474,8 @@ async def open_session(
             :meth:`Session.send_tool_result`.
         input_format: push mode: the format of the audio given to
             :meth:`Session.send_audio` without one.
+        interruptible: whether the caller's speech cuts a reply off (barge-in) by
+            default; ``create_reply(interruptible=...)`` decides per reply.
 
     Raises:
         ValueError: bad arguments, or a provider that cannot start (e.g.
@@ -475,6 +507,7 @@ async def open_session(
         close_timeout_s=close_timeout_s,
         tools=tools,
         input_format=input_format,
+        interruptible=interruptible,
     )
     async with run_pipeline(plan) as pipeline:
         yield Session(pipeline)

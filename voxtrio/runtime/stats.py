@@ -4,7 +4,53 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["EdgeStats", "SessionStats"]
+from ..codecs.turns import percentile
+from ..messages import TurnMetrics
+
+__all__ = ["EdgeStats", "SessionStats", "TurnStats"]
+
+
+@attrs.frozen
+class TurnStats:
+    """Running figures of the replies played so far (seconds; None before any).
+
+    Attributes:
+        turns: replies played out (or cut).
+        interrupted: of those, cut off.
+        underruns: times the output ran dry in the middle of a reply.
+        speech_to_first_audio_p50_s, ..._p95_s: end of user speech to first reply
+            audio received.
+        first_audio_to_played_p50_s, ..._p95_s: first audio received to played.
+        speech_to_played_p50_s, ..._p95_s: end of user speech to first audio played.
+    """
+
+    turns: int = 0
+    interrupted: int = 0
+    underruns: int = 0
+    speech_to_first_audio_p50_s: float | None = None
+    speech_to_first_audio_p95_s: float | None = None
+    first_audio_to_played_p50_s: float | None = None
+    first_audio_to_played_p95_s: float | None = None
+    speech_to_played_p50_s: float | None = None
+    speech_to_played_p95_s: float | None = None
+
+    @classmethod
+    def of(cls, metrics: list[TurnMetrics], underruns: int) -> TurnStats:
+        def q(name: str, p: float) -> float | None:
+            values = [v for m in metrics if (v := getattr(m, name)) is not None]
+            return percentile(values, p)
+
+        return cls(
+            len(metrics),
+            sum(m.interrupted for m in metrics),
+            underruns,
+            q("speech_to_first_audio_s", 0.5),
+            q("speech_to_first_audio_s", 0.95),
+            q("first_audio_to_played_s", 0.5),
+            q("first_audio_to_played_s", 0.95),
+            q("speech_to_played_s", 0.5),
+            q("speech_to_played_s", 0.95),
+        )
 
 
 @attrs.frozen
@@ -28,11 +74,13 @@ class SessionStats:
             dropped, and is queued now.
         events: events routed by the hub.
         subscribers_lagged: per live subscriber, events it missed so far.
+        turns: per-turn latency figures (:class:`TurnStats`).
     """
 
     edges: dict[str, EdgeStats]
     events: int
     subscribers_lagged: tuple[int, ...]
+    turns: TurnStats = TurnStats()
 
     @property
     def frames_in(self) -> int:

@@ -28,13 +28,10 @@ from ..codecs.media_stream import (
     Stop,
     StreamProtocolError,
 )
-from ..errors import SessionClosedError, UnsupportedError
+from ..errors import SessionClosedError
 from ..messages import (
     ErrorEvent,
     ReplyInterrupted,
-    ReplyPlayed,
-    ReplyStarted,
-    SpeechStarted,
 )
 from ..runtime import Session, Subscription, open_session
 from ..runtime.provider import Provider
@@ -83,7 +80,6 @@ class _Bridge:
         self.codec = codec
         self.session = session
         self.stats = stats
-        self.playing: str | None = None  # the reply whose audio is going out
         self.cleared: set[str | None] = set()
         self.activity = trio.Event()
 
@@ -130,28 +126,19 @@ class _Bridge:
                 self.activity.set()
                 self.activity = trio.Event()
                 match event:
-                    case ReplyStarted(response_id=rid):
-                        self.playing = rid
-                    case ReplyPlayed(response_id=rid) if rid == self.playing:
-                        self.playing = None
-                    case SpeechStarted() if self.playing is not None:
-                        await self._barge_in(self.playing, cancel=True)
                     case ReplyInterrupted(response_id=rid):
-                        await self._barge_in(rid, cancel=False)  # playback drops it itself
+                        # The session already cut the reply (playback, cancel,
+                        # truncate); the phone's own buffer must go too.
+                        await self._clear(rid)
                     case ErrorEvent():
                         self.stats.provider_errors += 1
 
-    async def _barge_in(self, response_id: str | None, *, cancel: bool) -> None:
+    async def _clear(self, response_id: str | None) -> None:
         if response_id in self.cleared:
             return
         self.cleared.add(response_id)
-        if self.playing == response_id:
-            self.playing = None
         await self.ws.send(self.codec.clear())
         self.stats.clears += 1
-        if cancel:
-            with contextlib.suppress(UnsupportedError, SessionClosedError):
-                await self.session.cancel_reply(response_id)
 
     async def linger(self, quiet_s: float, limit_s: float) -> None:
         """After the caller hung up: let the provider finish what it was saying

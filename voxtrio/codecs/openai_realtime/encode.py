@@ -6,6 +6,8 @@ import base64
 from collections.abc import Sequence
 from typing import Any, Final
 
+import numpy as np
+
 from ...audio import AudioFrame
 from ...messages import (
     CancelReply,
@@ -21,10 +23,13 @@ from ...messages import (
     UpdateSession,
 )
 from ._json import dumps
-from .config import OPENAI_RATE, OpenAIRealtimeConfig
+from .config import OPENAI_RATE, OpenAIRealtimeConfig, ServerVad
 from .state import MIN_COMMIT_SAMPLES, ConnectionState
 
 __all__ = ["Encoder"]
+
+#: Silence beyond the VAD's silence duration sent at the end of the input.
+_SILENCE_MARGIN_MS: Final = 200
 
 _PCM_FORMAT: Final[dict[str, Any]] = {"type": "audio/pcm", "rate": OPENAI_RATE}
 
@@ -47,9 +52,14 @@ class Encoder:
             if cfg.transcription_language is not None:
                 transcription["language"] = cfg.transcription_language
             audio_in["transcription"] = transcription
-        audio_in["turn_detection"] = (
-            None if cfg.turn_detection is None else cfg.turn_detection.to_wire()
-        )
+        turn: dict[str, Any] | None = None
+        if cfg.turn_detection is not None:
+            turn = cfg.turn_detection.to_wire()
+            # voxtrio decides barge-in itself (the session cuts playback, cancels
+            # and truncates: once, and not for a reply the app made not
+            # interruptible); a service cancelling too would make the cancel fail.
+            turn["interrupt_response"] = False
+        audio_in["turn_detection"] = turn
         if cfg.noise_reduction is not None:
             audio_in["noise_reduction"] = {"type": cfg.noise_reduction}
         audio_out: dict[str, Any] = {"format": dict(_PCM_FORMAT)}
@@ -91,7 +101,7 @@ class Encoder:
                 self.state.uncommitted = 0
                 return [self._simple("input_audio_buffer.clear")]
             case EndOfInput():
-                return [self._commit()] if self._turn_pending() else []
+                return self._end_of_input()
             case CreateReply():
                 event: dict[str, Any] = {"type": "response.create"}
                 if msg.instructions is not None:
@@ -129,11 +139,29 @@ class Encoder:
             session["tools"] = [t.to_wire() for t in msg.tools]
         return self._event({"type": "session.update", "session": session})
 
-    def _turn_pending(self) -> bool:
-        """Whether the service holds an unfinished turn that a commit would end."""
-        if self.config.turn_detection is None:
-            return self.state.uncommitted >= MIN_COMMIT_SAMPLES
-        return self.state.speaking and self.state.uncommitted > 0
+    def _end_of_input(self) -> list[str]:
+        """Close the turn the service may hold, in one way only.
+
+        Manual turns: commit what was appended (at least 100 ms). Server VAD: the
+        service ends the turn itself -- trailing silence of its ``silence_duration_ms``
+        (and a margin) makes its VAD close a turn still open, speech that ended just
+        before the input did included; a commit as well would race the service's own
+        end of speech and make a second, phantom turn. Semantic VAD (no silence
+        length to rely on): commit if the service heard speech start and not stop.
+        """
+        turn = self.config.turn_detection
+        state = self.state
+        if turn is None:
+            return [self._commit()] if state.uncommitted >= MIN_COMMIT_SAMPLES else []
+        if isinstance(turn, ServerVad):
+            if state.uncommitted <= 0:
+                return []
+            n = (turn.silence_duration_ms + _SILENCE_MARGIN_MS) * (OPENAI_RATE // 1000)
+            silence = AudioFrame(np.zeros((n, 1), np.int16), OPENAI_RATE, state.next_pts or 0)
+            wires = self._audio((silence,))
+            state.uncommitted = 0  # the silence closes whatever turn was open
+            return wires
+        return [self._commit()] if state.speaking and state.uncommitted > 0 else []
 
     def _commit(self) -> str:
         self.state.uncommitted = 0

@@ -107,7 +107,8 @@ class TranscriptBuilder:
             self._items[item.key] = item
         self._next_seq = max(first_seq, (prior[-1].seq + 1) if prior else 0)
         self._open_response: str | None = None
-        self._interrupted_responses: set[str] = set()
+        # Interrupted replies, with the part of their audio the caller heard.
+        self._interrupted_responses: dict[str, float | None] = {}
         self._last_assistant: str | None = None
         self._tool_names: dict[str, str] = {
             i.call_id: i.name for i in self._items.values() if isinstance(i, ToolCallItem)
@@ -207,7 +208,7 @@ class TranscriptBuilder:
             case ReplyTextDone():
                 return self._assistant_done(event, created_s)
             case ReplyInterrupted(response_id=response_id):
-                return self._interrupt(response_id)
+                return self._interrupt(response_id, heard_fraction(event))
             case ReplyDone(response_id=response_id):
                 if response_id is None or response_id == self._open_response:
                     self._open_response = None
@@ -285,41 +286,62 @@ class TranscriptBuilder:
         if response_id is None and event.item_id is not None:
             response_id = self._open_response
         interrupted = response_id is not None and response_id in self._interrupted_responses
+        text = event.text
+        if interrupted and response_id is not None:
+            text = heard_part(text, self._interrupted_responses[response_id])
         old = self._items.get(key)
         if isinstance(old, AssistantItem):
             item = attrs.evolve(
                 old,
-                text=event.text,
+                text=text,
                 interrupted=old.interrupted or interrupted,
                 response_id=old.response_id or response_id,
             )
         else:
-            item = AssistantItem(
-                item_id, event.text, slot.seq, None, created_s, interrupted, response_id
-            )
+            item = AssistantItem(item_id, text, slot.seq, None, created_s, interrupted, response_id)
         self._last_assistant = key
         return self._put(item)
 
-    def _interrupt(self, response_id: str | None) -> list[Item]:
+    def _interrupt(self, response_id: str | None, heard: float | None) -> list[Item]:
         target = response_id if response_id is not None else self._open_response
         changed: list[Item] = []
         if target is not None:
-            self._interrupted_responses.add(target)
+            self._interrupted_responses[target] = heard
             for key, item in list(self._items.items()):
                 # Only this run's: response ids repeat across provider conversations.
                 mine = self._slots[key].mine
                 if mine and isinstance(item, AssistantItem) and item.response_id == target:
-                    changed += self._mark(key, item)
+                    changed += self._mark(key, item, heard)
             return changed
         if self._last_assistant is not None:
             item = self._items[self._last_assistant]
             if isinstance(item, AssistantItem):
-                changed += self._mark(self._last_assistant, item)
+                changed += self._mark(self._last_assistant, item, heard)
         return changed
 
-    def _mark(self, key: str, item: AssistantItem) -> list[Item]:
+    def _mark(self, key: str, item: AssistantItem, heard: float | None) -> list[Item]:
         if item.interrupted:
             return []
-        new = attrs.evolve(item, interrupted=True)
+        new = attrs.evolve(item, text=heard_part(item.text, heard), interrupted=True)
         self._items[key] = new
         return [new]
+
+
+def heard_fraction(event: ReplyInterrupted) -> float | None:
+    """The part of the interrupted item's audio the caller heard (None: unknown)."""
+    if event.played_ms is None or not event.received_ms:
+        return None
+    return min(1.0, max(0.0, event.played_ms / event.received_ms))
+
+
+def heard_part(text: str, fraction: float | None) -> str:
+    """The words of ``text`` the caller heard, estimated from the part of its audio
+    that played (the providers give no word timing): the text up to that share of
+    its characters, cut back to a whole word. The whole text when unknown."""
+    if fraction is None or fraction >= 1.0:
+        return text
+    end = round(len(text) * fraction)
+    if end < len(text) and not text[end].isspace():
+        space = text.rfind(" ", 0, end)
+        end = max(space, 0)
+    return text[:end].rstrip()
