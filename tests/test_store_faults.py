@@ -189,7 +189,7 @@ async def test_a_read_only_file_system_is_reported_with_its_cause(tmpfs: Path) -
     db = tmpfs / "t.sqlite3"
     with SqliteTranscriptStore(db) as first:
         first._append_sync("s", [UserItem("u0", "before", 0)])
-    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    await trio.run_process(["mount", "-o", "remount,ro", str(tmpfs)])
     store = SqliteTranscriptStore(db)
     tx, rx = trio.open_memory_channel[Event](64)
     run = partial(
@@ -204,6 +204,6 @@ async def test_a_read_only_file_system_is_reported_with_its_cause(tmpfs: Path) -
                 nursery.cancel_scope.cancel()
     finally:
         store.close()
-        subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=False)
+        await trio.run_process(["mount", "-o", "remount,rw", str(tmpfs)], check=False)
     assert error.source == "store"
     assert "Read-only file system" in error.message

@@ -82,8 +82,9 @@ class PostgresTranscriptStore(ThreadedStore):
     for the worker threads); every async method runs in a worker thread, so the
     event loop never blocks. Share one store between the sessions of a process:
     their appends are committed together, one transaction per lot (see
-    :mod:`voxtrio.stores.threaded`); other processes open stores of their own. Construction only parses the DSN; the connection is
-    made and the schema set up on the first call. A connection that was lost or
+    :mod:`voxtrio.stores.threaded`); other processes open stores of their own.
+    Construction only parses the DSN; the connection is made and the schema set up on
+    the first call. A connection that was lost or
     refused raises :class:`StoreUnavailableError` (an ``OSError``), and the next call
     connects again; any other database fault raises :class:`PostgresStoreError`.
 
