@@ -38,7 +38,7 @@ class SlowDisk(SqliteTranscriptStore):
             self.transactions.append(batches)
         time.sleep(SLOW_S)
 
-    def _append_sync(self, session_id: str, items: list[Item]) -> None:
+    def _append_sync(self, session_id: str, items: Sequence[Item]) -> None:
         self._slow(1)
         super()._append_sync(session_id, items)
 
