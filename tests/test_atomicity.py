@@ -20,9 +20,11 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import voxtrio
 from voxtrio.actors.transcript_store import MemoryTranscriptStore
 from voxtrio.audio import AudioFormat, AudioFrame
 from voxtrio.codecs.transcript import ToolResultItem, UserItem
+from voxtrio.codecs.wire import Capabilities
 from voxtrio.errors import SessionClosedError
 from voxtrio.messages import (
     CancelReply,
@@ -39,6 +41,7 @@ from voxtrio.messages import (
     ToolCall,
     ToolResult,
     TruncateItem,
+    UpdateSession,
 )
 from voxtrio.runtime import Session, Subscription, open_session
 from voxtrio.testing import RecordingProvider
@@ -285,3 +288,67 @@ def test_aclose_closes_even_when_cancelled(steps: int) -> None:
                     await session.create_reply()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# ----------------------------------------------------- mid-session updates (issue 12)
+
+UPDATE_CAPS = Capabilities(manual_commit=True, session_update=True)
+
+
+def _lookup() -> str:
+    """Looks something up."""
+    return "found"
+
+
+LOOKUP = voxtrio.Tool.from_function(_lookup, name="lookup")
+
+
+def updated(msg: UpdateSession, state: Callable[[Session], bool]) -> Effects:
+    """The update was sent once and the session's state changed, or neither."""
+
+    async def happened(h: Harness, store: MemoryTranscriptStore) -> bool:
+        sent = control_count(h, msg) == 1
+        assert state(h.session) == sent
+        return sent
+
+    return happened
+
+
+UPDATE_CASES: dict[str, Case] = {
+    "update_instructions": Case(
+        lambda h: h.session.update_instructions("New."),
+        updated(UpdateSession(instructions="New."), lambda s: s._p.base_instructions == "New."),
+    ),
+    "update_tools": Case(
+        lambda h: h.session.update_tools([LOOKUP]),
+        updated(
+            UpdateSession(tools=(LOOKUP.declaration,)),
+            lambda s: s._p.plan.tools.tools == (LOOKUP,),
+        ),
+    ),
+}
+
+
+async def check_update(name: str, steps: int, stalled: bool) -> None:
+    case = UPDATE_CASES[name]
+    provider = StallableProvider(capabilities=UPDATE_CAPS)
+    store = MemoryTranscriptStore()
+    with trio.fail_after(60):
+        async with open_session(
+            provider, store=store, session_id="s", audio_buffer=1, realtime_playback=False
+        ) as session:
+            h = Harness(session, provider, session.subscribe(max_buffer=10_000), store)
+            async with trio.open_nursery() as app:
+                app.start_soon(h.collect_output)
+                happened, done = await run_case(case, h, stalled, steps)
+                app.cancel_scope.cancel()
+        assert happened == done, f"{name}: returned={done} but effects={happened}"
+
+
+@pytest.mark.parametrize("name", sorted(UPDATE_CASES))
+@settings(max_examples=40, deadline=None)
+@given(steps=st.integers(0, 40), stalled=st.booleans())
+def test_updates_cancelled_at_any_point_all_or_nothing(
+    name: str, steps: int, stalled: bool
+) -> None:
+    trio.run(check_update, name, steps, stalled, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -25,8 +25,10 @@ from .errors import (
 )
 from .messages import (
     AudioDropped,
+    DtmfReceived,
     ErrorEvent,
     Event,
+    InputIdleTimeout,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     InputTranscriptionFailed,
@@ -58,6 +60,7 @@ from .stores import (
     SqliteTranscriptStore,
     TranscriptStore,
 )
+from .tools import FunctionTool, Tool, ToolArgumentsError, tool
 
 __version__ = "0.1.0"
 
@@ -68,9 +71,11 @@ __all__ = [
     "AudioFrame",
     "ByteStreamCapture",
     "Capabilities",
+    "DtmfReceived",
     "ErrorEvent",
     "Event",
     "GeminiLive",
+    "InputIdleTimeout",
     "InputTranscriptionCompleted",
     "InputTranscriptionDelta",
     "InputTranscriptionFailed",
@@ -105,9 +110,13 @@ __all__ = [
     "StreamResampler",
     "SubscriberLagged",
     "Subscription",
+    "FunctionTool",
+    "Tool",
+    "ToolArgumentsError",
     "ToolCall",
     "ToolCallCancelled",
     "ToolResult",
+    "tool",
     "TranscriptStore",
     "UnsupportedError",
     "UsageError",

@@ -25,6 +25,7 @@ import attrs
 import numpy as np
 
 from .audio import AudioFrame, FrameMs, pcm_equal
+from .function_tool import FunctionTool
 
 __all__ = [
     "AudioDropped",
@@ -34,10 +35,12 @@ __all__ = [
     "Control",
     "ConvertInput",
     "CreateReply",
+    "DtmfReceived",
     "EndOfInput",
     "ErrorEvent",
     "Event",
     "FrameBatch",
+    "InputIdleTimeout",
     "InputTranscriptionCompleted",
     "InputTranscriptionDelta",
     "InputTranscriptionFailed",
@@ -63,6 +66,7 @@ __all__ = [
     "ToolCallCancelled",
     "ToolResult",
     "TruncateItem",
+    "UpdateSession",
 ]
 
 
@@ -325,6 +329,32 @@ class SendText:
     item_id: str | None = None
 
 
+# ------------------------------------------------------- telephony and idle events
+
+
+@attrs.frozen
+class DtmfReceived:
+    """The caller pressed a telephone key (a DTMF tone on a SIP call).
+
+    ``digit`` is the key as the provider names it (``0``-``9``, ``*``, ``#``,
+    ``A``-``D``); ``received_at_s`` the provider's Unix time of it, when given.
+    """
+
+    digit: str
+    received_at_s: int | None = None
+
+
+@attrs.frozen
+class InputIdleTimeout:
+    """The provider's idle timeout fired: no speech for the configured time.
+
+    The provider commits the silent stretch as a turn and usually replies (a
+    prompt to go on, say). ``item_id`` names that turn when the provider gives it.
+    """
+
+    item_id: str | None = None
+
+
 Event: TypeAlias = (
     ErrorEvent
     | SessionConnected
@@ -349,6 +379,8 @@ Event: TypeAlias = (
     | SendText
     | AudioDropped
     | SubscriberLagged
+    | DtmfReceived
+    | InputIdleTimeout
 )
 
 
@@ -400,6 +432,17 @@ class TruncateItem:
     content_index: int = 0
 
 
+@attrs.frozen
+class UpdateSession:
+    """Change the configuration of the live session (providers whose capabilities
+    say ``session_update``): the instructions, the declared tools, or both; a None
+    field stays as it is. ``tools`` is the whole list the model may call from now on.
+    """
+
+    instructions: str | None = None
+    tools: tuple[FunctionTool, ...] | None = None
+
+
 #: The controls an app (or a capture) sends down the audio path, in order with audio.
 Control: TypeAlias = (
     CommitInput
@@ -410,6 +453,7 @@ Control: TypeAlias = (
     | TruncateItem
     | SendText
     | ToolResult
+    | UpdateSession
 )
 
 #: What the convert actor consumes: audio in any supported format, and controls.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import wave
 from typing import Any, Protocol
 
 import numpy as np
@@ -194,10 +195,28 @@ class ArrayCapture:
         )
 
 
+def _check_wav(path: str) -> None:
+    """Read only the header of ``path``: a 16-bit PCM WAV file in a format voxtrio takes."""
+    try:
+        with wave.open(path, "rb") as w:
+            width, rate, channels = w.getsampwidth(), w.getframerate(), w.getnchannels()
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(
+            f"WavCapture: {path!r} is not a WAV file voxtrio can read ({exc}); "
+            "supported: 16-bit integer PCM WAV"
+        ) from None
+    if width != 2:
+        raise ValueError(
+            f"WavCapture: {path!r} has {8 * width}-bit samples; supported: 16-bit integer PCM WAV"
+        )
+    AudioFormat(rate, channels)  # an unsupported rate or channel count raises here
+
+
 class WavCapture:
     """Capture from a 16-bit PCM WAV file, read in a worker thread.
 
-    The file is checked when the capture runs; a missing or invalid file becomes an
+    ``open_session`` checks the file (:meth:`check`): a missing or unsupported one
+    raises there. One that goes bad later (removed before it is read) becomes an
     :class:`~voxtrio.messages.ErrorEvent` (``capture_failed``) and the capture ends.
     See :class:`ArrayCapture` for ``realtime`` and ``chunk_ms``.
     """
@@ -217,6 +236,18 @@ class WavCapture:
     def live(self) -> bool:
         """Whether this source is live (see :class:`Capture`)."""
         return self._realtime
+
+    def check(self) -> None:
+        """Raise now if the file cannot be read: ``open_session`` calls this, so a
+        missing or unsupported file is an error at the call, not a session that idles.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a 16-bit PCM WAV file (the message says what it is).
+        """
+        if not os.path.exists(self._path):
+            raise FileNotFoundError(f"WavCapture: no such file: {self._path!r}")
+        _check_wav(self._path)
 
     async def run(
         self,

@@ -94,6 +94,10 @@ class Capabilities:
         tool_calls: the model can call tools.
         tool_cancellation: the provider can cancel a tool call it made.
         input_transcription: the provider transcribes the user's speech.
+        replies_after_tool_result: the model goes on by itself once it has a tool
+            result (else the session's tool runner asks for a reply).
+        session_update: instructions and tools can change mid-session
+            (``Session.update_instructions``, ``Session.update_tools``).
     """
 
     manual_commit: bool = False
@@ -105,6 +109,8 @@ class Capabilities:
     tool_calls: bool = False
     tool_cancellation: bool = False
     input_transcription: bool = False
+    replies_after_tool_result: bool = False
+    session_update: bool = False
 
 
 class Verdict(enum.Enum):

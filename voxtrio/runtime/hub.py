@@ -11,12 +11,15 @@ with the events routed: :meth:`EventHub.instructions_source`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from ..actors.base import InstructionsSource
 from ..actors.transcript_writer import TranscriptRecorder
 from ..codecs.transcript import (
     DEFAULT_BUDGET_CHARS,
+    Item,
     ToolCallItem,
     instructions_with_context,
 )
@@ -63,12 +66,28 @@ class EventHub:
         self._receive: trio.MemoryReceiveChannel[Event] | None = None
         self._drained = trio.lowlevel.ParkingLot()
         self._tool_names: dict[str, str] = {}
+        self._observers: list[Callable[[Event], None]] = []
         self.delivered = 0
+
+    def observe(self, observer: Callable[[Event], None]) -> None:
+        """Call ``observer`` (synchronous, must not block) with every event the hub
+        folds and publishes, before the subscribers get it; the tool runner's hook."""
+        self._observers.append(observer)
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        """The transcript folded so far (nothing without a recorder)."""
+        return tuple(self._recorder.items) if self._recorder is not None else ()
 
     def open(self) -> None:
         """Start routing. Events wait in the hub's input until then, so subscribers
         made before the session's first checkpoint see every event."""
         self._open.set()
+
+    @property
+    def ended(self) -> bool:
+        """The hub has routed its last event: a new subscriber would get nothing."""
+        return self._ended
 
     @property
     def subscribers(self) -> tuple[Subscription, ...]:
@@ -219,6 +238,8 @@ class EventHub:
                 self._tool_names[event.call_id] = event.name
             if recorder is not None:
                 await recorder.record(event)
+            for observer in self._observers:
+                observer(event)
             self.publish_nowait(event)
 
     async def _relay(self, store_errors: trio.MemoryReceiveChannel[Event]) -> None:

@@ -22,17 +22,18 @@ import trio
 from ..actors import convert as convert_actor
 from ..actors import playback as playback_actor
 from ..actors import transcript_writer
-from ..actors.base import EdgeCounter
+from ..actors.base import EdgeCounter, InstructionsSource
 from ..actors.capture import Capture
 from ..actors.transcript_writer import TranscriptRecorder
 from ..audio import AudioFormat, AudioFrame
-from ..codecs.transcript import instructions_with_context
+from ..codecs.transcript import Item, instructions_with_context
 from ..errors import SessionClosedError
-from ..messages import EndOfInput, Event, LinkInput, PlaybackInput
+from ..messages import EndOfInput, Event, LinkInput, PlaybackInput, UpdateSession
 from .hub import EventHub
 from .plan import Plan
 from .provider import ResumingProvider
 from .supervision import as_session_error, one_exception
+from .tools import ToolRunner
 
 __all__ = ["Pipeline", "Plan", "run_pipeline"]
 
@@ -62,6 +63,16 @@ class Pipeline:
         # The session's own end (reframes), cloned before the hub runs: the hub closes
         # its end when it ends.
         self.playback_ctl = self._play_tx.clone()
+        self.tool_runner = ToolRunner(
+            plan.tools,
+            partial(self.send_input, what="send a tool result"),
+            continue_reply=not plan.provider.capabilities.replies_after_tool_result,
+        )
+        self.hub.observe(self.tool_runner.notice)
+        #: the base instructions now (``Session.update_instructions`` changes them),
+        #: and the transcript the current connection's instructions were given
+        self.base_instructions = plan.instructions
+        self.connect_items: tuple[Item, ...] = ()
 
     def queued(self, edge: str) -> int:
         """Messages (or, for playback, frames) waiting on ``edge`` now."""
@@ -115,6 +126,8 @@ class Pipeline:
         )
         await outer.start(partial(self._supervised, "hub", hub_run))
         await inner.start(self._stoppable, "playback", self._run_playback)
+        runner = partial(self.tool_runner.run, self.events_tx.clone())
+        await inner.start(self._stoppable, "tools", runner)
         await inner.start(self._stoppable, "link", self._run_link)
         convert = partial(
             convert_actor.run,
@@ -125,6 +138,9 @@ class Pipeline:
             counter=self.counters["convert"],
         )
         await inner.start(self._stoppable, "convert", convert)
+        if plan.tools.in_band and plan.tools.tools:
+            # A provider whose codecs cannot be given tools hears of them in band.
+            self.push.send_nowait(UpdateSession(tools=plan.tools.declared))
         if plan.capture is not None:
             await inner.start(self._stoppable, "capture", self._run_capture, plan.capture)
 
@@ -185,11 +201,12 @@ class Pipeline:
         # A clone: a link that ends by itself closes it, but convert's sends must not
         # break on that (convert is cancelled right after, by close_now).
         receive, events = self.link_rx.clone(), self.events_tx.clone()
-        instructions = self.hub.instructions_source(plan.instructions)
-        if plan.provider.capabilities.resumption:
+        instructions = self._instructions_source()
+        provider = plan.link_provider or plan.provider  # it declares the session's tools
+        if provider.capabilities.resumption:
             # Only a provider that resumes takes the base instructions (the
             # Provider protocol of the others has no such argument).
-            resuming = cast(ResumingProvider, plan.provider)
+            resuming = cast(ResumingProvider, provider)
             await resuming.run_link(
                 receive,
                 events,
@@ -199,7 +216,7 @@ class Pipeline:
                 task_status=task_status,
             )
         else:
-            await plan.provider.run_link(
+            await provider.run_link(
                 receive,
                 events,
                 instructions=instructions,
@@ -207,6 +224,18 @@ class Pipeline:
                 task_status=task_status,
             )
         self.close_now()
+
+    def _instructions_source(self) -> InstructionsSource:
+        """The hub's instructions of :attr:`base_instructions` (as they are at each
+        connect), noting the transcript they carried (:attr:`connect_items`)."""
+        self.hub.instructions_source(self.base_instructions)  # validate now
+
+        async def source() -> str:
+            text = await self.hub.instructions_source(self.base_instructions)()
+            self.connect_items = self.hub.items  # no checkpoint since the fold was read
+            return text
+
+        return source
 
     async def _run_playback(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 
 import attrs
+import trio
 
 from ..actors import playback as playback_actor
 from ..actors.capture import Capture
 from ..audio import AudioFormat, FrameMs, frame_fraction
 from ..stores.base import TranscriptStore, check_session_id, check_store
 from ..stores.memory import MemoryTranscriptStore
+from ..tools import Tool
 from .provider import Provider
+from .tools import SessionTools, check_tools, link_provider
 
 __all__ = ["Plan", "make_plan"]
 
@@ -35,6 +39,33 @@ class Plan:
     subscriber_buffer: int
     audio_buffer: int
     close_timeout_s: float
+    #: the session's tools, and the provider the link runs with (it declares them)
+    tools: SessionTools = attrs.field(factory=lambda: SessionTools((), ()))
+    link_provider: Provider | None = None
+    #: push mode: the format ``send_audio`` takes when given none
+    input_format: AudioFormat | None = None
+
+
+def _check_capture(capture: object) -> None:
+    if capture is None:
+        return
+    if isinstance(capture, str | bytes) or not callable(getattr(capture, "run", None)):
+        raise TypeError(
+            "capture must be a capture object such as voxtrio.WavCapture('input.wav') "
+            f"or voxtrio.ArrayCapture(pcm, fmt), got {type(capture).__name__} {capture!r}"
+        )
+    check = getattr(capture, "check", None)
+    if callable(check):
+        check()  # e.g. a missing or unsupported file raises here, at open_session
+
+
+def _check_sink(sink: object) -> None:
+    if sink is None or isinstance(sink, playback_actor.WavSink | trio.MemorySendChannel):
+        return
+    raise TypeError(
+        "sink must be voxtrio.WavSink('output.wav') or a trio.MemorySendChannel of "
+        f"AudioFrame, got {type(sink).__name__} {sink!r}"
+    )
 
 
 def make_plan(
@@ -53,6 +84,8 @@ def make_plan(
     subscriber_buffer: int,
     audio_buffer: int,
     close_timeout_s: float,
+    tools: Iterable[object] | None = None,
+    input_format: AudioFormat | None = None,
 ) -> Plan:
     """Check ``open_session``'s arguments at the call; the pipeline's plan."""
     if not isinstance(provider, Provider):
@@ -63,7 +96,16 @@ def make_plan(
         check_store(store)
     if instructions is not None and not isinstance(instructions, str):
         raise TypeError(f"instructions must be a str or None, got {type(instructions).__name__}")
+    _check_capture(capture)
+    _check_sink(sink)
+    if input_format is not None:
+        if not isinstance(input_format, AudioFormat):
+            raise TypeError(f"input_format must be an AudioFormat, got {input_format!r}")
+        if capture is not None:
+            raise ValueError("input_format is for push mode (send_audio); pass no capture")
+    session_tools: tuple[Tool, ...] = check_tools(tools)
     provider.check()
+    linked, settings = link_provider(provider, session_tools)
     out_fmt = output_format if output_format is not None else provider.output_format
     if not isinstance(out_fmt, AudioFormat):
         raise ValueError(f"output_format must be an AudioFormat, got {out_fmt!r}")
@@ -91,4 +133,7 @@ def make_plan(
         subscriber_buffer=subscriber_buffer,
         audio_buffer=audio_buffer,
         close_timeout_s=close_timeout_s,
+        tools=settings,
+        link_provider=linked,
+        input_format=input_format,
     )

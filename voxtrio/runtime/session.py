@@ -15,14 +15,16 @@ comes out of ``open_session`` as itself; a bug in an actor comes out as one
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
 from ..actors import playback as playback_actor
 from ..actors.capture import Capture
 from ..audio import AudioFormat, AudioFrame, FrameMs, PcmInput, frame_fraction
+from ..codecs.openai_realtime.config import FunctionTool
 from ..errors import SessionClosedError, UnsupportedError
 from ..messages import (
     CancelReply,
@@ -36,6 +38,8 @@ from ..messages import (
     TruncateItem,
 )
 from ..stores.base import TranscriptStore
+from ..tools import Tool
+from . import updates
 from .pipeline import Pipeline, run_pipeline
 from .plan import make_plan
 from .provider import Provider
@@ -96,9 +100,23 @@ class Session:
         A subscriber that falls more than ``max_buffer`` events behind misses events
         and then receives ``SubscriberLagged(missed=n)`` where the gap is; nobody
         else waits for it.
+
+        Reply audio (:class:`~voxtrio.messages.ReplyAudio`) is not among the
+        events: it is playback-only (read :attr:`output`, or give ``open_session``
+        a ``sink``); ``ReplyAudioDone`` and ``ReplyDone`` do reach subscribers.
+
+        Raises:
+            SessionClosedError: the session has ended: every event has been
+                delivered, nothing more would come (after the ``async with`` block,
+                or once a closed session's last events are routed).
         """
         if max_buffer is not None and max_buffer < 1:
             raise ValueError(f"max_buffer must be >= 1, got {max_buffer}")
+        if self._p.hub.ended:
+            raise SessionClosedError(
+                "cannot subscribe: the session has ended and every event was delivered; "
+                "subscribe inside the open_session block, before the first checkpoint"
+            )
         return self._p.hub.subscribe(max_buffer)
 
     # -------------------------------------------------------------------- input
@@ -121,22 +139,31 @@ class Session:
                 f"cannot {what}: the {provider.name} provider does not support it"
             )
 
-    async def send_audio(self, pcm: PcmInput, fmt: AudioFormat) -> None:
+    async def send_audio(self, pcm: PcmInput, fmt: AudioFormat | None = None) -> None:
         """Push audio in push mode (``capture=None``); waits if the pipeline is full.
 
-        Any supported format; it is converted to the provider's format. Samples are
+        Any supported format, ``fmt`` or else ``open_session``'s ``input_format``;
+        it is converted to the provider's format. Samples are
         copied, so the caller may reuse its buffer. One channel operation: it either
         happens or raises ``Cancelled`` leaving nothing changed (the chunk's pts are
         taken only once it is sent).
 
         Raises:
             ValueError: ``pcm`` does not match ``fmt``.
+            TypeError: no ``fmt`` and no ``input_format`` given to ``open_session``.
             RuntimeError: the session has a capture of its own.
             SessionClosedError: after :meth:`aclose` or :meth:`end_input`.
         """
         p = self._p
         if p.plan.capture is not None:
             raise RuntimeError("send_audio() is for push mode; this session has a capture")
+        if fmt is None:
+            fmt = p.plan.input_format
+            if fmt is None:
+                raise TypeError(
+                    "send_audio() needs the audio's format: pass send_audio(pcm, fmt) or "
+                    "open_session(..., input_format=AudioFormat(rate, channels))"
+                )
         if not isinstance(fmt, AudioFormat):
             raise ValueError(f"fmt must be an AudioFormat, got {fmt!r}")
         self._check_input_open("send audio")
@@ -246,6 +273,26 @@ class Session:
             name = self._p.hub.tool_name(call_id)
         await self._p.send_input(ToolResult(call_id, output, name), "send a tool result")
 
+    async def update_instructions(self, instructions: str) -> None:
+        """Change the base instructions now, and for every later (re)connect.
+
+        See :func:`voxtrio.runtime.updates.update_instructions`. One channel
+        operation: it happens, or raises ``Cancelled`` leaving nothing changed.
+        """
+        self._require("session_update", "update the instructions")
+        self._check_open("update the instructions")
+        await updates.update_instructions(self._p, instructions)
+
+    async def update_tools(self, tools: Sequence[Tool | FunctionTool | Callable[..., Any]]) -> None:
+        """Replace the session's tools now, and for every later (re)connect.
+
+        See :func:`voxtrio.runtime.updates.update_tools`. One channel operation: it
+        happens, or raises ``Cancelled`` leaving nothing changed.
+        """
+        self._require("session_update", "update the tools")
+        self._check_open("update the tools")
+        await updates.update_tools(self._p, tools)
+
     async def end_input(self) -> None:
         """No more audio: the converter flushes its tail and the provider is told.
 
@@ -324,6 +371,16 @@ class Session:
         await trio.lowlevel.checkpoint()
 
 
+def _require_trio() -> None:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        raise RuntimeError(
+            "voxtrio runs under trio, not asyncio: start your app with trio.run(main) "
+            "(from asyncio, run it in a thread with its own trio.run, or use trio-asyncio)"
+        ) from None
+
+
 @asynccontextmanager
 async def open_session(
     provider: Provider,
@@ -341,6 +398,8 @@ async def open_session(
     subscriber_buffer: int = 256,
     audio_buffer: int = 64,
     close_timeout_s: float = 5.0,
+    tools: Sequence[Tool | FunctionTool | Callable[..., Any]] | None = None,
+    input_format: AudioFormat | None = None,
 ) -> AsyncIterator[Session]:
     """Open a voice session with ``provider``.
 
@@ -378,16 +437,27 @@ async def open_session(
             slower than this; what is lost is reported to subscribers as an
             ``ErrorEvent(source="store", recoverable=False)`` (not when cancelled:
             the subscriptions end at once then).
+        tools: tools the model may call, declared to the provider beside its own:
+            ``@voxtrio.tool`` functions (the session runs them and continues the
+            reply, see :mod:`voxtrio.runtime.tools`), or tools without a function
+            (``FunctionTool``), whose calls the app answers with
+            :meth:`Session.send_tool_result`.
+        input_format: push mode: the format of the audio given to
+            :meth:`Session.send_audio` without one.
 
     Raises:
         ValueError: bad arguments, or a provider that cannot start (e.g.
             ``MissingApiKeyError``), at the call.
-        TypeError: ``provider`` or ``store`` of the wrong kind.
+        TypeError: ``provider``, ``store``, ``capture``, ``sink`` or ``tools`` of
+            the wrong kind (e.g. a file name where ``WavCapture("x.wav")`` goes).
+        FileNotFoundError, ValueError: a capture's input file is missing or unreadable.
+        UnsupportedError: tools for a provider that cannot declare them.
         SessionError: an actor of the session failed (a bug); it names the actor,
             and the original exception is its ``__cause__``.
         Whatever the block raised, as itself (not in an exception group).
     """
     # Long only by its docstring: the options are listed here once, checked in make_plan.
+    _require_trio()
     plan = make_plan(
         provider,
         instructions=instructions,
@@ -403,6 +473,8 @@ async def open_session(
         subscriber_buffer=subscriber_buffer,
         audio_buffer=audio_buffer,
         close_timeout_s=close_timeout_s,
+        tools=tools,
+        input_format=input_format,
     )
     async with run_pipeline(plan) as pipeline:
         yield Session(pipeline)

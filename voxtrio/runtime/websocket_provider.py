@@ -11,15 +11,18 @@ that ``open_session`` runs, so a new provider is a codec and a target, nothing e
 
 from __future__ import annotations
 
+import copy
 import os
 import ssl
 from collections.abc import Callable
+from typing import Self
 
 import trio
 
 from ..actors import link
 from ..actors.base import InstructionsSource
 from ..actors.link import ConnectTarget, ReconnectPolicy
+from ..actors.link.guard import check_cleartext
 from ..audio import AudioFormat, FrameMs, frame_fraction
 from ..codecs.wire import Capabilities, WireCodec
 from ..errors import MissingApiKeyError
@@ -69,6 +72,18 @@ class WebsocketProvider:
 
     def __repr__(self) -> str:
         return f"WebsocketProvider({self._name!r}, codec={type(self._codec).__name__})"
+
+    @property
+    def codec_factory(self) -> Callable[[], WireCodec]:
+        """What makes the codec of each connection."""
+        return self._codec_factory
+
+    def with_codec_factory(self, factory: Callable[[], WireCodec]) -> Self:
+        """A copy of this provider whose connections use codecs from ``factory``;
+        everything else (target, key, policy) is shared. This provider is unchanged."""
+        twin = copy.copy(self)
+        twin._codec_factory = factory
+        return twin
 
     @property
     def name(self) -> str:
@@ -141,9 +156,12 @@ class ApiKeyProvider(WebsocketProvider):
         reconnect, seed, input_frame_ms: as for :class:`WebsocketProvider`.
         ssl_context: for ``wss://`` (a verifying default context when None).
         max_message_size: the largest server message accepted, in bytes (>= 1024).
+        allow_insecure: accept ``ws://`` to a non-loopback host (the key then
+            travels unencrypted; see :mod:`voxtrio.actors.link.guard`).
 
     Raises:
-        ValueError: a malformed ``api_key`` or an invalid option, at construction.
+        ValueError: a malformed ``api_key``, an invalid option, or a ``ws://`` URL
+            to a non-loopback host without ``allow_insecure``, at construction.
     """
 
     def __init__(
@@ -159,9 +177,11 @@ class ApiKeyProvider(WebsocketProvider):
         reconnect: ReconnectPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 16 * 1024 * 1024,
+        allow_insecure: bool = False,
         seed: int | None = None,
         input_frame_ms: FrameMs = 20,
     ) -> None:
+        check_cleartext(url, allow_insecure)
         if api_key is not None:
             auth_headers(api_key)  # a malformed key fails here (without echoing it)
         if isinstance(max_message_size, bool) or not (
@@ -183,6 +203,7 @@ class ApiKeyProvider(WebsocketProvider):
         self._missing_key = missing_key
         self._ssl_context = ssl_context
         self._max_message_size = max_message_size
+        self._allow_insecure = allow_insecure
 
     def check(self) -> None:
         """Fail now, with a clear message, if the session could not connect.
@@ -211,4 +232,5 @@ class ApiKeyProvider(WebsocketProvider):
             secrets=(key,),
             ssl_context=self._ssl_context,
             max_message_size=self._max_message_size,
+            allow_insecure=self._allow_insecure,
         )

@@ -7,6 +7,7 @@
 """
 
 from .inprocess import RecordingProvider
+from .openai import ScriptedToolCall
 from .openai_server import (
     ClientEventRecord,
     ConnectionScript,
@@ -25,6 +26,7 @@ from .openai_server import (
 __all__ = [
     "ClientEventRecord",
     "ConnectionScript",
+    "ScriptedToolCall",
     "EnergyVad",
     "LoopbackClosedError",
     "LoopbackConnection",

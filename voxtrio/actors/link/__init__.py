@@ -10,6 +10,13 @@ messages into events and link signals. Split by job:
 * :mod:`.transport` -- the websocket: wsproto over a trio stream the link owns.
 * :mod:`.retry` -- the reconnect policy and the connect/retry loop.
 * :mod:`.connection` -- one connection's life: connect messages, reader, writer.
+* :mod:`.guard` -- ``ws://`` only to the loopback unless allowed; the filter that
+  takes the link's secrets out of every log record on the path.
+
+A connection counts as up once the provider confirmed it (``Ready``, or the first
+server message for a codec that does not wait for one); the keepalive drops a
+connection on which nothing arrived for ``keepalive_interval_s +
+keepalive_timeout_s`` (see :class:`ReconnectPolicy`).
 
 Life of a link::
 
@@ -54,6 +61,7 @@ from ...codecs.wire import WireCodec
 from ...messages import Event, LinkInput
 from ..base import InstructionsSource
 from .connection import Link
+from .guard import secrets_redacted
 from .retry import ReconnectPolicy, serve
 from .transport import ConnectTarget
 
@@ -119,7 +127,7 @@ async def run(
         live_input=live_input,
         base_instructions=base_instructions,
     )
-    with events:
+    with events, secrets_redacted(target.secrets):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(link.pump, receive)
             task_status.started()

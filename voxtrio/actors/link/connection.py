@@ -70,6 +70,8 @@ class Link:
         self.drops = DropCounter("link_buffer")
         self.outbox = Outbox(policy.outage_buffer_s, self.drops)
         self.connected = False
+        #: The provider answered on the current connection (it counts as up).
+        self.confirmed = False
         #: The latest session-resumption handle the provider gave (kept across
         #: connections, passed to the next connect; never logged).
         self.resumption_handle: str | None = None
@@ -124,7 +126,10 @@ class Link:
         outcome: Retry | Fatal
         try:
             async with open_websocket(
-                self.target, timeout_s=self.policy.connect_timeout_s
+                self.target,
+                timeout_s=self.policy.connect_timeout_s,
+                keepalive_interval_s=self.policy.keepalive_interval_s,
+                keepalive_timeout_s=self.policy.keepalive_timeout_s,
             ) as ws:
                 outcome = await self._life(ws, codec, attempt, reconnecting)
         except HandshakeRejected as exc:
@@ -149,7 +154,8 @@ class Link:
         self, ws: WebSocket, codec: WireCodec, attempt: int, reconnecting: bool
     ) -> Retry | Fatal:
         """Configure the connection, then run it; returns how it ended."""
-        was_up = self._got_ready = False
+        # Up only once the provider answered (see ReconnectPolicy).
+        self.confirmed = self._got_ready = False
         handle = self.resumption_handle if codec.capabilities.resumption else None
         try:
             if handle is not None and self.base_instructions is not None:
@@ -159,7 +165,7 @@ class Link:
             for wire in codec.connect_messages(text, resumption_handle=handle):
                 await ws.send(wire)
             self.outbox.connection_up(retain=codec.capabilities.resumption)
-            self.connected = was_up = True
+            self.connected = True
 
             async def announce() -> None:  # once ready: a refused setup is no reconnect
                 if reconnecting:
@@ -191,7 +197,7 @@ class Link:
             detail += f": {excerpt(ended.reason)})" if ended.reason else ")"
         if codec.classify_close(ended.code, ended.reason) is Verdict.FATAL:
             return Fatal(detail, "connection_refused")
-        return Retry(detail, was_up=was_up)
+        return Retry(detail, was_up=self.confirmed)
 
     async def _run_connected(
         self, ws: WebSocket, codec: WireCodec, announce: Callable[[], Awaitable[None]]
@@ -241,12 +247,13 @@ class Link:
     ) -> None:
         while True:
             data = await ws.receive()
+            self.confirmed = self.confirmed or not codec.wait_for_ready
             for item in codec.decode(data):
                 if isinstance(item, Ready):
                     if not ready.is_set():
                         await announce()  # before anything this connection reports
                     ready.set()
-                    self._got_ready = True
+                    self._got_ready = self.confirmed = True
                 elif isinstance(item, GoAway):
                     left = item.time_left_s
                     left_text = "" if left is None else f", {left:.1f} s left"

@@ -37,6 +37,20 @@ class ReconnectPolicy:
         outage_buffer_s: audio kept while disconnected; older audio is dropped.
         connect_timeout_s: limit for one connection attempt (TCP + TLS + handshake).
         max_batch_frames: frames sent in one wire message at most.
+        keepalive_interval_s: when nothing was received for this long, the link
+            sends a websocket ping.
+        keepalive_timeout_s: when nothing at all (no pong, no message) arrives
+            within this long after the ping was due, the connection counts as lost
+            and the link reconnects. So a server that goes silent is noticed at most
+            ``keepalive_interval_s + keepalive_timeout_s`` after the last byte it
+            sent (plus scheduling delay), even when the link's own writes are stuck
+            because the server stopped reading.
+
+    A connection counts as *up* -- resetting the attempt counter and the backoff --
+    only once the provider confirmed it (the codec's ``Ready``, or for a codec that
+    does not wait for one, the first server message), not once the link sent its
+    connect messages: a server that accepts and hangs up at once is a failed
+    attempt, so the backoff grows and ``max_attempts`` holds.
     """
 
     max_attempts: int = 8
@@ -46,6 +60,8 @@ class ReconnectPolicy:
     outage_buffer_s: float = 5.0
     connect_timeout_s: float = 10.0
     max_batch_frames: int = 10
+    keepalive_interval_s: float = 10.0
+    keepalive_timeout_s: float = 10.0
 
     def __attrs_post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -54,6 +70,12 @@ class ReconnectPolicy:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        for name in ("keepalive_interval_s", "keepalive_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and value > 0 and math.isfinite(value)
+            ):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
         if not 0 <= self.jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.max_batch_frames < 1:

@@ -21,6 +21,14 @@ One background task per connection (the *pump*, in a nursery of
 once, and queues complete messages for :meth:`WebSocket.receive`. The queue holds at
 most ``queue_messages`` messages: when whoever receives is slow, the pump stops
 reading and TCP pushes back on the server.
+
+A second task (the *keepalive*) watches the pump: when nothing was received for
+``keepalive_interval_s`` while the pump was reading (a pump held up by a slow
+receiver is backpressure, not silence), it sends a ping (from a task of its own, so a writer stuck
+behind a server that stopped reading cannot hold it up), and when still nothing at
+all arrived ``keepalive_timeout_s`` later it ends the connection ("lost", no close
+code) and closes the stream, which wakes a send stuck in the kernel. A silent
+server is therefore noticed at most interval + timeout after its last byte.
 """
 
 from __future__ import annotations
@@ -28,10 +36,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-import urllib.parse
 from collections.abc import AsyncIterator
 
-import attrs
 import trio
 import wsproto
 import wsproto.utilities
@@ -41,6 +47,7 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -48,6 +55,16 @@ from wsproto.events import (
 )
 
 from ...codecs.wire import excerpt
+from .guard import is_loopback_address, is_loopback_name
+from .target import (
+    ConnectFailed,
+    ConnectionClosed,
+    ConnectTarget,
+    HandshakeRejected,
+    TlsUntrusted,
+    host_header,
+    split_url,
+)
 
 __all__ = [
     "ConnectFailed",
@@ -64,64 +81,6 @@ _READ_SIZE = 65536
 #: DEBUG lines for the websocket's life (handshake, closes). The URL is logged
 #: without its query and with the target's secrets redacted; headers never.
 log = logging.getLogger("voxtrio.link.transport")
-
-
-@attrs.frozen
-class ConnectTarget:
-    """Where and how to connect. ``headers`` and ``secrets`` never appear in a repr.
-
-    Attributes:
-        url: the websocket URL (may carry a key in its query for some providers:
-            list that key in ``secrets`` so it is redacted from every message).
-        headers: extra handshake headers.
-        secrets: strings to redact from anything the link reports.
-        ssl_context: for ``wss://``; a default verifying context when None.
-        max_message_size: the largest server message accepted, in bytes.
-    """
-
-    url: str = attrs.field(repr=False)
-    headers: tuple[tuple[bytes, bytes], ...] = attrs.field(default=(), repr=False)
-    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-    ssl_context: ssl.SSLContext | None = attrs.field(default=None, repr=False)
-    max_message_size: int = 16 * 1024 * 1024
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    @property
-    def safe_url(self) -> str:
-        """The URL without its query string (keys live there for some providers)."""
-        return self.redact(self.url.split("?", 1)[0])
-
-
-class ConnectFailed(Exception):
-    """No websocket: the TCP or TLS connect failed, or the server hung up during
-    the handshake. Messages carry no secret (the URL has no query)."""
-
-
-class TlsUntrusted(ConnectFailed):
-    """The server's TLS certificate does not verify (retrying cannot help)."""
-
-
-class HandshakeRejected(ConnectFailed):
-    """The server answered the handshake with an HTTP status other than 101."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"handshake rejected with HTTP {status}")
-        self.status = status
-
-
-class ConnectionClosed(Exception):
-    """The websocket is closed. ``code`` is None when it ended without a close
-    frame (1006 is reported as None too: it is never sent on the wire)."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"connection closed (code {code})")
-        self.code = code
-        self.reason = reason
 
 
 class WebSocket:
@@ -142,6 +101,11 @@ class WebSocket:
         self._in_tx, self._in_rx = trio.open_memory_channel[str | bytes](queue)
         self._closed: ConnectionClosed | None = None
         self._close_done = trio.Event()  # the close handshake completed (or failed)
+        self._rx_seen = trio.Event()  # set by the pump whenever bytes arrive
+        self._ping_pending = False
+        self._delivering = False  # the pump waits for room in the queue (backpressure)
+        #: pongs received (tests and diagnostics)
+        self.pongs = 0
 
     @property
     def closed(self) -> ConnectionClosed | None:
@@ -200,6 +164,8 @@ class WebSocket:
                             parts, size = [], 0
                     elif isinstance(event, Ping):
                         await self._send_raw(self._ws.send(event.response()))
+                    elif isinstance(event, Pong):
+                        self.pongs += 1
                     elif isinstance(event, CloseConnection):
                         if self._closed is None:  # before any await: a sender sees it
                             code = None if event.code == 1006 else event.code
@@ -215,11 +181,44 @@ class WebSocket:
                 if not data:
                     self._ended(None, "connection lost")
                     return
+                self._rx_seen.set()
                 self._ws.receive_data(bytes(data))
         except wsproto.utilities.RemoteProtocolError as exc:
             self._ended(1002, f"websocket protocol error: {excerpt(str(exc))}")
         finally:
             self._ended(None, "connection ended")
+
+    async def _keepalive(
+        self, nursery: trio.Nursery, interval_s: float, timeout_s: float, safe_url: str
+    ) -> None:
+        """Ping when idle for ``interval_s``; end the connection when nothing at all
+        arrives within ``timeout_s`` after that."""
+        while self._closed is None:
+            seen = self._rx_seen = trio.Event()
+            with trio.move_on_after(interval_s):
+                await seen.wait()
+                continue  # something arrived: not idle
+            if self._delivering:
+                continue  # our reader is slow, the server is not silent: not idle
+            if not self._ping_pending:  # a ping stuck behind a full socket is enough
+                nursery.start_soon(self._ping)
+            with trio.move_on_after(timeout_s):
+                await seen.wait()
+            if not seen.is_set() and not self._delivering and self._closed is None:
+                reason = f"no answer to a keepalive ping within {timeout_s:g} s"
+                log.warning("websocket to %s: %s; dropping it", safe_url, reason)
+                self._ended(None, reason)
+                # Wakes a send or receive stuck on this stream (ClosedResourceError).
+                await trio.aclose_forcefully(self._stream)
+                return
+
+    async def _ping(self) -> None:
+        self._ping_pending = True
+        try:
+            if self._closed is None and self._ws.state is ConnectionState.OPEN:
+                await self._send_raw(self._ws.send(Ping(payload=b"voxtrio")))
+        finally:
+            self._ping_pending = False
 
     async def _deliver(self, parts: list[str | bytes]) -> None:
         first = parts[0]
@@ -230,8 +229,13 @@ class WebSocket:
         )
         if self._closed is not None or self._ws.state is not ConnectionState.OPEN:
             return  # after our own close frame: nobody reads it any more
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._in_tx.send(joined)
+        self._delivering = True
+        try:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._in_tx.send(joined)
+        finally:
+            self._delivering = False
+            self._rx_seen.set()  # the pump reads again: the idle time starts over
 
     async def _close(self, code: int, reason: str) -> None:
         """Start the close handshake (if the connection is still open)."""
@@ -253,11 +257,19 @@ class WebSocket:
 
 @contextlib.asynccontextmanager
 async def open_websocket(
-    target: ConnectTarget, *, timeout_s: float, close_timeout_s: float = 1.0, queue: int = 16
+    target: ConnectTarget,
+    *,
+    timeout_s: float,
+    close_timeout_s: float = 1.0,
+    queue: int = 16,
+    keepalive_interval_s: float = 10.0,
+    keepalive_timeout_s: float = 10.0,
 ) -> AsyncIterator[WebSocket]:
     """Connect to ``target`` and yield the open websocket; closed on the way out.
 
-    The connect (TCP, TLS, handshake) is bounded by ``timeout_s``.
+    The connect (TCP, TLS, handshake) is bounded by ``timeout_s``; once open, the
+    keepalive (see the module docstring) ends a connection on which nothing arrived
+    for ``keepalive_interval_s + keepalive_timeout_s``.
 
     Raises:
         HandshakeRejected: the server refused the upgrade (with its status).
@@ -270,7 +282,7 @@ async def open_websocket(
         try:
             with trio.fail_after(timeout_s):
                 stream = await _open_stream(target, host, port, use_tls)
-                ws = await _handshake(stream, target, _host_header(host, port, use_tls), resource)
+                ws = await _handshake(stream, target, host_header(host, port, use_tls), resource)
         except trio.TooSlowError:
             raise ConnectFailed(
                 f"cannot connect to {target.safe_url}: no handshake within {timeout_s:g} s"
@@ -279,6 +291,13 @@ async def open_websocket(
         socket = WebSocket(ws, stream, target.max_message_size, queue)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(socket._pump)
+            nursery.start_soon(
+                socket._keepalive,
+                nursery,
+                keepalive_interval_s,
+                keepalive_timeout_s,
+                target.safe_url,
+            )
             try:
                 yield socket
             finally:
@@ -297,7 +316,10 @@ async def _open_stream(
 ) -> trio.abc.Stream:
     try:
         if not use_tls:
-            return await trio.open_tcp_stream(host, port)
+            plain = await trio.open_tcp_stream(host, port)
+            if is_loopback_name(host) and not target.allow_insecure:
+                _check_loopback_peer(plain, target.safe_url)
+            return plain
         context = target.ssl_context or ssl.create_default_context()
         tls = await trio.open_ssl_over_tcp_stream(
             host, port, ssl_context=context, https_compatible=True
@@ -314,6 +336,15 @@ async def _open_stream(
             await trio.aclose_forcefully(tls)
         raise
     return tls
+
+
+def _check_loopback_peer(stream: trio.SocketStream, safe_url: str) -> None:
+    """A cleartext connection to ``localhost`` must have reached the loopback
+    (whatever the resolver said) before the handshake, key and all, is written."""
+    peer = str(stream.socket.getpeername()[0])
+    if not is_loopback_address(peer):
+        stream.socket.close()
+        raise ConnectFailed(f"cannot connect to {safe_url}: it resolved to a non-loopback address")
 
 
 async def _tls_handshake(stream: trio.SSLStream[trio.SocketStream], safe_url: str) -> None:
@@ -365,22 +396,3 @@ async def _handshake(
         ) from None
     except wsproto.utilities.RemoteProtocolError as exc:
         raise ConnectFailed(f"bad websocket handshake answer: {excerpt(str(exc))}") from None
-
-
-def split_url(url: str) -> tuple[str, int, str, bool]:
-    """``(host, port, resource, tls)`` of a ``ws://`` or ``wss://`` URL."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError("the link needs a ws:// or wss:// URL with a host")
-    tls = parts.scheme == "wss"
-    port = parts.port if parts.port is not None else (443 if tls else 80)
-    resource = parts.path or "/"
-    if parts.query:
-        resource += "?" + parts.query
-    return parts.hostname, port, resource, tls
-
-
-def _host_header(host: str, port: int, tls: bool) -> str:
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    return host if port == (443 if tls else 80) else f"{host}:{port}"

@@ -40,6 +40,7 @@ from ...messages import (
     SendText,
     ToolResult,
     TruncateItem,
+    UpdateSession,
 )
 from ..wire import (
     Capabilities,
@@ -85,7 +86,9 @@ _FATAL_REASONS: Final = (
 #: unknown path with 404, an exhausted quota with 429.
 _FATAL_STATUSES: Final = frozenset({429})
 
-_UNSUPPORTED: Final = (CommitInput, ClearInput, CancelReply, TruncateItem)
+# UpdateSession: the Live API takes its setup (instructions, tools) once, as the
+# first message of a connection, and has no message that changes it later.
+_UNSUPPORTED: Final = (CommitInput, ClearInput, CancelReply, TruncateItem, UpdateSession)
 
 
 class GeminiLiveCodec:
@@ -150,6 +153,8 @@ class GeminiLiveCodec:
             tool_calls=True,
             tool_cancellation=True,
             input_transcription=self.config.input_transcription,
+            replies_after_tool_result=True,
+            session_update=False,  # the Live API takes its setup once, on connect
         )
 
     def classify_close(self, code: int | None, reason: str | None) -> Verdict:

@@ -142,6 +142,7 @@ class OpenAIRealtimeCodec:
             tool_calls=True,
             tool_cancellation=False,
             input_transcription=self.config.transcription_model is not None,
+            session_update=True,
         )
 
     def classify_close(self, code: int | None, reason: str | None) -> Verdict:

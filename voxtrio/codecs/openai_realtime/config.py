@@ -10,12 +10,13 @@ handshake headers of a connection.
 from __future__ import annotations
 
 import math
-import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
+
+from ...function_tool import FunctionTool
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -26,6 +27,7 @@ __all__ = [
     "SemanticVad",
     "ServerVad",
     "TurnDetection",
+    "VOICES",
     "auth_headers",
     "realtime_url",
 ]
@@ -89,6 +91,20 @@ def _as_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         return value  # type: ignore[return-value]
     return tuple(value)
+
+
+#: The built-in GA voices (as the ``openai`` package's ``RealtimeAudioConfigOutput``
+#: lists them).
+VOICES: Final = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
+                 "marin", "cedar")  # fmt: skip
+
+
+def _voice(_inst: object, _attr: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and value not in VOICES:
+        raise ValueError(
+            f"voice must be one of {', '.join(VOICES)} or None (the service's default); "
+            f"{value!r} is not an OpenAI voice"
+        )
 
 
 # ------------------------------------------------------------------ turn detection
@@ -157,42 +173,8 @@ def _turn_detection(_inst: object, _attr: attrs.Attribute[Any], value: object) -
 
 
 # ------------------------------------------------------------------ tools
-
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-@attrs.frozen
-class FunctionTool:
-    """A function the model may call; its calls arrive as :class:`ToolCall`.
-
-    Attributes:
-        name: 1..64 characters of letters, digits, ``_`` and ``-``.
-        description: what it does, for the model.
-        parameters: a JSON Schema object for its arguments.
-    """
-
-    name: str
-    description: str = ""
-    parameters: Mapping[str, Any] = attrs.field(
-        factory=lambda: {"type": "object", "properties": {}}
-    )
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _TOOL_NAME.match(self.name):
-            raise ValueError(
-                f"tool name must be 1..64 letters, digits, '_' or '-', got {self.name!r}"
-            )
-        if not isinstance(self.parameters, Mapping):
-            raise ValueError("tool parameters must be a JSON Schema object (a mapping)")
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "name": self.name,
-            "description": self.description,
-            "parameters": dict(self.parameters),
-        }
-
+# FunctionTool lives in voxtrio.function_tool (provider-neutral: the Gemini codec and
+# the session's messages use it too); it is re-exported here, where it always was.
 
 def _tools(_inst: object, _attr: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
     if not isinstance(value, tuple) or not all(isinstance(t, FunctionTool) for t in value):
@@ -220,7 +202,8 @@ class OpenAIRealtimeConfig:
 
     Attributes:
         model: the Realtime model (it goes in the URL, see :func:`realtime_url`).
-        voice: the reply voice; ``None`` leaves the service's default.
+        voice: the reply voice, one of :data:`VOICES`; ``None`` leaves the
+            service's default.
         transcription_model: the model transcribing the user's speech; ``None``
             turns input transcription off.
         transcription_language: an ISO-639-1 hint for the transcription, or None.
@@ -239,7 +222,7 @@ class OpenAIRealtimeConfig:
     """
 
     model: str = attrs.field(default="gpt-realtime", validator=_model)
-    voice: str | None = attrs.field(default="marin", validator=_opt_name)
+    voice: str | None = attrs.field(default="marin", validator=_voice)
     transcription_model: str | None = attrs.field(
         default="gpt-4o-transcribe", validator=_opt_name
     )

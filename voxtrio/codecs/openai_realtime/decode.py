@@ -18,8 +18,10 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 
 from ...messages import (
+    DtmfReceived,
     ErrorEvent,
     Event,
+    InputIdleTimeout,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     InputTranscriptionFailed,
@@ -76,7 +78,6 @@ _QUIET_TYPES: Final = frozenset(
         "conversation.item.input_audio_transcription.segment",
         "input_audio_buffer.committed",
         "input_audio_buffer.cleared",
-        "input_audio_buffer.timeout_triggered",
         "output_audio_buffer.started",
         "output_audio_buffer.stopped",
         "output_audio_buffer.cleared",
@@ -86,8 +87,25 @@ _QUIET_TYPES: Final = frozenset(
         "response.content_part.done",
         "response.function_call_arguments.delta",
         "response.function_call_arguments.done",
+        # Remote MCP tools run on the service; their progress is not the app's
+        # business (their failures are reported, see _MCP_FAILURES).
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
     }
 )
+
+#: MCP failures, reported as recoverable provider errors: ``(code, message)``.
+_MCP_FAILURES: Final = {
+    "mcp_list_tools.failed": (
+        "mcp_list_tools_failed",
+        "the MCP server's tools could not be listed",
+    ),
+    "response.mcp_call.failed": ("mcp_call_failed", "an MCP tool call failed"),
+}
 
 
 def protocol_error(message: str) -> ErrorEvent:
@@ -151,6 +169,9 @@ class Decoder:
             "response.output_text.done": self._text_done,
             "response.output_item.done": self._item_done,
             "response.done": self._response_done,
+            "input_audio_buffer.dtmf_event_received": self._dtmf,
+            "input_audio_buffer.timeout_triggered": self._idle_timeout,
+            **{kind: self._mcp_failed for kind in _MCP_FAILURES},
         }
 
     def decode(self, data: str | bytes) -> _Decoded:
@@ -241,7 +262,7 @@ class Decoder:
 
     def _response_created(self, ev: dict[str, Any]) -> _Decoded:
         response = get_obj(ev, "response", "response.created")
-        return [ReplyStarted(get_str(response, "id", "response"))]
+        return [ReplyStarted(get_opt_str(response, "id", "response"))]  # optional in GA
 
     def _audio_delta(self, ev: dict[str, Any]) -> _Decoded:
         where = "audio delta"
@@ -282,13 +303,30 @@ class Decoder:
             return []
         if get_opt_str(item, "status", "item") not in (None, "completed"):
             return []  # cut short (e.g. cancelled): its arguments are incomplete
+        # ``call_id`` is optional in the GA schema: the item's id stands in (the
+        # answer must name something), else an empty id.
+        call_id = get_opt_str(item, "call_id", "function_call")
+        if call_id is None:
+            call_id = get_opt_str(item, "id", "function_call") or ""
         return [
             ToolCall(
-                get_str(item, "call_id", "function_call"),
+                call_id,
                 get_str(item, "name", "function_call"),
                 get_str(item, "arguments", "function_call"),
             )
         ]
+
+    def _dtmf(self, ev: dict[str, Any]) -> _Decoded:
+        where = "dtmf_event_received"
+        return [DtmfReceived(get_str(ev, "event", where), get_opt(ev, "received_at", int, where))]
+
+    def _idle_timeout(self, ev: dict[str, Any]) -> _Decoded:
+        return [InputIdleTimeout(get_opt_str(ev, "item_id", "timeout_triggered"))]
+
+    def _mcp_failed(self, ev: dict[str, Any]) -> _Decoded:
+        code, message = _MCP_FAILURES[ev["type"]]
+        item_id = get_opt_str(ev, "item_id", ev["type"])
+        return [ErrorEvent(message, code=code, source="provider", item_id=item_id)]
 
     def _response_done(self, ev: dict[str, Any]) -> _Decoded:
         response = get_obj(ev, "response", "response.done")

@@ -18,6 +18,7 @@ from ...messages import (
     SendText,
     ToolResult,
     TruncateItem,
+    UpdateSession,
 )
 from ._json import dumps
 from .config import OPENAI_RATE, OpenAIRealtimeConfig
@@ -105,7 +106,12 @@ class Encoder:
                 return self._truncate(msg)
             case SendText():
                 content = [{"type": "input_text", "text": msg.text}]
-                return [self._item({"type": "message", "role": "user", "content": content})]
+                message: dict[str, Any] = {"type": "message", "role": "user", "content": content}
+                if msg.item_id is not None:  # the session's id is the item's id
+                    message = {"id": msg.item_id, **message}
+                return [self._item(message)]
+            case UpdateSession():
+                return [self._update(msg)]
             case ToolResult():
                 item = {"type": "function_call_output", "call_id": msg.call_id}
                 return [self._item({**item, "output": msg.output})]
@@ -113,6 +119,15 @@ class Encoder:
                 raise TypeError(
                     f"not a link input the OpenAI codec can encode: {type(msg).__name__}"
                 )
+
+    def _update(self, msg: UpdateSession) -> str:
+        """A ``session.update`` with only what changed (the service keeps the rest)."""
+        session: dict[str, Any] = {"type": "realtime"}
+        if msg.instructions is not None:
+            session["instructions"] = msg.instructions
+        if msg.tools is not None:
+            session["tools"] = [t.to_wire() for t in msg.tools]
+        return self._event({"type": "session.update", "session": session})
 
     def _turn_pending(self) -> bool:
         """Whether the service holds an unfinished turn that a commit would end."""

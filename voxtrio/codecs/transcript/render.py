@@ -157,11 +157,11 @@ def render_context_as_text(items: Iterable[Item]) -> str:
 
 _HEADING: Final = "## Live call in progress: the conversation so far"
 _GUIDANCE: Final = (
-    "You are in the middle of a live voice call; the connection was re-established and "
-    "the call goes on. Continue from where the transcript below stops. Do not greet the "
-    "caller again or introduce yourself, do not ask again for anything the caller has "
-    "already told you, and do not repeat a tool call whose result is listed: use that "
-    "result.\n"
+    "You are in the middle of a live voice call that began before this connection (the "
+    "transcript below is what has been said so far). Continue from where it stops. Do "
+    "not greet the caller again or introduce yourself, do not ask again for anything "
+    "the caller has already told you, and do not repeat a tool call whose result is "
+    "listed: use that result.\n"
     "How to read the transcript: every line between the start and end markers is one "
     "turn, a label (user, assistant, [tool call], [tool result]) followed by the recorded "
     "content as quoted strings in which quotes, backslashes and line breaks are escaped. "

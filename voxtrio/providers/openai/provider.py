@@ -58,6 +58,10 @@ class OpenAIRealtime(ApiKeyProvider):
         reconnect: retry, backoff and outage-buffer policy of the link.
         ssl_context: for ``wss://`` (a verifying default context when None).
         max_message_size: the largest server message accepted, in bytes.
+        allow_insecure: accept a ``ws://`` ``base_url`` to a host that is not the
+            loopback (the key then travels unencrypted); without it such a URL is
+            a ``ValueError`` here. ``ws://`` to 127.0.0.0/8, ``::1`` and
+            ``localhost`` needs no flag.
         seed: seeds the reconnect jitter (tests).
 
     Raises:
@@ -83,6 +87,7 @@ class OpenAIRealtime(ApiKeyProvider):
         reconnect: ReconnectPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 16 * 1024 * 1024,
+        allow_insecure: bool = False,
         seed: int | None = None,
         config: OpenAIRealtimeConfig | None = None,
     ) -> None:
@@ -109,6 +114,7 @@ class OpenAIRealtime(ApiKeyProvider):
             reconnect=reconnect,
             ssl_context=ssl_context,
             max_message_size=max_message_size,
+            allow_insecure=allow_insecure,
             seed=seed,
         )
 

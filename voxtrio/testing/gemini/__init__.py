@@ -9,7 +9,13 @@
 """
 
 from .pair import GeminiPair
-from .server import GeminiConnection, GeminiLoopback, GeminiScript, open_gemini_loopback
+from .server import (
+    GeminiConnection,
+    GeminiLoopback,
+    GeminiScript,
+    GeminiToolCall,
+    open_gemini_loopback,
+)
 from .service import (
     ClientRecord,
     CloseConnection,
@@ -26,6 +32,7 @@ __all__ = [
     "GeminiLoopback",
     "GeminiPair",
     "GeminiScript",
+    "GeminiToolCall",
     "GeminiService",
     "GeminiSessions",
     "Outgoing",

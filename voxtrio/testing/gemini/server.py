@@ -22,8 +22,9 @@ frame and records what the client sends until its close reply.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Final
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 import attrs
 import trio
@@ -32,9 +33,26 @@ from wsproto.events import Request
 from ..wsserver import Rejection, WsConnection, WsServer, serve_ws
 from .service import CloseConnection, GeminiService, GeminiSessions, Outgoing
 
-__all__ = ["GeminiConnection", "GeminiLoopback", "GeminiScript", "open_gemini_loopback"]
+__all__ = [
+    "GeminiConnection",
+    "GeminiLoopback",
+    "GeminiScript",
+    "GeminiToolCall",
+    "open_gemini_loopback",
+]
 
 PATH: Final = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+
+
+@attrs.frozen
+class GeminiToolCall:
+    """A ``toolCall`` the server sends right after the ``after``-th client message
+    (the ``setup`` is the first)."""
+
+    name: str
+    args: Mapping[str, Any] = attrs.field(factory=dict)
+    after: int = 1
+    call_id: str = "call_1"
 
 
 @attrs.frozen
@@ -54,6 +72,10 @@ class GeminiScript:
         drop_after: drop the TCP stream after this many client messages.
         binary: JSON in binary frames (the real service's way); else text frames.
         refuse_resumption: close a ``setup`` that names a handle (1011).
+        tool_calls: tool calls to make (:class:`GeminiToolCall`).
+        answer_tool_results: after each ``toolResponse``, a model turn whose
+            transcript says what the tools returned (``"The <name> tool returned
+            <response as JSON>."``), as the model goes on by itself.
     """
 
     reject_status: int | None = None
@@ -66,6 +88,8 @@ class GeminiScript:
     drop_after: int | None = None
     binary: bool = True
     refuse_resumption: bool = False
+    tool_calls: tuple[GeminiToolCall, ...] = ()
+    answer_tool_results: bool = True
 
 
 class GeminiConnection(WsConnection):
@@ -117,7 +141,16 @@ class GeminiConnection(WsConnection):
         await self._read_loop()
 
     async def _on_message(self, data: str | bytes) -> None:
+        answered = len(self.service.tool_responses)
         await self.send(self.service.receive(data))
+        new = self.service.tool_responses[answered:]
+        if new and self.script.answer_tool_results:
+            said = " ".join(
+                f"The {r.get('name')} tool returned "
+                f"{json.dumps(r.get('response'), separators=(',', ':'))}."
+                for r in new
+            )
+            await self.send(self.service.reply(transcript=[said]))
         self.server._changed()
         n = len(self.service.records)
         if n == 1 and self.setup_at is None:
@@ -130,6 +163,9 @@ class GeminiConnection(WsConnection):
             await self.send(self.service.go_away(s.go_away_time_left_s))
         if s.close_after == n:
             await self.send([CloseConnection(s.close_code, s.close_reason)])
+        for call in s.tool_calls:
+            if call.after == n:
+                await self.send(self.service.tool_call(call.name, call.args, call.call_id))
         if s.drop_after == n:
             self._finish("dropped", 1006, "scripted drop")
             self._scope.cancel()

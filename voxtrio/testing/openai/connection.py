@@ -231,12 +231,15 @@ class LoopbackConnection(WsConnection):
 
     async def _run_open(self) -> None:
         async with trio.open_nursery() as nursery:
-            await self._emit(self.service.start())
+            if self.script.close_at_once is None:  # else: not a word
+                await self._emit(self.service.start())
             nursery.start_soon(self._pace)
             await self._read_loop()
             nursery.cancel_scope.cancel()
 
     async def _on_message(self, data: str | bytes) -> None:
         outputs = self.service.receive(data, now=trio.current_time())
+        if self.script.close_at_once is not None:  # never a reply
+            outputs = [Close(self.script.close_at_once, "scripted hang-up")]
         self.server._changed()
         await self._emit(outputs)

@@ -35,6 +35,25 @@ CloseKind: TypeAlias = Literal["client", "server", "dropped", "network", "shutdo
 
 
 @attrs.frozen
+class ScriptedToolCall:
+    """A tool call the service makes (see :mod:`.tool_calls`).
+
+    Attributes:
+        name: the tool's name.
+        arguments: its JSON arguments, as the model would write them.
+        after: make the call right after the n-th client message; None (default):
+            instead of the next reply the service would make (on ``response.create``
+            or at the end of a VAD turn).
+        call_id: the call's id; a fresh one when None.
+    """
+
+    name: str
+    arguments: str = "{}"
+    after: int | None = None
+    call_id: str | None = None
+
+
+@attrs.frozen
 class ConnectionScript:
     """How the server treats one connection (connections take scripts in order).
 
@@ -47,6 +66,11 @@ class ConnectionScript:
         close_after: send a close frame with ``close_code`` after this many client
             messages (nothing the client sent before it saw the close is lost).
         close_code: the close code for ``close_after``.
+        close_at_once: accept the handshake and say nothing (no
+            ``session.created``); send a close frame with this code as soon as the
+            client's first message arrives. A server that accepts and hangs up at
+            once, after the client configured the session: the provider never
+            confirms the connection.
         stall_after: stop reading after this many client messages (until
             :meth:`LoopbackConnection.resume`).
         vad: run the energy VAD when the session's turn detection is on.
@@ -61,6 +85,8 @@ class ConnectionScript:
         reply_chunk_ms: audio per ``response.output_audio.delta``.
         pace_replies: send reply audio in real time (one chunk per chunk's length of
             time), so a reply can be cancelled or interrupted while it plays.
+        tool_calls: tool calls to make, in order (:class:`ScriptedToolCall`); the
+            reply after the client sent their outputs says what they returned.
     """
 
     reject_status: int | None = None
@@ -68,6 +94,7 @@ class ConnectionScript:
     drop_after: int | None = None
     close_after: int | None = None
     close_code: int = 1011
+    close_at_once: int | None = None
     stall_after: int | None = None
     vad: bool = True
     vad_rms_threshold: float = 500.0
@@ -78,6 +105,7 @@ class ConnectionScript:
     reply_tone_hz: float = 440.0
     reply_chunk_ms: int = 100
     pace_replies: bool = False
+    tool_calls: tuple[ScriptedToolCall, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if self.reject_status is not None and not 400 <= self.reject_status <= 599:
@@ -86,6 +114,10 @@ class ConnectionScript:
             value = getattr(self, name)
             if value is not None and (not is_int(value) or value < 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if self.close_at_once is not None and not (
+            is_int(self.close_at_once) and 1000 <= self.close_at_once <= 4999
+        ):
+            raise ValueError(f"close_at_once must be a close code, got {self.close_at_once!r}")
         if self.reply_ms < 0 or self.reply_chunk_ms < 1:
             raise ValueError("reply_ms must be >= 0 and reply_chunk_ms >= 1")
         for n, _ in self.send_after:

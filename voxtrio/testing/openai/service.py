@@ -43,6 +43,7 @@ from .scripts import (
     SharedCounters,
     Stall,
 )
+from .tool_calls import function_call_events, tool_reply_text
 from .vad import InputAudio
 
 __all__ = ["FakeRealtimeService", "SharedCounters"]
@@ -85,6 +86,9 @@ class FakeRealtimeService:
         self._assistant_audio_ms: dict[str, int] = {}
         self._active: Reply | None = None  # the reply response.cancel would cancel
         self._replies: list[Reply] = []  # every reply still running (paced)
+        self._calls = [c for c in self.script.tool_calls if c.after is None]
+        self.tool_outputs: list[tuple[str, str]] = []  # (name, output) not yet answered
+        self._call_names: dict[str, str] = {}
         self._configure_vad()
 
     def __repr__(self) -> str:
@@ -228,6 +232,9 @@ class FakeRealtimeService:
             self._out.append(Close(script.close_code, "scripted close"))
         if script.drop_after == count:
             self._out.append(Drop())
+        for call in script.tool_calls:
+            if call.after == count:
+                self._call_tool(call)
 
     def _handle(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -258,6 +265,9 @@ class FakeRealtimeService:
             item["object"] = "realtime.item"
             item["status"] = "completed"
             self._items[item["id"]] = item
+            if item.get("type") == "function_call_output":
+                name = self._call_names.get(str(item.get("call_id")), "unknown")
+                self.tool_outputs.append((name, str(item.get("output"))))
             previous, self._last_item = self._last_item, item["id"]
             for done in ("conversation.item.added", "conversation.item.done"):
                 self._send({"type": done, "previous_item_id": previous, "item": item})
@@ -402,8 +412,26 @@ class FakeRealtimeService:
         self._replies.append(reply)
         return reply
 
+    def _call_tool(self, call: Any) -> None:
+        call_id = call.call_id or self.shared.new_id("call")
+        self._call_names[call_id] = call.name
+        for event in function_call_events(
+            response_id=self.shared.new_id("resp"),
+            item_id=self.shared.new_id("item"),
+            call_id=call_id,
+            name=call.name,
+            arguments=call.arguments,
+        ):
+            self._send(event)
+
     def _start_reply(self) -> None:
-        reply = self._new_reply(self.script.reply_text, self._tone())
+        if self._calls:
+            self._call_tool(self._calls.pop(0))
+            return
+        text = self.script.reply_text
+        if self.tool_outputs:
+            text, self.tool_outputs = tool_reply_text(self.tool_outputs), []
+        reply = self._new_reply(text, self._tone())
         self._active = reply
         self._run(reply, reply.begin(self.now))
 
