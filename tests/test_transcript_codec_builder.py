@@ -142,7 +142,8 @@ def test_completion_arriving_after_the_reply_keeps_its_place() -> None:
         InputTranscriptionCompleted("u1", "hi there"),
     ]
     items = feed_all(b, events)
-    assert [(type(i).__name__, i.seq) for i in items] == [("UserItem", 0), ("AssistantItem", 1)]
+    assert [type(i).__name__ for i in items] == ["UserItem", "AssistantItem"]
+    assert items[0].seq < items[1].seq  # positions leave room between (order.py)
     assert items[0] == UserItem("u1", "hi there", 0, 0, 1.0)
 
 
@@ -308,4 +309,5 @@ def test_an_unnamed_turn_with_pts_goes_before_a_later_spoken_one() -> None:
         "second",
         "third",
     ]
-    assert [i.seq for i in builder.items] == [0, 1, 2]
+    seqs = [i.seq for i in builder.items]
+    assert seqs == sorted(set(seqs))  # the store's order is the builder's

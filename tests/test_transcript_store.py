@@ -15,6 +15,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -520,14 +521,22 @@ def _run_and_kill(
         stdin=subprocess.DEVNULL,
         text=True,
     )
+    # Read its output as it comes: a pipe can be as small as 8 KiB (once the user's
+    # pipes use pipe-user-pages-soft), and a writer blocked on a full pipe stops
+    # committing, which would look like lost items.
+    lines: list[str] = []
+    stdout = proc.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
+        assert stdout.readline() == "ready\n"
+        reader.start()
         time.sleep(delay_s)  # picks the kill point; nothing below depends on the timing
         killed_at = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        out = proc.stdout.read()
+        reader.join(timeout=30)
+        out = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()

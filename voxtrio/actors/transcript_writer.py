@@ -29,7 +29,7 @@ import trio
 
 from ..codecs.transcript import Item, TranscriptBuilder
 from ..messages import ErrorEvent, Event
-from ..stores.base import TranscriptStore, check_session_id, check_store
+from ..stores.base import StoreLostError, TranscriptStore, check_session_id, check_store
 
 __all__ = ["TranscriptRecorder", "check_writer_args", "run"]
 
@@ -62,6 +62,9 @@ class _Writer:
         self.written = 0
         self.gave_up = False  # reported as lost (non-recoverable) already
         self.last_error: BaseException | None = None
+        # The whole transcript, to write again after a StoreLostError (set by run).
+        self.resend: Callable[[], list[Item]] | None = None
+        self.write_started_at: float | None = None  # of a write not yet answered
         self._changed = trio.Event()
         self._space = trio.Event()
         self.done = trio.Event()  # set by finish()
@@ -116,6 +119,7 @@ class _Writer:
         if not batch:
             await trio.lowlevel.checkpoint()
             return True
+        self.write_started_at = trio.current_time()
         try:
             await self.store.append(self.session_id, list(batch.values()))
         except BaseException as exc:
@@ -126,14 +130,18 @@ class _Writer:
             if self.first_pending_at is None:
                 self.first_pending_at = trio.current_time()
             if not isinstance(exc, _STORE_ERRORS):
-                raise
+                raise  # cancelled (the write may still be in flight), or a bug
+            self.write_started_at = None
             self.failures += 1
             self.last_error = exc
+            if isinstance(exc, StoreLostError) and self.resend is not None:
+                # What was committed is gone: the whole transcript is pending again.
+                self.pending.update((i.key, i) for i in self.resend())
             final = self.input_done and self.failures >= 3
-            self.gave_up = final
             await self._report(exc, final)
             return False
         self.failures = 0
+        self.write_started_at = None
         self.written += len(batch)
         return True
 
@@ -147,16 +155,32 @@ class _Writer:
             await self.write_once()
 
     async def _report(self, exc: BaseException, final: bool) -> None:
+        """Report a failed write. The final one ("gave up") is sent without waiting
+        (the close path may be out of time) and only then counts as reported."""
         what = f"{len(self.pending)} transcript items of session {self.session_id!r}"
         if final:
             message = f"gave up storing {what}: {type(exc).__name__}: {exc}"
         else:
             message = f"could not store {what} (will retry): {type(exc).__name__}: {exc}"
         event = ErrorEvent(message, code="store_failed", source="store", recoverable=not final)
+        if final:
+            self.gave_up = self._send_nowait(event)
+            await trio.lowlevel.checkpoint()
+            return
         if self.errors is None:
             return
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.errors.send(event)
+
+    def _send_nowait(self, event: ErrorEvent) -> bool:
+        """Send ``event`` if there is room; True if it went out (or nobody listens)."""
+        if self.errors is None:
+            return True
+        try:
+            self.errors.send_nowait(event)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
 
     async def report_read_failed(self, exc: BaseException) -> None:
         message = (
@@ -176,16 +200,14 @@ class _Writer:
             f"gave up storing {len(self.pending)} transcript items of session "
             f"{self.session_id!r}: not written within close_timeout_s ({close_timeout_s:g} s)"
         )
+        if self.write_started_at is not None:
+            waited = trio.current_time() - self.write_started_at
+            message += f"; a write was still waiting on the store after {waited:.1f} s"
         if self.last_error is not None:
             exc = self.last_error
             message += f"; last error: {type(exc).__name__}: {exc}"
         event = ErrorEvent(message, code="store_failed", source="store", recoverable=False)
-        if self.errors is None:
-            return
-        with contextlib.suppress(
-            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
-        ):
-            self.errors.send_nowait(event)
+        self._send_nowait(event)
 
 
 class TranscriptRecorder:
@@ -334,6 +356,7 @@ async def run(
             max_pending=max_pending,
         )
         builder = await _load(writer, clock)
+        writer.resend = lambda: builder.items
         handed_out = False
         deadline = math.inf  # for the last writes; set when they begin
         try:

@@ -7,7 +7,13 @@
 Every backend meets :class:`TranscriptStore`; the session's store actor writes to it.
 """
 
-from .base import DURABILITY_BOUND_S, TranscriptStore, check_session_id, check_store
+from .base import (
+    DURABILITY_BOUND_S,
+    StoreLostError,
+    TranscriptStore,
+    check_session_id,
+    check_store,
+)
 from .memory import MemoryTranscriptStore
 from .postgres import PostgresStoreError, PostgresTranscriptStore, StoreUnavailableError
 from .sqlite import SCHEMA_VERSION, SqliteTranscriptStore
@@ -19,6 +25,7 @@ __all__ = [
     "PostgresStoreError",
     "PostgresTranscriptStore",
     "SqliteTranscriptStore",
+    "StoreLostError",
     "StoreUnavailableError",
     "TranscriptStore",
     "check_session_id",

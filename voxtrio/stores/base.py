@@ -12,11 +12,26 @@ from typing import Final, Protocol, runtime_checkable
 
 from ..codecs.transcript import Item
 
-__all__ = ["DURABILITY_BOUND_S", "TranscriptStore", "check_session_id", "check_store"]
+__all__ = [
+    "DURABILITY_BOUND_S",
+    "StoreLostError",
+    "TranscriptStore",
+    "check_session_id",
+    "check_store",
+]
 
 #: An item delivered to the store actor is committed within this many seconds
 #: (default settings, healthy disk); see :mod:`voxtrio.actors.transcript_store`.
 DURABILITY_BOUND_S: Final = 0.2
+
+
+class StoreLostError(OSError):
+    """What was committed is gone (e.g. the database file was removed while open).
+
+    An ``OSError``, so the writer reports and retries it like any fault; it also
+    hands the session's whole transcript to the store again, so once the store is
+    usable again it holds everything, not just what came after the loss.
+    """
 
 
 @runtime_checkable

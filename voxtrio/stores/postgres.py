@@ -80,8 +80,11 @@ class PostgresTranscriptStore(ThreadedStore):
 
     One connection, used one call at a time (a lock, and a capacity limiter of one
     for the worker threads); every async method runs in a worker thread, so the
-    event loop never blocks. Construction only parses the DSN; the connection is
-    made and the schema set up on the first call. A connection that was lost or
+    event loop never blocks. Share one store between the sessions of a process:
+    their appends are committed together, one transaction per lot (see
+    :mod:`voxtrio.stores.threaded`); other processes open stores of their own.
+    Construction only parses the DSN; the connection is made and the schema set up on
+    the first call. A connection that was lost or
     refused raises :class:`StoreUnavailableError` (an ``OSError``), and the next call
     connects again; any other database fault raises :class:`PostgresStoreError`.
 
@@ -269,9 +272,14 @@ class PostgresTranscriptStore(ThreadedStore):
     # -- the work (in a worker thread, or blocking for the sync methods)
 
     def _append_sync(self, session_id: str, items: Sequence[Item]) -> None:
+        self._append_many_sync([(session_id, list(items))])
+
+    def _append_many_sync(self, batches: Sequence[tuple[str, list[Item]]]) -> None:
+        """Every batch (of any session) in one transaction."""
         now = time.time()
         rows = [
             (session_id, _key_text(i.key), i.seq, i.key.partition(":")[0], encode_item(i), now)
+            for session_id, items in batches
             for i in items
         ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from ..codecs.transcript import Item, decode_item, encode_item
+from .base import StoreLostError
 from .threaded import ThreadedStore
 
 __all__ = ["SCHEMA_VERSION", "SqliteTranscriptStore"]
@@ -43,6 +45,7 @@ _UPSERT: Final = (
 )
 _SELECT: Final = "SELECT data FROM items WHERE session_id = ? ORDER BY seq, item_key"
 _OWNER_ONLY: Final = 0o600
+_NEARLY_FULL: Final = 256 * 1024  # free bytes below which an I/O error means "disk full"
 
 
 def _key_text(key: str) -> str:
@@ -53,6 +56,41 @@ def _key_text(key: str) -> str:
 
 def _kind(item: Item) -> str:
     return item.key.partition(":")[0]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open, keeping the error that caused it: SQLite
+    rolls back by itself on some errors (disk full, I/O errors), and a ROLLBACK then
+    fails with "no transaction is active", which must not replace the real cause."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _explained(exc: sqlite3.Error, path: Path) -> sqlite3.Error:
+    """``exc``, or a clearer error of the same class if SQLite's text hides the cause:
+    on a full disk, writing the WAL index can fail as a bare "disk I/O error"."""
+    if "disk I/O error" not in str(exc):
+        return exc
+    try:
+        fs = os.statvfs(path.parent)
+    except OSError:
+        return exc
+    free = fs.f_bavail * fs.f_frsize
+    if free >= _NEARLY_FULL:
+        return exc
+    clearer = type(exc)(f"{exc}: database or disk is full ({free} bytes free on {path.parent})")
+    clearer.__cause__ = exc
+    return clearer
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _create_owner_only(path: str) -> None:
@@ -68,6 +106,17 @@ class SqliteTranscriptStore(ThreadedStore):
     its ``-wal`` and ``-shm`` files) and the schema set up on the first write or
     read. Every async method runs its SQLite work in a worker thread, one call at a
     time; :meth:`items` blocks (for apps, tools and tests).
+
+    Share one store between all the sessions of a process (and open the file in one
+    process only): appends from every session are committed together, one
+    transaction per lot (see :mod:`voxtrio.stores.threaded`), so 200 sessions on
+    one file still meet :data:`~voxtrio.stores.base.DURABILITY_BOUND_S`. Separate
+    stores on the same file contend for SQLite's single write lock instead.
+
+    Faults keep their real cause: a locked database (``database is locked``, after
+    ``busy_timeout_s``), a read-only file or directory, a full disk, and a file
+    removed while open (:class:`~voxtrio.stores.base.StoreLostError`, noticed by a
+    ``stat`` before each transaction; the next write recreates the file).
 
     Schema (version :data:`SCHEMA_VERSION`, recorded in ``schema_version``): table
     ``items(session_id, item_key, seq, kind, data, updated_s)`` keyed by
@@ -101,6 +150,7 @@ class SqliteTranscriptStore(ThreadedStore):
         self._synchronous = synchronous
         self._busy_ms = int(busy_timeout_s * 1000)
         self._conn: sqlite3.Connection | None = None
+        self._file_id: tuple[int, int] | None = None  # of the file the connection opened
         self._lock = threading.Lock()  # one SQLite call at a time, whatever the thread
         self._closed = False
         super().__init__()
@@ -150,31 +200,74 @@ class SqliteTranscriptStore(ThreadedStore):
                     )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+        self._file_id = _file_id(base)
         return conn
 
+    def _check_file(self) -> None:
+        """Raise :class:`StoreLostError` if the open file is no longer at the path.
+
+        SQLite holds its files open: if they are unlinked (the directory removed,
+        the file deleted or replaced), commits go on "succeeding" into files nobody
+        can open again. One ``stat`` per transaction notices; the connection is then
+        dropped, so the next write makes the file again where the path says (or
+        fails with the real cause, e.g. the directory is missing).
+        """
+        if self._conn is None:
+            return
+        now = _file_id(str(self._path))
+        if now == self._file_id:
+            return
+        self._conn.close()
+        self._conn = None
+        if now is None:
+            gone = self._path.parent if not self._path.parent.exists() else self._path
+            cause = f"{str(gone)!r} was removed"
+        else:
+            cause = f"{str(self._path)!r} was replaced by another file"
+        raise StoreLostError(
+            errno.ENOENT,
+            f"the open SQLite database is gone: {cause}; what it held is lost "
+            "(the writer stores the transcript again once the path is usable)",
+        )
+
     def _append_sync(self, session_id: str, items: Sequence[Item]) -> None:
+        self._append_many_sync([(session_id, list(items))])
+
+    def _append_many_sync(self, batches: Sequence[tuple[str, list[Item]]]) -> None:
+        """Every batch (of any session) in one transaction."""
+        try:
+            self._write(batches)
+        except sqlite3.Error as exc:
+            clearer = _explained(exc, self._path)
+            if clearer is exc:
+                raise
+            raise clearer from exc
+
+    def _write(self, batches: Sequence[tuple[str, list[Item]]]) -> None:
         with self._lock:
+            self._check_file()
             conn = self._connect()
             now = time.time()
             # A generator: each row is encoded just before SQLite steps it, and SQLite
             # releases the GIL while it steps, so the event loop's thread is never held
             # up for a whole batch.
             rows = (
-                (session_id, _key_text(i.key), i.seq, _kind(i), encode_item(i), now) for i in items
+                (session_id, _key_text(i.key), i.seq, _kind(i), encode_item(i), now)
+                for session_id, items in batches
+                for i in items
             )
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(_UPSERT, rows)
                 conn.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
     def _items_sync(self, session_id: str) -> list[Item]:

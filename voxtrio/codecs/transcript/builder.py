@@ -39,20 +39,12 @@ from ...messages import (
     ToolResult,
 )
 from .items import AssistantItem, Item, ToolCallItem, ToolResultItem, UserItem, check_items
+from .order import Slot as _Slot
+from .order import SlotOrder
 
 __all__ = ["TranscriptBuilder"]
 
 _Role = Literal["user", "assistant"]
-
-
-@attrs.define
-class _Slot:
-    """A place in the transcript, held from the first event naming an item."""
-
-    key: str
-    seq: int
-    pts: int | None = None
-    mine: bool = True  # made in this run (pts are comparable)
 
 
 class TranscriptBuilder:
@@ -96,16 +88,16 @@ class TranscriptBuilder:
             raise TypeError(f"first_seq must be an int, got {first_seq!r}")
         prior = sorted(check_items(items), key=lambda i: i.seq)
         self._items: dict[str, Item] = {}
-        self._order: list[_Slot] = []
         self._slots: dict[str, _Slot] = {}
         for item in prior:
             if item.key in self._slots:
                 continue
             slot = _Slot(item.key, item.seq, getattr(item, "pts", None), mine=False)
-            self._order.append(slot)
             self._slots[item.key] = slot
             self._items[item.key] = item
+        # Counts this run's slots from the least new seq: names the made-up ids.
         self._next_seq = max(first_seq, (prior[-1].seq + 1) if prior else 0)
+        self._order = SlotOrder(self._slots.values(), floor=self._next_seq)
         self._open_response: str | None = None
         # Interrupted replies, with the part of their audio the caller heard.
         self._interrupted_responses: dict[str, float | None] = {}
@@ -154,35 +146,37 @@ class TranscriptBuilder:
     # -- slots
 
     def _append_slot(self, key: str, pts: int | None = None) -> _Slot:
-        slot = _Slot(key, self._next_seq, pts)
+        slot, moved = self._order.append(key, pts)
         self._next_seq += 1
-        self._order.append(slot)
         self._slots[key] = slot
+        self._renumber(moved)  # only once 2**30 slots were appended
         return slot
 
-    def _insert_slot(self, index: int, key: str, pts: int | None) -> list[Item]:
-        """Insert a slot at ``index``, shifting later ones; returns the moved items."""
-        seq = self._order[index].seq
-        moved: list[Item] = []
-        for later in self._order[index:]:
-            later.seq += 1
-            item = self._items.get(later.key)
-            if item is not None:
-                item = attrs.evolve(item, seq=later.seq)
-                self._items[later.key] = item
-                moved.append(item)
+    def _insert_slot(self, before: _Slot, key: str, pts: int | None) -> list[Item]:
+        """Insert a slot just before ``before``; returns the items renumbered to make
+        room (usually none: see :mod:`voxtrio.codecs.transcript.order`)."""
+        slot, moved = self._order.insert_before(before, key, pts)
         self._next_seq += 1
-        slot = _Slot(key, seq, pts)
-        self._order.insert(index, slot)
         self._slots[key] = slot
-        return moved
+        return self._renumber(moved)
+
+    def _renumber(self, moved: list[_Slot]) -> list[Item]:
+        """The items of ``moved`` slots, given their slot's new seq."""
+        changed: list[Item] = []
+        for slot in moved:
+            item = self._items.get(slot.key)
+            if item is not None:
+                item = attrs.evolve(item, seq=slot.seq)
+                self._items[slot.key] = item
+                changed.append(item)
+        return changed
 
     def _reserve(self, key: str, pts: int | None = None) -> None:
         slot = self._slots.get(key)
         if slot is None:
             self._append_slot(key, pts)
         elif slot.pts is None and pts is not None:
-            slot.pts = pts
+            self._order.set_pts(slot, pts)
 
     def _put(self, item: Item) -> list[Item]:
         if self._items.get(item.key) == item:
@@ -240,14 +234,6 @@ class TranscriptBuilder:
         old = self._items.get(key)
         return slot.seq, old.created_s if old is not None else created_s
 
-    def _pts_index(self, pts: int) -> int | None:
-        """Where a user turn at ``pts`` goes: before this run's first user slot with a
-        larger known pts (None: nowhere earlier, so at the end)."""
-        for n, s in enumerate(self._order):
-            if s.mine and s.key.startswith("user:") and s.pts is not None and s.pts > pts:
-                return n
-        return None
-
     def _user_done(self, event: InputTranscriptionCompleted, created_s: float | None) -> list[Item]:
         # A provider that names no items: the turn gets a fresh id of its own (so it
         # never merges with another turn), and its place comes from its pts or arrival.
@@ -259,11 +245,12 @@ class TranscriptBuilder:
         moved: list[Item] = []
         slot = self._slots.get(key)
         if slot is None:
-            index = None if event.pts is None else self._pts_index(event.pts)
-            if index is None:
+            # Before this run's first user slot with a larger known pts, if any.
+            later = None if event.pts is None else self._order.first_after(event.pts)
+            if later is None:
                 slot = self._append_slot(key, event.pts)
             else:
-                moved = self._insert_slot(index, key, event.pts)
+                moved = self._insert_slot(later, key, event.pts)
                 slot = self._slots[key]
         old = self._items.get(key)
         pts = event.pts if event.pts is not None else slot.pts

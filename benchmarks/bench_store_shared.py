@@ -1,0 +1,135 @@
+"""One SQLite store shared by many sessions: is an item seen on disk within the bound?
+
+Each session runs its own transcript writer (:mod:`voxtrio.actors.transcript_writer`,
+default settings) against ONE :class:`~voxtrio.stores.SqliteTranscriptStore`, and
+hands it a user turn every ``interval`` seconds (staggered). Seen-to-disk is the time
+from the hand-over (``record`` returned) to the return of the ``append`` that committed
+the item; the promise is :data:`~voxtrio.stores.DURABILITY_BOUND_S` (0.2 s). Items not
+committed when the writers close are counted as lost.
+
+    python -m benchmarks store_shared          # 200 sessions, 5 s
+    python -m benchmarks --quick store_shared  # 50 sessions, 1 s
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from voxtrio.actors import transcript_writer
+from voxtrio.actors.transcript_writer import TranscriptRecorder
+from voxtrio.codecs.transcript import Item
+from voxtrio.messages import Event, InputTranscriptionCompleted
+from voxtrio.stores import DURABILITY_BOUND_S, SqliteTranscriptStore
+
+from .results import Table
+
+
+class _TimedStore:
+    """The shared store, noting when each item's commit returned."""
+
+    def __init__(self, inner: SqliteTranscriptStore) -> None:
+        self.inner = inner
+        self.committed: dict[tuple[str, str], float] = {}
+        self.appends = 0
+
+    def items(self, session_id: str) -> list[Item]:
+        return self.inner.items(session_id)
+
+    async def snapshot(self, session_id: str) -> list[Item]:
+        return await self.inner.snapshot(session_id)
+
+    async def append(self, session_id: str, items: Sequence[Item]) -> None:
+        await self.inner.append(session_id, items)
+        now = trio.current_time()
+        self.appends += 1
+        for item in items:
+            self.committed.setdefault((session_id, item.key), now)
+
+
+async def _session(
+    store: _TimedStore,
+    index: int,
+    turns: int,
+    interval_s: float,
+    handed: dict[tuple[str, str], float],
+) -> None:
+    session_id = f"s{index}"
+    errors_tx, errors_rx = trio.open_memory_channel[Event](64)
+    run = partial(transcript_writer.run, store=store, session_id=session_id, errors=errors_tx)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_ignore, errors_rx)
+        recorder: TranscriptRecorder = await nursery.start(run)
+        await trio.sleep(random.random() * interval_s)  # staggered
+        for turn in range(turns):
+            await recorder.record(InputTranscriptionCompleted(f"u{turn}", f"turn {turn}"))
+            handed[(session_id, f"user:u{turn}")] = trio.current_time()
+            await trio.sleep(interval_s)
+        recorder.close()
+
+
+async def _ignore(rx: trio.MemoryReceiveChannel[Event]) -> None:
+    async for _ in rx:
+        pass
+
+
+async def _run(path: Path, sessions: int, seconds: float, interval_s: float) -> dict[str, float]:
+    turns = max(1, int(seconds / interval_s))
+    handed: dict[tuple[str, str], float] = {}
+    with SqliteTranscriptStore(path) as sqlite:
+        store = _TimedStore(sqlite)
+        started = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for index in range(sessions):
+                nursery.start_soon(_session, store, index, turns, interval_s, handed)
+        wall = time.perf_counter() - started
+        stored = sum(len(sqlite.items(f"s{i}")) for i in range(sessions))
+    latencies = [store.committed[k] - t for k, t in handed.items() if k in store.committed]
+    latencies.sort()
+    return {
+        "items": len(handed),
+        "stored": stored,
+        "lost": len(handed) - stored,
+        "appends": store.appends,
+        "p50_s": statistics.median(latencies) if latencies else float("nan"),
+        "p99_s": latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+        "max_s": latencies[-1] if latencies else float("nan"),
+        "wall_s": wall,
+    }
+
+
+def main(quick: bool = False) -> Table:
+    sizes = (50,) if quick else (1, 50, 200)
+    seconds = 1.0 if quick else 5.0
+    interval_s = 0.1
+    table = Table(f"store_shared: sessions on one SQLite store, a turn each {interval_s} s")
+    print(
+        f"{'sessions':>8} {'items':>7} {'lost':>5} {'appends':>8} "
+        f"{'p50 s':>7} {'p99 s':>7} {'max s':>7} {'bound':>6}"
+    )
+    met = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for sessions in sizes:
+            r = trio.run(_run, Path(tmp) / f"shared-{sessions}.db", sessions, seconds, interval_s)
+            ok = r["max_s"] <= DURABILITY_BOUND_S and r["lost"] == 0
+            met = met and ok
+            print(
+                f"{sessions:>8} {r['items']:>7.0f} {r['lost']:>5.0f} {r['appends']:>8.0f} "
+                f"{r['p50_s']:>7.3f} {r['p99_s']:>7.3f} {r['max_s']:>7.3f} "
+                f"{'met' if ok else 'MISSED':>6}"
+            )
+            table.add(sessions=sessions, **r, bound_met=ok)
+    table.meta.update(bound_s=DURABILITY_BOUND_S, seconds=seconds, interval_s=interval_s,
+                      target_met=met)  # fmt: skip
+    return table
+
+
+if __name__ == "__main__":
+    main()
