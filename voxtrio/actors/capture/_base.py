@@ -10,7 +10,7 @@ from typing import Protocol
 import trio
 
 from ...audio import AudioFrame
-from ...messages import AudioDropped, Event
+from ...messages import AudioDropped, ErrorEvent, Event
 from ..base import EdgeCounter
 
 _REPORT_INTERVAL_S = 1.0
@@ -78,6 +78,10 @@ class _Sender:
         c.frames += 1
         c.samples += frame.samples
 
+    async def failed(self, message: str) -> None:
+        """Tell the app the source failed (``capture_failed``); the capture then ends."""
+        await self._events.send(ErrorEvent(message, code="capture_failed", source="capture"))
+
     async def dropped_upstream(self, frames: int, samples: int) -> None:
         """Account for chunks the source dropped before they reached this sender
         (already in the counter); reported under the same policy."""
@@ -123,18 +127,13 @@ class _CaptureBase:
         async with self._held():  # closed last, after ``send`` and ``events``
             with send, events:
                 sender = _Sender(send, events, counter, self._realtime)
-                await self._feed(sender, events, task_status)
+                await self._feed(sender, task_status)
 
     def _held(self) -> AbstractAsyncContextManager[object]:
         """What the capture holds open while it runs (a stream it reads): none here."""
         return contextlib.nullcontext()
 
-    async def _feed(
-        self,
-        sender: _Sender,
-        events: trio.MemorySendChannel[Event],
-        task_status: trio.TaskStatus[None],
-    ) -> None:
+    async def _feed(self, sender: _Sender, task_status: trio.TaskStatus[None]) -> None:
         """Send the source's audio through ``sender``; call ``task_status.started()``
         once the source is running."""
         raise NotImplementedError

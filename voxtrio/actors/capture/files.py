@@ -12,7 +12,6 @@ import trio
 from ...audio import AudioFormat, FrameMs, as_pcm, frame_fraction
 from ...codecs.audio import Reframer
 from ...codecs.wav import read_wav
-from ...messages import ErrorEvent, Event
 from ..pacing import Pacer
 from ._base import _CaptureBase, _Sender
 
@@ -65,12 +64,7 @@ class ArrayCapture(_CaptureBase):
     def format(self) -> AudioFormat:
         return self._fmt
 
-    async def _feed(
-        self,
-        sender: _Sender,
-        events: trio.MemorySendChannel[Event],
-        task_status: trio.TaskStatus[None],
-    ) -> None:
+    async def _feed(self, sender: _Sender, task_status: trio.TaskStatus[None]) -> None:
         task_status.started()
         pacer = Pacer() if self._realtime else None
         await _send_chunks(Reframer(self._fmt, self._chunk_ms), self._pcm, sender, pacer)
@@ -132,26 +126,15 @@ class WavCapture(_CaptureBase):
             raise FileNotFoundError(f"WavCapture: no such file: {self._path!r}")
         _check_wav(self._path)
 
-    async def _feed(
-        self,
-        sender: _Sender,
-        events: trio.MemorySendChannel[Event],
-        task_status: trio.TaskStatus[None],
-    ) -> None:
+    async def _feed(self, sender: _Sender, task_status: trio.TaskStatus[None]) -> None:
         try:
             pcm, fmt = await trio.to_thread.run_sync(read_wav, self._path)
         except (OSError, ValueError) as exc:
             task_status.started()
-            await events.send(
-                ErrorEvent(
-                    f"cannot read WAV input: {exc}",
-                    code="capture_failed",
-                    source="capture",
-                )
-            )
+            await sender.failed(f"cannot read WAV input: {exc}")
             return
         inner = ArrayCapture(pcm, fmt, realtime=self._realtime, chunk_ms=self._chunk_ms)
-        await inner._feed(sender, events, task_status)
+        await inner._feed(sender, task_status)
 
     def __repr__(self) -> str:
         return f"WavCapture({self._path!r}, realtime={self._realtime})"

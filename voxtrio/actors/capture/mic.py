@@ -9,7 +9,6 @@ import numpy as np
 import trio
 
 from ...audio import AudioFormat, AudioFrame, FrameMs, frame_fraction
-from ...messages import Event
 from ._base import _CaptureBase, _Sender
 
 
@@ -30,12 +29,7 @@ class MicCapture(_CaptureBase):
         self._device = device
         self._realtime = True  # always live
 
-    async def _feed(
-        self,
-        sender: _Sender,
-        events: trio.MemorySendChannel[Event],
-        task_status: trio.TaskStatus[None],
-    ) -> None:
+    async def _feed(self, sender: _Sender, task_status: trio.TaskStatus[None]) -> None:
         try:
             import sounddevice
         except ImportError as exc:

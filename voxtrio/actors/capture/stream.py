@@ -8,7 +8,6 @@ import trio
 
 from ...audio import AudioFormat, FrameMs, frame_fraction
 from ...codecs.audio import Reframer
-from ...messages import ErrorEvent, Event
 from ._base import _CaptureBase, _Sender
 
 
@@ -55,12 +54,7 @@ class ByteStreamCapture(_CaptureBase):
     def _held(self) -> AbstractAsyncContextManager[object]:
         return self._stream
 
-    async def _feed(
-        self,
-        sender: _Sender,
-        events: trio.MemorySendChannel[Event],
-        task_status: trio.TaskStatus[None],
-    ) -> None:
+    async def _feed(self, sender: _Sender, task_status: trio.TaskStatus[None]) -> None:
         chunks = Reframer(self._fmt, self._chunk_ms)
         task_status.started()
         try:
@@ -68,13 +62,7 @@ class ByteStreamCapture(_CaptureBase):
                 for frame in chunks.push(data):
                     await sender.send(frame)
         except (trio.BrokenResourceError, OSError) as exc:
-            await events.send(
-                ErrorEvent(
-                    f"audio byte stream failed: {type(exc).__name__}: {exc}",
-                    code="capture_failed",
-                    source="capture",
-                )
-            )
+            await sender.failed(f"audio byte stream failed: {type(exc).__name__}: {exc}")
         for frame in chunks.flush(pad=False):
             await sender.send(frame)
         await sender.report()
