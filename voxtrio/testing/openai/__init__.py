@@ -47,8 +47,8 @@ Two ways to end a connection, with different guarantees:
 
 The modules, bottom up: :mod:`.events` (server events and shared rules),
 :mod:`.oracle` (validation), :mod:`.vad` (the energy VAD), :mod:`.scripts` (plain
-script, record and output types), :mod:`.replies` and :mod:`.service` (the sans-IO
-fake service: no trio, no socket, no clock), :mod:`.connection` and :mod:`.server`
+script, record and output types), :mod:`.replies`, :mod:`.handlers` and :mod:`.service`
+(the sans-IO fake service: no trio, no socket, no clock), :mod:`.connection` and :mod:`.server`
 (wsproto over trio TCP, driving the service), :mod:`.pair` (the real client codec
 wired to the service in memory, as :class:`OpenAICodecPair`).
 """

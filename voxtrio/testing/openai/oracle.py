@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .events import RATE, excerpt, is_int
@@ -116,11 +116,95 @@ _CLIENT_TYPES: Final = frozenset(
 )
 
 
+def _check_session_update(event: dict[str, Any], kind: str) -> str | None:
+    session = event.get("session")
+    if not isinstance(session, dict):
+        return "session.update needs a 'session' object"
+    if session.get("type") not in ("realtime", "transcription"):
+        return "session.type must be 'realtime' or 'transcription'"
+    audio = session.get("audio")
+    if audio is None:
+        return None
+    if not isinstance(audio, dict):
+        return "session.audio must be an object"
+    for side in ("input", "output"):
+        part = audio.get(side)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            return f"session.audio.{side} must be an object"
+        fmt = part.get("format")
+        if not isinstance(fmt, dict) or fmt.get("type") != "audio/pcm":
+            continue
+        if fmt.get("rate", RATE) != RATE:
+            return f"session.audio.{side}.format.rate must be {RATE}"
+    return None
+
+
+def _check_append(event: dict[str, Any], kind: str) -> str | None:
+    audio = event.get("audio")
+    if not isinstance(audio, str):
+        return "input_audio_buffer.append needs an 'audio' string"
+    try:
+        raw = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        return "audio is not valid base64"
+    if len(raw) % 2:
+        return f"audio of {len(raw)} bytes is not whole 16-bit samples"
+    return None
+
+
+def _check_item_create(event: dict[str, Any], kind: str) -> str | None:
+    item = event.get("item")
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+        return "conversation.item.create needs an 'item' object with a type"
+    return None
+
+
+def _check_truncate(event: dict[str, Any], kind: str) -> str | None:
+    if not isinstance(event.get("item_id"), str):
+        return "truncate needs an item_id string"
+    for key in ("content_index", "audio_end_ms"):
+        if not is_int(event.get(key)) or event[key] < 0:
+            return f"truncate needs {key} as an int >= 0"
+    return None
+
+
+def _check_item_id(event: dict[str, Any], kind: str) -> str | None:
+    if not isinstance(event.get("item_id"), str):
+        return f"{kind} needs an item_id string"
+    return None
+
+
+def _check_response_create(event: dict[str, Any], kind: str) -> str | None:
+    if event.get("response") is not None and not isinstance(event["response"], dict):
+        return "response.create's 'response' must be an object"
+    return None
+
+
+def _check_response_cancel(event: dict[str, Any], kind: str) -> str | None:
+    if event.get("response_id") is not None and not isinstance(event["response_id"], str):
+        return "response_id must be a string"
+    return None
+
+
+#: The rules of each client event type beyond the envelope (types not here have none).
+_TYPE_CHECKS: Final[Mapping[str, Callable[[dict[str, Any], str], str | None]]] = {
+    "session.update": _check_session_update,
+    "input_audio_buffer.append": _check_append,
+    "conversation.item.create": _check_item_create,
+    "conversation.item.truncate": _check_truncate,
+    "conversation.item.delete": _check_item_id,
+    "conversation.item.retrieve": _check_item_id,
+    "response.create": _check_response_create,
+    "response.cancel": _check_response_cancel,
+}
+
+
 def _structural_problem(event: object) -> str | None:
     """voxtrio's own checks of a client event: the shape the codec must produce and
     the rules the ``openai`` models do not state (valid base64 of whole samples).
-
-    Long on purpose: one flat branch of rules per event type reads as the table it is.
+    The envelope first, then the rules of the event's type (:data:`_TYPE_CHECKS`).
     """
     if not isinstance(event, dict):
         return "an event must be a JSON object"
@@ -131,62 +215,8 @@ def _structural_problem(event: object) -> str | None:
         return f"unknown event type {excerpt(kind, 80)!r}"
     if "event_id" in event and not isinstance(event["event_id"], str):
         return "event_id must be a string"
-    if kind == "session.update":
-        session = event.get("session")
-        if not isinstance(session, dict):
-            return "session.update needs a 'session' object"
-        if session.get("type") not in ("realtime", "transcription"):
-            return "session.type must be 'realtime' or 'transcription'"
-        audio = session.get("audio")
-        if audio is not None:
-            if not isinstance(audio, dict):
-                return "session.audio must be an object"
-            for side in ("input", "output"):
-                part = audio.get(side)
-                if part is None:
-                    continue
-                if not isinstance(part, dict):
-                    return f"session.audio.{side} must be an object"
-                fmt = part.get("format")
-                if (
-                    isinstance(fmt, dict)
-                    and fmt.get("type") == "audio/pcm"
-                    and fmt.get("rate", RATE) != RATE
-                ):
-                    return f"session.audio.{side}.format.rate must be {RATE}"
-    elif kind == "input_audio_buffer.append":
-        audio = event.get("audio")
-        if not isinstance(audio, str):
-            return "input_audio_buffer.append needs an 'audio' string"
-        try:
-            raw = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
-            return "audio is not valid base64"
-        if len(raw) % 2:
-            return f"audio of {len(raw)} bytes is not whole 16-bit samples"
-    elif kind == "conversation.item.create":
-        item = event.get("item")
-        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            return "conversation.item.create needs an 'item' object with a type"
-    elif kind == "conversation.item.truncate":
-        if not isinstance(event.get("item_id"), str):
-            return "truncate needs an item_id string"
-        for key in ("content_index", "audio_end_ms"):
-            if not is_int(event.get(key)) or event[key] < 0:
-                return f"truncate needs {key} as an int >= 0"
-    elif kind in ("conversation.item.delete", "conversation.item.retrieve"):
-        if not isinstance(event.get("item_id"), str):
-            return f"{kind} needs an item_id string"
-    elif kind == "response.create":
-        if event.get("response") is not None and not isinstance(event["response"], dict):
-            return "response.create's 'response' must be an object"
-    elif (
-        kind == "response.cancel"
-        and event.get("response_id") is not None
-        and not isinstance(event["response_id"], str)
-    ):
-        return "response_id must be a string"
-    return None
+    check = _TYPE_CHECKS.get(kind)
+    return check(event, kind) if check is not None else None
 
 
 def validate_client_event(event: object) -> str | None:

@@ -11,7 +11,6 @@ response create/cancel as the service does, and invalid events with ``error``.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 from collections.abc import Mapping
@@ -19,37 +18,26 @@ from typing import Any
 
 import numpy as np
 
-from .events import (
-    MIN_COMMIT_MS,
-    SAMPLES_PER_MS,
-    default_session,
-    error_event,
-    merge_session,
-    session_event,
-    transcription_events,
-    truncated_event,
-    user_audio_item,
-)
+from .events import default_session, error_event, session_event, transcription_events
+from .handlers import _ClientEventHandlers
 from .oracle import record_client_message
-from .replies import Reply, reply_tone
+from .replies import Reply
 from .scripts import (
     ClientEventRecord,
     Close,
     ConnectionScript,
     Drop,
     Outgoing,
-    Send,
     ServiceOutput,
     SharedCounters,
     Stall,
 )
-from .tool_calls import function_call_events, tool_reply_text
 from .vad import InputAudio
 
 __all__ = ["FakeRealtimeService", "SharedCounters"]
 
 
-class FakeRealtimeService:
+class FakeRealtimeService(_ClientEventHandlers):
     """One connection to the fake service (see the module docstring).
 
     Attributes:
@@ -189,13 +177,6 @@ class FakeRealtimeService:
         out, self._out = self._out, []
         return out
 
-    def _send(self, out: Outgoing) -> None:
-        self._out.append(Send(self.serialize(out)))
-
-    def _error(self, message: str, code: str, client_id: object) -> None:
-        event_id = client_id if isinstance(client_id, str) else None
-        self._send(error_event(message, code, "invalid_request_error", event_id))
-
     def _advance(self, now: float) -> None:
         self.now = max(self.now, now)
         while (due := self.next_wakeup) is not None and due <= self.now:
@@ -235,215 +216,3 @@ class FakeRealtimeService:
         for call in script.tool_calls:
             if call.after == count:
                 self._call_tool(call)
-
-    def _handle(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        client_id = event.get("event_id")
-        if kind == "session.update":
-            session = event["session"]
-            if session.get("type") != "realtime":
-                self._error("the loopback serves realtime sessions only", "unsupported", client_id)
-                return
-            merge_session(self.session, session)
-            if "instructions" in session:
-                self.instructions.append(str(session["instructions"]))
-            self._configure_vad()
-            self._send(session_event("session.updated", self.session))
-        elif kind == "input_audio_buffer.append":
-            self._append(base64.b64decode(event["audio"]))
-        elif kind == "input_audio_buffer.commit":
-            self._commit(client_id)
-        elif kind == "input_audio_buffer.clear":
-            self._input.committed()
-            self._input.forget_speech()
-            self._speech_item = None
-            self._send({"type": "input_audio_buffer.cleared"})
-        elif kind == "conversation.item.create":
-            item = dict(event["item"])
-            if not isinstance(item.get("id"), str):
-                item["id"] = self.shared.new_id("item")
-            item["object"] = "realtime.item"
-            item["status"] = "completed"
-            self._items[item["id"]] = item
-            if item.get("type") == "function_call_output":
-                name = self._call_names.get(str(item.get("call_id")), "unknown")
-                self.tool_outputs.append((name, str(item.get("output"))))
-            previous, self._last_item = self._last_item, item["id"]
-            for done in ("conversation.item.added", "conversation.item.done"):
-                self._send({"type": done, "previous_item_id": previous, "item": item})
-        elif kind == "conversation.item.truncate":
-            self._truncate(event, client_id)
-        elif kind == "conversation.item.delete":
-            if self._items.pop(event["item_id"], None) is None:
-                message = f"no item {event['item_id']!r}"
-                self._error(message, "item_delete_invalid_item_id", client_id)
-            else:
-                self._send({"type": "conversation.item.deleted", "item_id": event["item_id"]})
-        elif kind == "response.create":
-            if self._active is not None:
-                self._error(
-                    "Conversation already has an active response in progress.",
-                    "conversation_already_has_active_response",
-                    client_id,
-                )
-                return
-            self._start_reply()
-        elif kind == "response.cancel":
-            active = self._active
-            wanted = event.get("response_id")
-            if active is None or (wanted is not None and wanted != active.response_id):
-                message = "Cancellation failed: no active response found"
-                self._error(message, "response_cancel_not_active", client_id)
-                return
-            self._run(active, active.cancel("client_cancelled"))
-        # conversation.item.retrieve, output_audio_buffer.clear: nothing to say
-
-    def _append(self, raw: bytes) -> None:
-        for what, ms in self._input.append(raw):
-            if what == "start":
-                self._speech_started(ms)
-            else:
-                self._speech_stopped(ms)
-
-    def _commit(self, client_id: object) -> None:
-        if self._input.uncommitted < MIN_COMMIT_MS * SAMPLES_PER_MS:
-            ms = self._input.uncommitted // SAMPLES_PER_MS
-            message = (
-                "Error committing input audio buffer: buffer too small. Expected at "
-                f"least {MIN_COMMIT_MS}ms of audio, but buffer only has {ms}ms of audio."
-            )
-            self._error(message, "input_audio_buffer_commit_empty", client_id)
-            return
-        item_id = self._speech_item
-        if item_id is not None and self._input.speaking:
-            self._input.forget_speech()
-            self._send(
-                {
-                    "type": "input_audio_buffer.speech_stopped",
-                    "audio_end_ms": self._input.samples // SAMPLES_PER_MS,
-                    "item_id": item_id,
-                }
-            )
-        self._commit_turn(item_id or self.shared.new_id("item"), reply=False)
-
-    def _turn_detection(self) -> dict[str, Any] | None:
-        audio = self.session.get("audio") or {}
-        detection = (audio.get("input") or {}).get("turn_detection")
-        return detection if isinstance(detection, dict) else None
-
-    def _configure_vad(self) -> None:
-        threshold = self.script.vad_rms_threshold if self.script.vad else None
-        self._input.configure(self._turn_detection(), threshold=threshold)
-
-    def _speech_started(self, ms: int) -> None:
-        self._speech_item = self.shared.new_id("item")
-        self._send(
-            {
-                "type": "input_audio_buffer.speech_started",
-                "audio_start_ms": ms,
-                "item_id": self._speech_item,
-            }
-        )
-        detection = self._turn_detection() or {}
-        if self._active is not None and detection.get("interrupt_response", True):
-            self._run(self._active, self._active.cancel("turn_detected"))
-
-    def _speech_stopped(self, ms: int) -> None:
-        item_id = self._speech_item or self.shared.new_id("item")
-        self._send(
-            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": ms, "item_id": item_id}
-        )
-        detection = self._turn_detection() or {}
-        self._commit_turn(item_id, reply=bool(detection.get("create_response", True)))
-
-    def _commit_turn(self, item_id: str, *, reply: bool) -> None:
-        self._input.committed()
-        self._speech_item = None
-        previous, self._last_item = self._last_item, item_id
-        self._send(
-            {
-                "type": "input_audio_buffer.committed",
-                "previous_item_id": previous,
-                "item_id": item_id,
-            }
-        )
-        item = user_audio_item(item_id)
-        self._items[item_id] = item
-        self._send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        audio = self.session.get("audio") or {}
-        if (audio.get("input") or {}).get("transcription"):
-            transcript = self.shared.next_transcript(self.script)
-            deltas = self.script.transcript_deltas
-            for event in transcription_events(item_id, transcript, deltas=deltas):
-                self._send(event)
-        if reply and self._active is None:
-            self._start_reply()
-
-    def _truncate(self, event: dict[str, Any], client_id: object) -> None:
-        item_id = event["item_id"]
-        played = self._assistant_audio_ms.get(item_id)
-        if played is None:
-            self._error(f"no assistant audio item {item_id!r}", "item_truncate_invalid_item_id",
-                        client_id)  # fmt: skip
-        elif event["audio_end_ms"] > played:
-            message = (
-                f"audio_end_ms {event['audio_end_ms']} is past the end of the item's "
-                f"audio ({played} ms)"
-            )
-            self._error(message, "invalid_value", client_id)
-        else:
-            self._send(truncated_event(event))
-
-    # ------------------------------------------------------------- replies
-
-    def _tone(self) -> np.ndarray:
-        return reply_tone(self.script.reply_ms, self.script.reply_tone_hz)
-
-    def _new_reply(self, text: str, pcm: np.ndarray) -> Reply:
-        reply = Reply(
-            response_id=self.shared.new_id("resp"),
-            item_id=self.shared.new_id("item"),
-            text=text,
-            pcm=pcm,
-            modalities=list(self.session.get("output_modalities") or ["audio"]),
-            chunk_ms=self.script.reply_chunk_ms,
-            paced=self.script.pace_replies,
-        )
-        self._replies.append(reply)
-        return reply
-
-    def _call_tool(self, call: Any) -> None:
-        call_id = call.call_id or self.shared.new_id("call")
-        self._call_names[call_id] = call.name
-        for event in function_call_events(
-            response_id=self.shared.new_id("resp"),
-            item_id=self.shared.new_id("item"),
-            call_id=call_id,
-            name=call.name,
-            arguments=call.arguments,
-        ):
-            self._send(event)
-
-    def _start_reply(self) -> None:
-        if self._calls:
-            self._call_tool(self._calls.pop(0))
-            return
-        text = self.script.reply_text
-        if self.tool_outputs:
-            text, self.tool_outputs = tool_reply_text(self.tool_outputs), []
-        reply = self._new_reply(text, self._tone())
-        self._active = reply
-        self._run(reply, reply.begin(self.now))
-
-    def _run(self, reply: Reply, events: list[dict[str, Any]]) -> None:
-        """Send a reply's events and keep the conversation's books on it."""
-        for event in events:
-            self._send(event)
-        if reply.audio_out:
-            self._assistant_audio_ms[reply.item_id] = reply.audio_ms
-        if reply.finished:
-            self._items[reply.item_id] = reply.item
-            self._last_item = reply.item_id
-            self._replies.remove(reply)
-            if self._active is reply:
-                self._active = None

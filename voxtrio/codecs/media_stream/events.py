@@ -1,0 +1,101 @@
+"""The events of a telephony media stream, either way, as values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, TypeAlias
+
+import attrs
+
+SUPPORTED_ENCODING: Final = "audio/x-mulaw"
+SUPPORTED_RATE: Final = 8000
+
+
+@attrs.frozen
+class MediaFormat:
+    encoding: str = SUPPORTED_ENCODING
+    sample_rate: int = SUPPORTED_RATE
+    channels: int = 1
+
+    @property
+    def supported(self) -> bool:
+        return (self.encoding, self.sample_rate, self.channels) == (
+            SUPPORTED_ENCODING,
+            SUPPORTED_RATE,
+            1,
+        )
+
+
+@attrs.frozen
+class Connected:
+    protocol: str = "Call"
+    version: str = "1.0.0"
+
+
+@attrs.frozen
+class Start:
+    """The stream begins: ``call_sid`` names the call (a reconnect keeps it)."""
+
+    stream_sid: str
+    call_sid: str
+    media_format: MediaFormat = MediaFormat()
+    custom_parameters: Mapping[str, str] = attrs.field(factory=dict)
+    tracks: tuple[str, ...] = ("inbound",)
+    account_sid: str | None = None
+
+
+@attrs.frozen
+class Media:
+    """One chunk of caller audio: ``payload`` is raw mu-law bytes (decoded base64)."""
+
+    stream_sid: str
+    payload: bytes
+    chunk: int
+    timestamp_ms: int
+    track: str = "inbound"
+
+
+@attrs.frozen
+class Mark:
+    """Inbound: playout reached the mark ``name`` we sent. Outbound: a mark to send."""
+
+    stream_sid: str
+    name: str
+
+
+@attrs.frozen
+class Dtmf:
+    stream_sid: str
+    digit: str
+    track: str = "inbound_track"
+
+
+@attrs.frozen
+class Stop:
+    stream_sid: str
+    call_sid: str | None = None
+
+
+@attrs.frozen
+class StreamProtocolError:
+    """A message we could not take. ``fatal``: the stream cannot go on (close it,
+    with ``reason`` as the close reason)."""
+
+    reason: str
+    code: str = "malformed_message"
+    fatal: bool = False
+
+
+@attrs.frozen
+class OutboundMedia:
+    stream_sid: str
+    payload: bytes
+
+
+@attrs.frozen
+class Clear:
+    stream_sid: str
+
+
+InboundEvent: TypeAlias = Connected | Start | Media | Mark | Dtmf | Stop | StreamProtocolError
+OutboundEvent: TypeAlias = OutboundMedia | Mark | Clear | StreamProtocolError
