@@ -29,10 +29,7 @@ import numpy as np
 import trio
 
 from ..audio import AudioFormat, AudioFrame, FrameMs, frame_fraction
-from ..codecs.audio import Reframer
-from ..codecs.resample import StreamResampler, float_to_int16, int16_to_float
 from ..messages import (
-    AudioDropped,
     Event,
     PlaybackInput,
     Reframe,
@@ -44,6 +41,7 @@ from ..messages import (
 from .base import EdgeCounter
 from .pacing import Pacer
 from .playback_state import PlaybackState, QueuedFrame, faded
+from .playback_track import DropCounter, Track
 
 __all__ = ["PlaybackState", "QueuedFrame", "WavSink", "faded", "run"]
 
@@ -90,53 +88,6 @@ class WavSink:
 Sink = trio.MemorySendChannel[AudioFrame] | WavSink
 
 
-class _Track:
-    """The output track: one reframer for its whole life (pts never restart) and a
-    resampler from the reply rate, replaced when either rate changes."""
-
-    def __init__(self, in_rate: int, fmt: AudioFormat, frame_ms: FrameMs) -> None:
-        self.fmt = fmt
-        self.framer = Reframer(fmt, frame_ms)
-        self.resampler = StreamResampler(in_rate, fmt.sample_rate, 1)
-
-    @property
-    def in_rate(self) -> int:
-        return self.resampler.in_rate
-
-    def push(self, pcm: np.ndarray) -> list[AudioFrame]:
-        out = self.resampler.push_float(int16_to_float(pcm[:, 0]))
-        return self.framer.push(self._channels(out))
-
-    def drain(self) -> list[AudioFrame]:
-        """Everything held, the last frame short: the end of a reply."""
-        tail = self.resampler.flush_float()
-        frames = self.framer.push(self._channels(tail)) if tail.size else []
-        return frames + self.framer.flush(pad=False)
-
-    def discard(self) -> None:
-        """Forget held audio (barge-in). The reframer's partial frame is dropped; the
-        next frame's pts skips over it, so pts stay increasing."""
-        self.resampler.reset()
-        self.framer.flush(pad=False)
-
-    def set_in_rate(self, in_rate: int) -> list[AudioFrame]:
-        frames = self.drain()
-        self.resampler = StreamResampler(in_rate, self.fmt.sample_rate, 1)
-        return frames
-
-    def reframe(self, fmt: AudioFormat, frame_ms: FrameMs) -> list[AudioFrame]:
-        tail = self.resampler.flush_float()
-        frames = self.framer.push(self._channels(tail)) if tail.size else []
-        frames += self.framer.reframe(fmt, frame_ms)
-        self.fmt = fmt
-        self.resampler = StreamResampler(self.in_rate, fmt.sample_rate, 1)
-        return frames
-
-    def _channels(self, mono: np.ndarray) -> np.ndarray:
-        pcm = float_to_int16(mono).reshape(-1, 1)
-        return pcm if self.fmt.channels == 1 else np.repeat(pcm, self.fmt.channels, axis=1)
-
-
 async def run(
     receive: trio.MemoryReceiveChannel[PlaybackInput],
     sink: Sink,
@@ -176,21 +127,57 @@ async def run(
     frame_fraction(output.sample_rate, frame_ms)
     state = state if state is not None else PlaybackState()
     counter = counter if counter is not None else EdgeCounter("playback")
-    track = _Track(reply_rate, output, frame_ms)
+    track = Track(reply_rate, output, frame_ms)
     if not (max_queue_s > 0 and math.isfinite(max_queue_s)):
         raise ValueError(f"max_queue_s must be finite and > 0, got {max_queue_s}")
-    drops = _DropCounter(counter)
-    done = trio.Event()
-    ended: list[QueuedFrame] = []  # end marks dropped with the audio before them
-    played_s: dict[str | None, Fraction] = {}  # per response, handed to the output
+    playback = _Playback(receive, sink, track, state, counter, events, realtime, max_queue_s)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(playback.receiver)
+        nursery.start_soon(playback.pacer)
+        task_status.started()
 
-    def enqueue(frames: list[AudioFrame], response_id: str | None, item_id: str | None) -> None:
+
+class _Playback:
+    """One run of the actor: the receiver and the pacer tasks, and what they share."""
+
+    def __init__(
+        self,
+        receive: trio.MemoryReceiveChannel[PlaybackInput],
+        sink: Sink,
+        track: Track,
+        state: PlaybackState,
+        counter: EdgeCounter,
+        events: trio.MemorySendChannel[Event] | None,
+        realtime: bool,
+        max_queue_s: float,
+    ) -> None:
+        self.receive = receive
+        self.sink = sink
+        self.track = track
+        self.state = state
+        self.counter = counter
+        self.events = events
+        self.realtime = realtime
+        self.max_queue_s = max_queue_s
+        self.drops = DropCounter(counter)
+        self.done = trio.Event()
+        self.ended: list[QueuedFrame] = []  # end marks dropped with the audio before them
+        self.played_s: dict[str | None, Fraction] = {}  # per response, handed to the output
+        self.dry: list[str | None] = []  # the reply that ran dry, while it waits for audio
+        self.last: list[str | None] = []  # the reply of the last frame sent, until it ended
+
+    # ------------------------------------------------------------------ receiver
+
+    def enqueue(
+        self, frames: list[AudioFrame], response_id: str | None, item_id: str | None
+    ) -> None:
+        state, drops, events = self.state, self.drops, self.events
         for f in frames:
             state.append(QueuedFrame(f, response_id, item_id))
-        while state.queued_s > max_queue_s and state.queued:
+        while state.queued_s > self.max_queue_s and state.queued:
             q = state.popleft()
             if q.end_of_reply:
-                ended.append(q)  # reported in order by the pacer
+                self.ended.append(q)  # reported in order by the pacer
             else:
                 drops.note(q.frame)
         state.wakeup.set()
@@ -207,23 +194,25 @@ async def run(
             else:
                 drops.report()
 
-    def mark_end(response_id: str | None) -> None:
+    def mark_end(self, response_id: str | None) -> None:
+        track = self.track
         empty = np.zeros((0, track.fmt.channels), np.int16)
         frame = AudioFrame(empty, track.fmt.sample_rate, 0)
-        state.append(QueuedFrame(frame, response_id, None, end_of_reply=True))
-        state.wakeup.set()
+        self.state.append(QueuedFrame(frame, response_id, None, end_of_reply=True))
+        self.state.wakeup.set()
 
-    def discard_cancelled_tail(current: str | None) -> None:
-        for response_id in state.tail_discards:
+    def discard_cancelled_tail(self, current: str | None) -> None:
+        for response_id in self.state.tail_discards:
             if response_id is None or response_id == current:
-                track.discard()
-        state.tail_discards.clear()
+                self.track.discard()
+        self.state.tail_discards.clear()
 
-    async def receiver() -> None:
+    async def receiver(self) -> None:
+        state, track, enqueue = self.state, self.track, self.enqueue
         current: tuple[str | None, str | None] = (None, None)
-        with receive:
-            async for msg in receive:
-                discard_cancelled_tail(current[0])
+        with self.receive:
+            async for msg in self.receive:
+                self.discard_cancelled_tail(current[0])
                 match msg:
                     case ReplyAudio():
                         if msg.response_id is not None and msg.response_id in state.cancelled:
@@ -240,116 +229,98 @@ async def run(
                     case ReplyDone(response_id=response_id):
                         # The reply's last samples are in the filter: play them now.
                         enqueue(track.drain(), *current)
-                        mark_end(response_id)
+                        self.mark_end(response_id)
                     case Reframe(rate_hz=rate, frame_ms=fms):
                         enqueue(track.reframe(AudioFormat(rate, track.fmt.channels), fms), *current)
-        discard_cancelled_tail(current[0])
+        self.discard_cancelled_tail(current[0])
         enqueue(track.drain(), *current)
-        done.set()
+        self.done.set()
         state.wakeup.set()
 
-    async def pacer() -> None:
-        pace = Pacer() if realtime else None
+    # --------------------------------------------------------------------- pacer
 
-        async def reply_played(response_id: str | None) -> None:
-            played = played_s.pop(response_id, Fraction(0))
-            if events is not None:
-                # Drops not yet reported came before this mark: that news goes first.
-                if drops.unreported:
-                    await events.send(drops.report())
-                await events.send(ReplyPlayed(response_id, math.floor(played * 1000)))
-
-        dry: list[str | None] = []  # the reply that ran dry, while it waits for audio
-        last: list[str | None] = []  # the reply of the last frame sent, until it ended
+    async def pacer(self) -> None:
+        pace = Pacer() if self.realtime else None
         try:
-            while True:
-                while ended:  # marks dropped with the audio before them
-                    await reply_played(ended.pop(0).response_id)
-                if state.queued and state.queued[0].end_of_reply:
-                    last.clear()
-                    await reply_played(state.popleft().response_id)
-                    continue
-                if not state.queued:
-                    if pace is not None and last and not dry and last[0] not in state.cancelled:
-                        dry[:] = last  # ran dry in the middle of a reply: an underrun?
-                    if drops.unreported and events is not None:
-                        # Nothing will play after these drops: report them now.
-                        await events.send(drops.report())
-                        continue
-                    if done.is_set():
-                        return
-                    state.wakeup = trio.Event()
-                    await state.wakeup.wait()
-                    if pace is not None:
-                        pace.reset()  # an idle gap is not lag to catch up
-                    continue
-                q = state.queued[0]
-                if pace is not None:
-                    await pace.wait_due()
-                    # The frame may have been cancelled while we slept: then the next
-                    # one takes its slot (nothing booked, so no stall).
-                    if not state.queued or state.queued[0] is not q:
-                        continue
-                    pace.book(q.frame.duration)
-                state.popleft()
-                if isinstance(sink, WavSink):
-                    await sink.write(q.frame)
-                else:
-                    await sink.send(q.frame)
-                counter.messages += 1
-                counter.frames += 1
-                counter.samples += q.frame.samples
-                if dry and dry[0] == q.response_id:  # the reply went on after running dry
-                    state.underruns += 1
-                    n = state.underruns_by_response.get(q.response_id, 0)
-                    state.underruns_by_response[q.response_id] = n + 1
-                dry.clear()
-                if not last or last[0] != q.response_id:
-                    last[:] = [q.response_id]
-                    state.first_played_at.setdefault(q.response_id, trio.current_time())
-                if q.item_id is not None:
-                    state.add_played(q.item_id, q.frame.duration)
-                played_s[q.response_id] = (
-                    played_s.get(q.response_id, Fraction(0)) + q.frame.duration
-                )
-                if drops.unreported and events is not None:
-                    await events.send(drops.report())
+            while await self._pace_step(pace):
+                pass
         finally:
-            if isinstance(sink, WavSink):
+            if isinstance(self.sink, WavSink):
                 with trio.CancelScope(shield=True):
-                    await sink.aclose()
+                    await self.sink.aclose()
             else:
-                sink.close()
+                self.sink.close()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(receiver)
-        nursery.start_soon(pacer)
-        task_status.started()
+    async def _pace_step(self, pace: Pacer | None) -> bool:
+        """One turn of the pacer: an end mark, an idle wait or one frame sent.
+        False once everything is played and the input has ended."""
+        state = self.state
+        while self.ended:  # marks dropped with the audio before them
+            await self._reply_played(self.ended.pop(0).response_id)
+        if state.queued and state.queued[0].end_of_reply:
+            self.last.clear()
+            await self._reply_played(state.popleft().response_id)
+            return True
+        if not state.queued:
+            return await self._idle(pace)
+        q = state.queued[0]
+        if pace is not None:
+            await pace.wait_due()
+            # The frame may have been cancelled while we slept: then the next
+            # one takes its slot (nothing booked, so no stall).
+            if not state.queued or state.queued[0] is not q:
+                return True
+            pace.book(q.frame.duration)
+        state.popleft()
+        await self._send(q)
+        return True
 
+    async def _idle(self, pace: Pacer | None) -> bool:
+        """Nothing queued: report drops, or end, or wait for more."""
+        state, last = self.state, self.last
+        if pace is not None and last and not self.dry and last[0] not in state.cancelled:
+            self.dry[:] = last  # ran dry in the middle of a reply: an underrun?
+        if self.drops.unreported and self.events is not None:
+            # Nothing will play after these drops: report them now.
+            await self.events.send(self.drops.report())
+            return True
+        if self.done.is_set():
+            return False
+        state.wakeup = trio.Event()
+        await state.wakeup.wait()
+        if pace is not None:
+            pace.reset()  # an idle gap is not lag to catch up
+        return True
 
-class _DropCounter:
-    """Counts queue-overflow drops (in the edge counter at once, so stats() sees them
-    while the sink is blocked) until they are reported."""
+    async def _send(self, q: QueuedFrame) -> None:
+        """Hand one frame to the sink and account for it."""
+        state, counter = self.state, self.counter
+        if isinstance(self.sink, WavSink):
+            await self.sink.write(q.frame)
+        else:
+            await self.sink.send(q.frame)
+        counter.messages += 1
+        counter.frames += 1
+        counter.samples += q.frame.samples
+        if self.dry and self.dry[0] == q.response_id:  # the reply went on after running dry
+            state.underruns += 1
+            n = state.underruns_by_response.get(q.response_id, 0)
+            state.underruns_by_response[q.response_id] = n + 1
+        self.dry.clear()
+        if not self.last or self.last[0] != q.response_id:
+            self.last[:] = [q.response_id]
+            state.first_played_at.setdefault(q.response_id, trio.current_time())
+        if q.item_id is not None:
+            state.add_played(q.item_id, q.frame.duration)
+        played = self.played_s.get(q.response_id, Fraction(0))
+        self.played_s[q.response_id] = played + q.frame.duration
+        if self.drops.unreported and self.events is not None:
+            await self.events.send(self.drops.report())
 
-    def __init__(self, counter: EdgeCounter) -> None:
-        self.counter = counter
-        self.unreported = 0
-        self.unreported_samples = 0
-        self.total = 0
-
-    def note(self, frame: AudioFrame) -> None:
-        self.unreported += 1
-        self.unreported_samples += frame.samples
-        self.total += 1
-        self.counter.dropped_frames += 1
-        self.counter.dropped_samples += frame.samples
-
-    def peek(self) -> AudioDropped:
-        """The report of the drops not yet reported (nothing changes)."""
-        return AudioDropped("playback", self.unreported, self.unreported_samples, self.total)
-
-    def report(self) -> AudioDropped:
-        """The report, and they count as reported."""
-        event = self.peek()
-        self.unreported = self.unreported_samples = 0
-        return event
+    async def _reply_played(self, response_id: str | None) -> None:
+        played = self.played_s.pop(response_id, Fraction(0))
+        if self.events is not None:
+            # Drops not yet reported came before this mark: that news goes first.
+            if self.drops.unreported:
+                await self.events.send(self.drops.report())
+            await self.events.send(ReplyPlayed(response_id, math.floor(played * 1000)))
