@@ -228,10 +228,14 @@ class EchoConnection:
                         await stream.send_all(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     if ws.state is ConnectionState.REMOTE_CLOSING:
-                        async with self._lock:
-                            await stream.send_all(ws.send(event.response()))
+                        # The client closed cleanly whether or not our reply still
+                        # reaches it (a client that stopped waiting has reset TCP).
                         self.close_code = event.code
                         self._finish("client")
+                        reply = ws.send(event.response())
+                        async with self._lock:
+                            with contextlib.suppress(trio.BrokenResourceError):
+                                await stream.send_all(reply)
                     else:
                         self._finish("server")
                     return
