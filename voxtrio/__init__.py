@@ -61,6 +61,7 @@ from .stores import (
     SqliteTranscriptStore,
     TranscriptStore,
 )
+from .telephony import serve_media_streams
 from .tools import FunctionTool, Tool, ToolArgumentsError, tool
 
 __version__ = "0.1.0"
@@ -75,6 +76,7 @@ __all__ = [
     "DtmfReceived",
     "ErrorEvent",
     "Event",
+    "FunctionTool",
     "GeminiLive",
     "InputIdleTimeout",
     "InputTranscriptionCompleted",
@@ -94,7 +96,6 @@ __all__ = [
     "ReplyDone",
     "ReplyInterrupted",
     "ReplyPlayed",
-    "TurnMetrics",
     "ReplyStarted",
     "ReplyTextDelta",
     "ReplyTextDone",
@@ -112,14 +113,13 @@ __all__ = [
     "StreamResampler",
     "SubscriberLagged",
     "Subscription",
-    "FunctionTool",
     "Tool",
     "ToolArgumentsError",
     "ToolCall",
     "ToolCallCancelled",
     "ToolResult",
-    "tool",
     "TranscriptStore",
+    "TurnMetrics",
     "UnsupportedError",
     "UsageError",
     "VoxtrioError",
@@ -130,6 +130,8 @@ __all__ = [
     "open_session",
     "read_wav",
     "render_context_as_text",
+    "serve_media_streams",
+    "tool",
     "upmix",
     "write_wav",
     "__version__",
