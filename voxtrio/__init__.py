@@ -1,6 +1,12 @@
 """voxtrio: a trio-native runtime for realtime voice-AI sessions."""
 
-from .actors.capture import ArrayCapture, ByteStreamCapture, MicCapture, WavCapture
+from .actors.capture import (
+    ArrayCapture,
+    ByteStreamCapture,
+    FileCapture,
+    MicCapture,
+    WavCapture,
+)
 from .actors.playback import WavSink
 from .actors.provider_link import ReconnectPolicy
 from .audio import AudioFormat, AudioFrame
@@ -75,6 +81,7 @@ __all__ = [
     "Capabilities",
     "DtmfReceived",
     "ErrorEvent",
+    "FileCapture",
     "Event",
     "FunctionTool",
     "GeminiLive",

@@ -1,4 +1,5 @@
-"""Pure, synchronous codecs: audio formats, framing, resampling, G.711, WAV, wire formats.
+"""Pure, synchronous codecs: audio formats, framing, resampling, G.711, audio files, wire
+formats.
 
 Nothing in this package imports trio or touches a clock or a socket.
 """
@@ -15,6 +16,7 @@ from .audio import (
     frame_fraction,
     upmix,
 )
+from .audiofile import read_audio
 from .g711 import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 from .resample import StreamResampler
 from .wav import read_wav, write_wav
@@ -34,6 +36,7 @@ __all__ = [
     "frame_fraction",
     "mulaw_decode",
     "mulaw_encode",
+    "read_audio",
     "read_wav",
     "upmix",
     "write_wav",

@@ -20,7 +20,7 @@ from __future__ import annotations
 from ._base import _REPORT_INTERVAL_S as _REPORT_INTERVAL_S
 from ._base import Capture
 from ._base import _Sender as _Sender
-from .files import ArrayCapture, WavCapture
+from .files import ArrayCapture, FileCapture, WavCapture
 from .files import _check_wav as _check_wav
 from .files import _send_chunks as _send_chunks
 from .mic import MicCapture
@@ -30,6 +30,7 @@ __all__ = [
     "ArrayCapture",
     "ByteStreamCapture",
     "Capture",
+    "FileCapture",
     "MicCapture",
     "WavCapture",
 ]

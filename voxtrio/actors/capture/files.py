@@ -1,17 +1,16 @@
-"""Captures of audio that is all there from the start: an in-memory array and a WAV
-file (read in a worker thread, then sent as an array)."""
+"""Captures of audio that is all there from the start: an in-memory array and an audio
+file (WAV, FLAC, Ogg, MP3; read in a worker thread, then sent as an array)."""
 
 from __future__ import annotations
 
 import os
-import wave
 
 import numpy as np
 import trio
 
 from ...audio import AudioFormat, FrameMs, as_pcm, frame_fraction
 from ...codecs.audio import Reframer
-from ...codecs.wav import read_wav
+from ...codecs.audiofile import probe_audio, read_audio
 from ..pacing import Pacer
 from ._base import _CaptureBase, _Sender
 
@@ -78,24 +77,19 @@ class ArrayCapture(_CaptureBase):
 
 
 def _check_wav(path: str) -> None:
-    """Read only the header of ``path``: a 16-bit PCM WAV file in a format voxtrio takes."""
+    """Read only the header of ``path``: an audio file in a format voxtrio takes."""
     try:
-        with wave.open(path, "rb") as w:
-            width, rate, channels = w.getsampwidth(), w.getframerate(), w.getnchannels()
-    except (wave.Error, EOFError) as exc:
-        raise ValueError(
-            f"WavCapture: {path!r} is not a WAV file voxtrio can read ({exc}); "
-            "supported: 16-bit integer PCM WAV"
-        ) from None
-    if width != 2:
-        raise ValueError(
-            f"WavCapture: {path!r} has {8 * width}-bit samples; supported: 16-bit integer PCM WAV"
-        )
-    AudioFormat(rate, channels)  # an unsupported rate or channel count raises here
+        probe_audio(path)
+    except ValueError as exc:
+        raise ValueError(f"WavCapture: {exc}") from None
 
 
 class WavCapture(_CaptureBase):
-    """Capture from a 16-bit PCM WAV file, read in a worker thread.
+    """Capture from an audio file, read whole in a worker thread.
+
+    Reads 16-bit PCM WAV bit-exactly, and 24/32-bit integer or float WAV, FLAC, Ogg
+    Vorbis/Opus and MP3 converted to int16 as :mod:`voxtrio.codecs.audiofile` says, at
+    the file's own rate and channel count.
 
     ``open_session`` checks the file (:meth:`check`): a missing or unsupported one
     raises there. One that goes bad later (removed before it is read) becomes an
@@ -120,7 +114,8 @@ class WavCapture(_CaptureBase):
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: not a 16-bit PCM WAV file (the message says what it is).
+            ValueError: not an audio file of a supported kind (the message says what it
+                is and what is supported).
         """
         if not os.path.exists(self._path):
             raise FileNotFoundError(f"WavCapture: no such file: {self._path!r}")
@@ -128,13 +123,17 @@ class WavCapture(_CaptureBase):
 
     async def _feed(self, sender: _Sender, task_status: trio.TaskStatus[None]) -> None:
         try:
-            pcm, fmt = await trio.to_thread.run_sync(read_wav, self._path)
+            pcm, fmt = await trio.to_thread.run_sync(read_audio, self._path)
         except (OSError, ValueError) as exc:
             task_status.started()
-            await sender.failed(f"cannot read WAV input: {exc}")
+            await sender.failed(f"cannot read audio input: {exc}")
             return
         inner = ArrayCapture(pcm, fmt, realtime=self._realtime, chunk_ms=self._chunk_ms)
         await inner._feed(sender, task_status)
 
     def __repr__(self) -> str:
         return f"WavCapture({self._path!r}, realtime={self._realtime})"
+
+
+#: The same capture under a name that says it reads more than WAV.
+FileCapture = WavCapture
