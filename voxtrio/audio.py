@@ -188,10 +188,12 @@ class AudioFrame:
 
     @property
     def channels(self) -> int:
+        """Number of interleaved channels (the second axis of :attr:`pcm`)."""
         return int(self.pcm.shape[1])
 
     @property
     def format(self) -> AudioFormat:
+        """The frame's :class:`AudioFormat`: its sample rate and channel count."""
         return AudioFormat(self.sample_rate, self.channels)
 
     @property

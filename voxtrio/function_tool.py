@@ -46,6 +46,7 @@ class FunctionTool:
             raise ValueError("tool parameters must be a JSON Schema object (a mapping)")
 
     def to_wire(self) -> dict[str, Any]:
+        """The tool's declaration as a JSON-ready ``function`` tool dict."""
         return {
             "type": "function",
             "name": self.name,

@@ -178,10 +178,12 @@ class Reframer:
 
     @property
     def format(self) -> AudioFormat:
+        """The format of the frames this reframer emits (and of the PCM it accepts)."""
         return self._fmt
 
     @property
     def frame_ms(self) -> FrameMs:
+        """The duration, in milliseconds, of every emitted frame."""
         return self._frame_ms
 
     @property

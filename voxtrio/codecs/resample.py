@@ -91,18 +91,22 @@ class StreamResampler:
 
     @property
     def in_rate(self) -> int:
+        """The sample rate, in Hz, of the input audio."""
         return self._in_rate
 
     @property
     def out_rate(self) -> int:
+        """The sample rate, in Hz, of the output audio."""
         return self._out_rate
 
     @property
     def channels(self) -> int:
+        """The number of interleaved channels resampled together."""
         return self._channels
 
     @property
     def passthrough(self) -> bool:
+        """Whether input and output rates are equal, so audio passes through unchanged."""
         return self._in_rate == self._out_rate
 
     def _new_stream(self) -> soxr.ResampleStream:

@@ -159,6 +159,7 @@ class ReplyAudio:
 
     @property
     def samples(self) -> int:
+        """Number of samples per channel in this chunk of reply audio."""
         return int(self.pcm.shape[0])
 
 

@@ -25,16 +25,24 @@ class Provider(Protocol):
     """
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """A short human-readable provider name, used in logs and errors."""
+        ...
 
     @property
-    def input_format(self) -> AudioFormat: ...
+    def input_format(self) -> AudioFormat:
+        """The audio format the provider expects to receive."""
+        ...
 
     @property
-    def output_format(self) -> AudioFormat: ...
+    def output_format(self) -> AudioFormat:
+        """The audio format of the reply audio the provider sends back."""
+        ...
 
     @property
-    def input_frame_ms(self) -> FrameMs: ...
+    def input_frame_ms(self) -> FrameMs:
+        """The duration, in milliseconds, of each input frame sent to the provider."""
+        ...
 
     @property
     def capabilities(self) -> Capabilities:

@@ -57,10 +57,12 @@ class Session:
 
     @property
     def session_id(self) -> str:
+        """The id this session's transcript is stored under (reuse it to resume)."""
         return self._p.plan.session_id
 
     @property
     def provider(self) -> Provider:
+        """The provider this session talks to."""
         return self._p.plan.provider
 
     @property
@@ -85,6 +87,7 @@ class Session:
 
     @property
     def closed(self) -> bool:
+        """Whether the session has been closed (no more input is accepted)."""
         return self._p.closed
 
     # ------------------------------------------------------------------- events

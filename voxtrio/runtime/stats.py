@@ -84,16 +84,20 @@ class SessionStats:
 
     @property
     def frames_in(self) -> int:
+        """Frames produced by the capture so far."""
         return self.edges["capture"].frames
 
     @property
     def frames_sent(self) -> int:
+        """Frames converted and handed to the provider link so far."""
         return self.edges["convert"].frames
 
     @property
     def frames_out(self) -> int:
+        """Reply frames delivered to playback so far."""
         return self.edges["playback"].frames
 
     @property
     def dropped_frames(self) -> int:
+        """Frames dropped on any pipeline edge, summed over all edges."""
         return sum(e.dropped_frames for e in self.edges.values())

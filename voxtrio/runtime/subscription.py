@@ -50,6 +50,7 @@ class Subscription(trio.abc.ReceiveChannel[Event]):
 
     @property
     def queued(self) -> int:
+        """Number of events delivered to this subscription and not yet received."""
         return len(self._queue)
 
     def deliver_nowait(self, event: Event) -> None:
@@ -90,6 +91,7 @@ class Subscription(trio.abc.ReceiveChannel[Event]):
         raise trio.WouldBlock
 
     async def receive(self) -> Event:
+        """Wait for and return the next event, in delivery order."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
@@ -109,5 +111,6 @@ class Subscription(trio.abc.ReceiveChannel[Event]):
             self._on_close(self)
 
     async def aclose(self) -> None:
+        """Unsubscribe, like :meth:`close`, then checkpoint."""
         self.close()
         await trio.lowlevel.checkpoint()

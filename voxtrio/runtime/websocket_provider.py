@@ -87,22 +87,27 @@ class WebsocketProvider:
 
     @property
     def name(self) -> str:
+        """A short human-readable provider name, used in logs and errors."""
         return self._name
 
     @property
     def input_format(self) -> AudioFormat:
+        """The audio format the codec expects to receive."""
         return self._codec.input_format
 
     @property
     def output_format(self) -> AudioFormat:
+        """The audio format of the reply audio the codec decodes."""
         return self._codec.output_format
 
     @property
     def input_frame_ms(self) -> FrameMs:
+        """The duration, in milliseconds, of each input frame sent upstream."""
         return self._input_frame_ms
 
     @property
     def capabilities(self) -> Capabilities:
+        """What the provider can do, as its wire codec declares it."""
         return self._codec.capabilities
 
     def check(self) -> None:

@@ -159,6 +159,7 @@ class PostgresTranscriptStore(ThreadedStore):
 
     @property
     def schema(self) -> str:
+        """The PostgreSQL schema the store's tables live in."""
         return self._schema
 
     # -- errors

@@ -160,6 +160,7 @@ class SqliteTranscriptStore(ThreadedStore):
 
     @property
     def path(self) -> Path:
+        """The path of the SQLite database file."""
         return self._path
 
     # -- connection (always called with the lock held)

@@ -106,6 +106,7 @@ class RecordingProvider:
 
     @property
     def name(self) -> str:
+        """The provider name given at construction."""
         return self._name
 
     def check(self) -> None:
@@ -113,18 +114,22 @@ class RecordingProvider:
 
     @property
     def capabilities(self) -> Capabilities:
+        """The capabilities this provider advertises to the session."""
         return self._capabilities
 
     @property
     def input_format(self) -> AudioFormat:
+        """The audio format the provider expects to receive."""
         return self._input_format
 
     @property
     def output_format(self) -> AudioFormat:
+        """The audio format of the reply audio it produces."""
         return self._output_format
 
     @property
     def input_frame_ms(self) -> FrameMs:
+        """The duration, in milliseconds, of each input frame."""
         return self._frame_ms
 
     def audio(self) -> np.ndarray:
@@ -193,6 +198,7 @@ class RecordingProvider:
         live_input: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Run the in-process link: record what the session sends, emit the events pushed to it."""
         self.live_input = live_input
         with receive, events:
             # Ready at once, like the real link: the instructions come from the

@@ -104,9 +104,11 @@ class WsConnection:
 
     @property
     def is_open(self) -> bool:
+        """Whether the websocket is open now."""
         return self._ws is not None and self._ws.state is ConnectionState.OPEN
 
     async def wait_closed(self) -> None:
+        """Wait until the connection has closed."""
         await self.closed.wait()
 
     # ------------------------------------------------------------- scripting
@@ -290,6 +292,7 @@ class WsServer(Generic[C]):
 
     @property
     def accepted(self) -> list[C]:
+        """The connections whose handshake was accepted, in arrival order."""
         return [c for c in self.connections if c.rejected_status is None]
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:

@@ -124,6 +124,7 @@ class _CaptureBase:
         counter: EdgeCounter,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Feed frames into ``send`` until the source ends, then close ``send`` and ``events``."""
         async with self._held():  # closed last, after ``send`` and ``events``
             with send, events:
                 sender = _Sender(send, events, counter, self._realtime)

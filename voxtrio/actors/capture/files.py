@@ -61,6 +61,7 @@ class ArrayCapture(_CaptureBase):
 
     @property
     def format(self) -> AudioFormat:
+        """The format of the frames this capture yields (the array's rate and channels)."""
         return self._fmt
 
     async def _feed(self, sender: _Sender, task_status: trio.TaskStatus[None]) -> None:

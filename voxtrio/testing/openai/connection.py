@@ -109,10 +109,12 @@ class LoopbackConnection(WsConnection):
 
     @property
     def audio_samples(self) -> int:
+        """Number of input audio samples the loopback service has received."""
         return self.service.audio_samples
 
     @property
     def invalid_events(self) -> list[ClientEventRecord]:
+        """The client events the loopback service rejected as invalid, in order."""
         return self.service.invalid_events
 
     def events_of(self, kind: str) -> list[dict[str, Any]]:

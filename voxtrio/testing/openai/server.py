@@ -65,6 +65,7 @@ class OpenAILoopback(WsServer[LoopbackConnection]):
 
     @property
     def url(self) -> str:
+        """The ``ws://127.0.0.1:PORT/...`` URL clients connect to."""
         return f"ws://127.0.0.1:{self.port}{self.PATH}"
 
     @property
