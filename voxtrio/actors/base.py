@@ -20,15 +20,34 @@ class EdgeCounter:
     updating them costs nothing on the hot path.
     """
 
-    __slots__ = ("dropped_frames", "dropped_samples", "frames", "messages", "name", "samples")
+    __slots__ = (
+        "audio_ns",
+        "dropped_frames",
+        "dropped_samples",
+        "frames",
+        "messages",
+        "name",
+        "samples",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.messages = 0
         self.frames = 0
         self.samples = 0
+        #: audio sent, in nanoseconds: the one unit every edge shares (frames and
+        #: samples differ between edges: capture chunks, 20 ms frames, output frames)
+        self.audio_ns = 0
         self.dropped_frames = 0
         self.dropped_samples = 0
+
+    def sent(self, frames: int, samples: int, sample_rate: int) -> None:
+        """Count one message of ``frames`` frames holding ``samples`` samples (per
+        channel) at ``sample_rate``."""
+        self.messages += 1
+        self.frames += frames
+        self.samples += samples
+        self.audio_ns += samples * 1_000_000_000 // sample_rate
 
     def __repr__(self) -> str:
         return (

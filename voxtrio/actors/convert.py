@@ -59,10 +59,8 @@ async def run(
                 send.send_nowait(batch)
             except trio.WouldBlock:
                 await send.send(batch)  # full: wait (backpressure)
-            counter.messages += 1
-            counter.frames += len(frames)
             # The frames of one push or flush are contiguous: count them by pts.
-            counter.samples += frames[-1].end_pts - frames[0].pts
+            counter.sent(len(frames), frames[-1].end_pts - frames[0].pts, frames[0].sample_rate)
 
     with receive, send:
         task_status.started()

@@ -299,9 +299,7 @@ class _Playback:
             await self.sink.write(q.frame)
         else:
             await self.sink.send(q.frame)
-        counter.messages += 1
-        counter.frames += 1
-        counter.samples += q.frame.samples
+        counter.sent(1, q.frame.samples, q.frame.sample_rate)
         if self.dry and self.dry[0] == q.response_id:  # the reply went on after running dry
             state.underruns += 1
             n = state.underruns_by_response.get(q.response_id, 0)

@@ -174,10 +174,7 @@ class Session:
             return
         await p.send_input(frame, "send audio")
         p.pts[fmt] = pts + frame.samples
-        c = p.counters["capture"]
-        c.messages += 1
-        c.frames += 1
-        c.samples += frame.samples
+        p.counters["capture"].sent(1, frame.samples, frame.sample_rate)
 
     async def commit(self) -> None:
         """End the input segment (flushing the converter) and commit it.
@@ -375,6 +372,7 @@ class Session:
                 c.dropped_frames,
                 c.dropped_samples,
                 p.queued(name),
+                c.audio_ns / 1e9,
             )
             for name, c in p.counters.items()
         }

@@ -55,7 +55,12 @@ class TurnStats:
 
 @attrs.frozen
 class EdgeStats:
-    """Counters of one pipeline edge (what its sender sent and dropped)."""
+    """Counters of one pipeline edge (what its sender sent and dropped).
+
+    ``frames`` and ``samples`` are in the edge's own units (a capture's chunks at the
+    source rate, 20 ms frames at the provider's rate, output frames); ``audio_s``,
+    seconds of audio sent, is the one unit every edge shares.
+    """
 
     messages: int
     frames: int
@@ -63,6 +68,7 @@ class EdgeStats:
     dropped_frames: int
     dropped_samples: int
     queued: int
+    audio_s: float = 0.0
 
 
 @attrs.frozen
@@ -96,6 +102,21 @@ class SessionStats:
     def frames_out(self) -> int:
         """Reply frames delivered to playback so far."""
         return self.edges["playback"].frames
+
+    @property
+    def audio_in_s(self) -> float:
+        """Seconds of audio captured (or pushed with ``send_audio``)."""
+        return self.edges["capture"].audio_s
+
+    @property
+    def audio_sent_s(self) -> float:
+        """Seconds of audio converted and handed to the provider link."""
+        return self.edges["convert"].audio_s
+
+    @property
+    def audio_out_s(self) -> float:
+        """Seconds of reply audio handed to the output."""
+        return self.edges["playback"].audio_s
 
     @property
     def dropped_frames(self) -> int:

@@ -74,9 +74,7 @@ class _Sender:
                 return
         else:
             await self._send.send(frame)
-        c.messages += 1
-        c.frames += 1
-        c.samples += frame.samples
+        c.sent(1, frame.samples, frame.sample_rate)
 
     async def failed(self, message: str) -> None:
         """Tell the app the source failed (``capture_failed``); the capture then ends."""
