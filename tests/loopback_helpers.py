@@ -42,7 +42,7 @@ from voxtrio import (
     SubscriberLagged,
 )
 from voxtrio.codecs.wav import read_wav
-from voxtrio.runtime import Session, Subscription
+from voxtrio.runtime import Session
 from voxtrio.testing import (
     ConnectionScript,
     OpenAILoopback,
@@ -141,9 +141,10 @@ async def serve(
 
 
 class Recorder:
-    """Reads one subscription to its end, keeping every event."""
+    """Reads one subscription (or any channel of events) to its end, keeping every
+    event."""
 
-    def __init__(self, sub: Subscription) -> None:
+    def __init__(self, sub: trio.abc.ReceiveChannel[Event]) -> None:
         self.sub = sub
         self.events: list[Event] = []
         self.ended = trio.Event()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import numpy as np
@@ -47,17 +47,15 @@ from voxtrio.runtime.websocket_provider import WebsocketProvider
 from voxtrio.testing.echo_codec import ECHO_FORMAT, EchoCodec
 from voxtrio.testing.echo_server import EchoScript, EchoServer, open_echo_server
 
-from .loopback_helpers import drain, own_garbage_only
+from .loopback_helpers import Recorder, drain, own_garbage_only
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
     pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
 ]
 
-T = TypeVar("T")
 FAST = ReconnectPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts=8)
 FRAME = 320  # 20 ms at 16 kHz
-CONNECTION_EVENTS = (SessionConnected, SessionReconnecting, SessionReconnected, ErrorEvent)
 
 
 @pytest.fixture(autouse=True)
@@ -77,43 +75,10 @@ def frames_of(pcm: np.ndarray, start: int = 0) -> list[AudioFrame]:
     ]
 
 
-class Events:
-    """Reads a channel of events to its end, keeping them."""
-
-    def __init__(self, receive: trio.abc.ReceiveChannel[Event]) -> None:
-        self.receive = receive
-        self.events: list[Event] = []
-        self.ended = trio.Event()
-        self._lot = trio.lowlevel.ParkingLot()
-
-    async def run(self) -> None:
-        async for event in self.receive:
-            self.events.append(event)
-            self._lot.unpark_all()
-        self.ended.set()
-        self._lot.unpark_all()
-
-    def of(self, kind: type[T]) -> list[T]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def connection_events(self) -> list[Event]:
-        return [e for e in self.events if isinstance(e, CONNECTION_EVENTS)]
-
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            if self.ended.is_set():
-                raise AssertionError(f"the events ended first: {self.events}")
-            await self._lot.park()
-
-    async def wait_for(self, kind: type[T], count: int = 1) -> T:
-        await self.wait_until(lambda: len(self.of(kind)) >= count)
-        return self.of(kind)[count - 1]
-
-
 @attrs.define
 class Harness:
     send: trio.MemorySendChannel[LinkInput]
-    events: Events
+    events: Recorder
     instructions: list[str]
 
 
@@ -128,7 +93,7 @@ async def echo_link(
     """The real link to ``server``; instructions are numbered per fetch."""
     input_tx, input_rx = trio.open_memory_channel[LinkInput](10_000)
     events_tx, events_rx = trio.open_memory_channel[Event](10_000)
-    harness = Harness(input_tx, Events(events_rx), [])
+    harness = Harness(input_tx, Recorder(events_rx), [])
 
     async def instructions() -> str:
         await trio.lowlevel.checkpoint()
@@ -206,7 +171,7 @@ async def test_go_away_moves_to_a_resumed_connection_through_a_session() -> None
                     provider, instructions="Echo base.", realtime_playback=False
                 ) as session,
             ):
-                events = Events(session.subscribe())
+                events = Recorder(session.subscribe())
                 app.start_soon(events.run)
                 app.start_soon(drain, session.output)
                 await session.send_audio(pcm, ECHO_FORMAT)  # buffers through the move
