@@ -8,6 +8,7 @@ and a real writer process killed with SIGKILL for durability.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -549,15 +550,40 @@ def _run_and_kill(
     return killed_at, acks
 
 
+def _explain_loss(
+    seed: int,
+    session_id: str,
+    missing: set[str],
+    stored: Mapping[str, object],
+    killed_at: float,
+    acks: list[tuple[str, float]],
+) -> str:
+    """What a failure needs to be understood: which kinds were lost, when they were
+    acknowledged relative to the kill, and whether the writer stalled (its acks stop:
+    a process starved of CPU acknowledges nothing and commits nothing)."""
+    at = dict(acks)
+    lost_at = sorted(killed_at - at[k] for k in missing)
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(acks)]
+    kinds = {kind: sum(k.startswith(kind) for k in missing) for kind in ("user", "assistant")}
+    return (
+        f"seed {seed}, {session_id}: lost {len(missing)} ({kinds}), e.g. {sorted(missing)[:5]}; "
+        f"acknowledged {lost_at[0]:.3f}-{lost_at[-1]:.3f} s before the kill; "
+        f"{len(stored)} stored, {len(acks)} acknowledged; largest gap between "
+        f"acknowledgements {max(gaps, default=0.0):.3f} s"
+    )
+
+
 @pytest.mark.slow
 def test_killed_writer_keeps_every_item_acknowledged_before_the_bound(tmp_path: Path) -> None:
     db = tmp_path / "calls.db"
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     expected: dict[str, set[str]] = {}
+    timings: dict[str, tuple[float, list[tuple[str, float]]]] = {}
     for round_ in range(3):
         session_id = f"call-{round_}"
         killed_at, acks = _run_and_kill(db, session_id, rng.uniform(0.3, 0.9))
+        timings[session_id] = (killed_at, acks)
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -570,7 +596,7 @@ def test_killed_writer_keeps_every_item_acknowledged_before_the_bound(tmp_path: 
             for sid, keys in expected.items():  # earlier rounds' items are still there
                 stored = {i.key: i for i in store.items(sid)}
                 missing = keys - stored.keys()
-                assert not missing, f"seed {seed}, {sid}: lost {sorted(missing)[:5]}"
+                assert not missing, _explain_loss(seed, sid, missing, stored, *timings[sid])
                 for key in keys:
                     n = key.split(":")[1][1:]
                     item = stored[key]
