@@ -39,6 +39,8 @@ pytestmark = pytest.mark.skipif(
 HEARD: dict[str, Any] = {"type": "realtime", "audio": {"input": {
     "transcription": {"model": "whisper-1"}, "turn_detection": None}}}  # fmt: skip
 SPEECH = np.concatenate([silence(300), tone(800), silence(700)])
+COMMIT = {"type": "input_audio_buffer.commit"}
+TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
 
 
 def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -393,7 +395,7 @@ def test_the_input_transcription_comes_when_the_script_says() -> None:
     assert at < types.index("response.created")
     types, at = transcript_position("during_reply")
     assert types.index("response.created") < at < types.index("response.done")
-    assert at > types.index("response.output_audio.delta")
+    assert at == types.index("response.output_audio_transcript.delta") + 1
     types, at = transcript_position("after_reply")
     assert at == types.index("response.done") + 1
     assert types.count("conversation.item.input_audio_transcription.completed") == 1
@@ -401,12 +403,21 @@ def test_the_input_transcription_comes_when_the_script_says() -> None:
         ConnectionScript(transcript_timing="whenever")  # type: ignore[arg-type]
 
 
-def test_a_late_transcription_with_no_reply_is_sent_at_once() -> None:
+def test_a_late_transcription_waits_for_the_reply_the_client_asks_for() -> None:
+    """A manual commit starts no reply: its transcription comes with the reply the
+    client asks for next, or, if none comes first, before the next turn."""
     script = ConnectionScript(transcript_timing="after_reply", transcript_deltas=False)
     service = started(script, **HEARD)
     service.receive_event(append(tone(200)))
-    types = kinds(service.receive_event({"type": "input_audio_buffer.commit"}))
-    assert types[-1] == "conversation.item.input_audio_transcription.completed"
+    assert "completed" not in " ".join(kinds(service.receive_event(COMMIT)))
+    types = kinds(service.receive_event({"type": "response.create"}))
+    assert types[-2:] == ["response.done", TRANSCRIBED]
+    service.receive_event(append(tone(200)))
+    first = kinds(service.receive_event(COMMIT))
+    service.receive_event(append(tone(200)))
+    second = kinds(service.receive_event(COMMIT))  # no reply in between
+    assert TRANSCRIBED not in first
+    assert second[:2] == [TRANSCRIBED, "input_audio_buffer.committed"]
 
 
 # ------------------------------------------------------------------ voxtrio's codec

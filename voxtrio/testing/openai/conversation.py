@@ -10,7 +10,9 @@ replies nor the tool calls need to know about it:
 * in ``response.created`` / ``response.done``: the response's ``conversation_id`` and
   ``metadata``, and in ``response.done`` its ``usage``;
 * a held input transcription (``ConnectionScript.transcript_timing``) right after the
-  event of its reply that releases it.
+  event of its reply that releases it: the reply's first words (text, transcript or
+  tool arguments delta) for ``during_reply``, its ``response.done`` for
+  ``after_reply``.
 
 Committed audio and created items enter through :meth:`Conversation.add`. Retrieval
 (:meth:`Conversation.retrieve`) answers with the item as it stands, with the turn's
@@ -49,6 +51,14 @@ AUDIO_OUT_TOKENS_PER_S: Final = 20
 CHARS_PER_TEXT_TOKEN: Final = 4
 
 _Event: TypeAlias = dict[str, Any]
+
+_WORDS: Final = frozenset(
+    {
+        "response.output_audio_transcript.delta",
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+    }
+)
 
 
 def _text_tokens(text: str) -> int:
@@ -205,7 +215,9 @@ class Conversation:
             return False
         if kind == "response.done":
             return True
-        return held.timing == "during_reply" and kind.endswith(".delta")
+        # during: once the reply's words have begun (its first text, transcript or
+        # arguments delta), the hardest moment for a client to place the turn
+        return held.timing == "during_reply" and kind in _WORDS
 
     def _start(self, response_id: str) -> _Response:
         books = self._responses.setdefault(response_id, _Response(True, None, ""))

@@ -5,7 +5,7 @@ behaviour (the other half, in :mod:`.service`, is its driving and bookkeeping)."
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ class _ClientEventHandlers:
     _out: list[ServiceOutput]
     _input: InputAudio
     _speech_item: str | None
+    _transcription: list[dict[str, Any]]  # a turn's, held for the next reply
     _conversation: Conversation
     _assistant_audio_ms: dict[str, int]
     _active: Reply | None
@@ -221,7 +222,10 @@ class _ClientEventHandlers:
 
     def _commit_turn(self, item_id: str, *, reply: bool, end: int | None = None) -> None:
         """The turn's audio becomes a user item; its transcription (if the session
-        asks for one) goes out when the script's ``transcript_timing`` says."""
+        asks for one) goes out when the script's ``transcript_timing`` says: with
+        the next reply (this turn's, or the one the client asks for), or, if no
+        reply starts before the next turn is committed, just before that turn."""
+        self._release_transcription()
         audio = self._input.committed(end)
         self._speech_item = None
         previous = self._conversation.last
@@ -234,20 +238,21 @@ class _ClientEventHandlers:
         )
         for event in self._conversation.add(user_audio_item(item_id), audio=audio):
             self._send(event)
-        transcription: list[dict[str, Any]] = []
         audio_config = self.session.get("audio") or {}
         if (audio_config.get("input") or {}).get("transcription"):
             transcript = self.shared.next_transcript(self.script)
             deltas = self.script.transcript_deltas
-            transcription = transcription_events(item_id, transcript, deltas=deltas)
-        starts = reply and self._active is None
-        if starts and transcription and self.script.transcript_timing != "before_reply":
-            self._start_reply(held=transcription)
-            return
-        for event in transcription:
-            self._send(event)
-        if starts:
+            self._transcription = transcription_events(item_id, transcript, deltas=deltas)
+            if self.script.transcript_timing == "before_reply" or self._transcribing_only:
+                self._release_transcription()
+        if reply and self._active is None:
             self._start_reply()
+
+    def _release_transcription(self) -> None:
+        """Send the held input transcription now (if any)."""
+        held, self._transcription = self._transcription, []
+        for event in held:
+            self._send(event)
 
     def _on_item_truncate(self, event: dict[str, Any], client_id: object) -> None:
         item_id = event["item_id"]
@@ -314,14 +319,13 @@ class _ClientEventHandlers:
         ):
             self._send(event)
 
-    def _start_reply(
-        self, options: Mapping[str, Any] | None = None, *, held: Sequence[dict[str, Any]] = ()
-    ) -> None:
+    def _start_reply(self, options: Mapping[str, Any] | None = None) -> None:
         """Start the next reply (or scripted tool call) with ``response.create``'s
-        options; ``held`` (a turn's transcription) goes out when the script says."""
+        options; a held input transcription goes out in it when the script says."""
         options = options or {}
         response_id = self._open_response(options)
-        if held:
+        if self._transcription and options.get("conversation") != "none":
+            held, self._transcription = self._transcription, []
             self._conversation.hold(response_id, held, self.script.transcript_timing)
         if self._calls:
             self._call_tool(self._calls.pop(0), response_id)

@@ -33,7 +33,8 @@ Outgoing: TypeAlias = Mapping[str, Any] | str | bytes
 
 #: When a committed turn's input transcription is sent, relative to the reply the
 #: turn starts: before its ``response.created`` (the loopback's old and default
-#: order), after the reply's first delta, or right after its ``response.done``. The
+#: order), right after the reply's first words (its first text, transcript or tool
+#: arguments delta), or right after its ``response.done``. The
 #: real service often sends it during or after the reply.
 TranscriptTiming: TypeAlias = Literal["before_reply", "during_reply", "after_reply"]
 
@@ -89,8 +90,10 @@ class ConnectionScript:
         transcript_deltas: send transcription deltas (one per word) before
             ``completed``.
         transcript_timing: when a turn's input transcription is sent, relative to
-            the reply the turn starts (:data:`TranscriptTiming`); a turn that starts
-            no reply is transcribed at once.
+            the reply that follows the turn (:data:`TranscriptTiming`): the turn's own
+            (server VAD) or the next the client asks for; if no reply starts before
+            the next turn is committed, it is sent just before that turn. Turns of a
+            transcription session are transcribed at once.
         reply_text: the transcript (or text) of canned replies.
         reply_ms: length of the reply tone.
         reply_tone_hz: its pitch.

@@ -92,6 +92,7 @@ class FakeRealtimeService(_ClientEventHandlers):
         self._event_ids = itertools.count(1)
         self._input = InputAudio()
         self._speech_item: str | None = None
+        self._transcription: list[dict[str, Any]] = []
         self._conversation = Conversation(self.shared.new_id("conv"))
         self._assistant_audio_ms: dict[str, int] = {}
         self._active: Reply | None = None  # the reply response.cancel would cancel
