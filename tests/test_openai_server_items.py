@@ -25,6 +25,7 @@ from voxtrio.testing.openai import (
     FakeRealtimeService,
     OpenAICodecPair,
     ScriptedToolCall,
+    TranscriptTiming,
     openai_oracle_available,
     validate_server_event,
 )
@@ -380,10 +381,10 @@ async def test_the_loopback_accepts_a_transcription_intent_without_a_model() -> 
 # ------------------------------------------------------------------ 8. transcript timing
 
 
-def transcript_position(timing: str) -> tuple[list[str], int]:
+def transcript_position(timing: TranscriptTiming) -> tuple[list[str], int]:
     """The event types of one VAD turn and its reply, and where the completed
     input transcription is among them."""
-    script = ConnectionScript(transcript_timing=timing, transcript_deltas=False)  # type: ignore[arg-type]
+    script = ConnectionScript(transcript_timing=timing, transcript_deltas=False)
     service = started(script, type="realtime",
                       audio={"input": {"transcription": {"model": "whisper-1"}}})  # fmt: skip
     types = kinds(service.receive_event(append(SPEECH)))

@@ -9,6 +9,7 @@ connection carry the conversation in that order.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from voxtrio.actors.transcript_store import MemoryTranscriptStore
 from voxtrio.codecs.transcript import UserItem
 from voxtrio.runtime import Session
 from voxtrio.testing import ConnectionScript, OpenAILoopback
+from voxtrio.testing.openai import TranscriptTiming
 
 from .loopback_helpers import (
     LOOPBACK_MARKS,
@@ -50,7 +52,7 @@ from .store_helpers import (
 
 pytestmark = LOOPBACK_MARKS
 
-TIMINGS = ("before_reply", "during_reply", "after_reply")
+TIMINGS: tuple[TranscriptTiming, ...] = ("before_reply", "during_reply", "after_reply")
 SAID = ("first the weather", "then the news")
 
 
@@ -102,9 +104,9 @@ CASES = [
 
 @pytest.mark.parametrize(("timing", "manual"), CASES)
 async def test_the_transcript_is_right_whenever_the_transcription_comes(
-    timing: str, manual: bool
+    timing: TranscriptTiming, manual: bool
 ) -> None:
-    script = ConnectionScript(transcripts=SAID, transcript_timing=timing)  # type: ignore[arg-type]
+    script = ConnectionScript(transcripts=SAID, transcript_timing=timing)
     store = MemoryTranscriptStore()
     pcm, fmt = speech()
     options: dict[str, Any] = {"turn_detection": None} if manual else {}
@@ -118,7 +120,7 @@ async def test_the_transcript_is_right_whenever_the_transcription_comes(
                 if manual:
                     await session.commit()
                     await session.create_reply()
-                await recorder.wait_until(lambda n=n: turn_done(recorder, n))  # type: ignore[misc]
+                await recorder.wait_until(functools.partial(turn_done, recorder, n))
             # the next connection is told the conversation so far
             await server.drop()
             await recorder.wait_for(SessionReconnected)

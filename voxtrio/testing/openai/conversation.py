@@ -147,6 +147,7 @@ class Conversation:
         self._responses[response_id] = _Response(in_conversation, metadata, instructions)
 
     def in_conversation(self, response_id: str) -> bool:
+        """Whether a response still running goes to the default conversation."""
         books = self._responses.get(response_id)
         return books is None or books.in_conversation
 
