@@ -193,6 +193,25 @@ def test_retrieve_answers_with_the_item_as_the_service_knows_it() -> None:
     assert mine["item"]["status"] == "completed"
 
 
+def test_retrieved_turns_split_the_audio_where_the_vad_ended_them() -> None:
+    """Two VAD turns in one append: each retrieved turn's audio runs from the end of
+    the previous turn to its own ``audio_end_ms``; nothing lost, nothing shared."""
+    service = started(ConnectionScript(transcript_deltas=False), **{"type": "realtime"})
+    pcm = np.concatenate([SPEECH, SPEECH])
+    events = sent(service.receive_event(append(pcm)))
+    stops = of(events, "input_audio_buffer.speech_stopped")
+    assert len(stops) == 2
+    got = []
+    for stop in stops:
+        retrieve = {"type": "conversation.item.retrieve", "item_id": stop["item_id"]}
+        (item,) = sent(service.receive_event(retrieve))
+        audio = item["item"]["content"][0]["audio"]
+        got.append(np.frombuffer(base64.b64decode(audio), "<i2"))
+    ends = [stop["audio_end_ms"] * 24 for stop in stops]
+    assert [len(g) for g in got] == [ends[0], ends[1] - ends[0]]
+    assert np.array_equal(np.concatenate(got), pcm[: ends[1]])
+
+
 def test_retrieve_of_an_unknown_item_is_an_error_never_silence() -> None:
     service = started(**MANUAL)
     retrieve = {"type": "conversation.item.retrieve", "item_id": "item_nope", "event_id": "rci_x"}

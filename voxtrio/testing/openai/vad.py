@@ -90,6 +90,7 @@ class InputAudio:
         self.uncommitted = 0  # appended since the last commit / clear / turn
         self.vad: EnergyVad | None = None
         self._turn_start = 0  # where the audio of the next turn begins (samples)
+        self._turn: list[np.ndarray] = []  # the audio received since then
 
     @property
     def pcm(self) -> np.ndarray:
@@ -122,6 +123,7 @@ class InputAudio:
         """Little-endian int16 samples in; the VAD's events out."""
         pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
         self._chunks.append(pcm)
+        self._turn.append(pcm)
         self.samples += len(pcm)
         self.uncommitted += len(pcm)
         return [] if self.vad is None else self.vad.push(pcm)
@@ -132,13 +134,17 @@ class InputAudio:
         left alone (it may already be past the turn's end, in the same append)."""
         self.uncommitted = 0
         end = self.samples if end is None else max(self._turn_start, min(end, self.samples))
-        turn = self.pcm[self._turn_start : end, 0]
+        since = np.concatenate([np.zeros(0, np.int16), *self._turn])
+        cut = end - self._turn_start
+        turn, rest = since[:cut].copy(), since[cut:].copy()
+        self._turn = [rest] if len(rest) else []
         self._turn_start = end
         return turn
 
     def cleared(self) -> None:
         """The buffer was cleared: the next turn's audio starts after what was sent."""
         self.uncommitted = 0
+        self._turn = []
         self._turn_start = self.samples
 
     def forget_speech(self) -> None:
