@@ -26,8 +26,16 @@ What it does for every connection:
   audio into ``speech_started``/``speech_stopped``, a commit, a canned input
   transcription and, when the session asks for it, a canned reply (a 24 kHz tone
   plus its transcript); ``commit``, ``clear``, ``conversation.item.create``,
-  ``.truncate``, ``response.create`` and ``response.cancel`` are answered as the
-  service would;
+  ``.truncate``, ``.delete``, ``.retrieve``, ``response.create`` (with its
+  ``output_modalities``, ``conversation: "none"``, ``metadata`` and
+  ``instructions``) and ``response.cancel`` are answered as the service would;
+* reports the conversation as the GA service does, which third-party clients rely
+  on: ``conversation.item.added``/``.done`` for every item (after
+  ``response.output_item.added``/``.done`` for replies and tool calls), a session
+  ``id``/``object``/``expires_at``, synthetic ``usage`` in ``response.done``
+  (:mod:`.conversation`); the input transcription can come before, during or after
+  the reply (``ConnectionScript.transcript_timing``); ``?intent=transcription``
+  opens a transcription session (transcripts, never responses);
 * can be scripted (:class:`ConnectionScript`, one per connection in order): send
   events (or malformed JSON, binary frames, unknown types) after the N-th client
   message, drop the TCP connection or close it after N client messages, stall
@@ -47,7 +55,8 @@ Two ways to end a connection, with different guarantees:
 
 The modules, bottom up: :mod:`.events` (server events and shared rules),
 :mod:`.oracle` (validation), :mod:`.vad` (the energy VAD), :mod:`.scripts` (plain
-script, record and output types), :mod:`.replies`, :mod:`.handlers` and :mod:`.service`
+script, record and output types), :mod:`.replies`, :mod:`.conversation` (the items,
+usage and held transcripts, kept from the events sent), :mod:`.handlers` and :mod:`.service`
 (the sans-IO fake service: no trio, no socket, no clock), :mod:`.connection` and :mod:`.server`
 (wsproto over trio TCP, driving the service), :mod:`.pair` (the real client codec
 wired to the service in memory, as :class:`OpenAICodecPair`).
@@ -68,6 +77,7 @@ from .scripts import (
     ServiceOutput,
     SharedCounters,
     Stall,
+    TranscriptTiming,
 )
 from .server import OpenAILoopback, open_openai_loopback
 from .service import FakeRealtimeService
@@ -90,6 +100,7 @@ __all__ = [
     "ServiceOutput",
     "SharedCounters",
     "Stall",
+    "TranscriptTiming",
     "open_openai_loopback",
     "openai_oracle_available",
     "transcription_completed_event",

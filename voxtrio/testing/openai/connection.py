@@ -48,6 +48,8 @@ class LoopbackConnection(WsConnection):
         index: 0-based, in handshake order (rejected handshakes count).
         path: the request path, query included.
         model: the ``model`` query parameter.
+        intent: the ``intent`` query parameter (``transcription``: a transcription
+            session, which needs no model).
         rejected_status: the HTTP status the handshake was rejected with, if it was.
         service: the fake service behind this connection (its state is all here).
         sent: every message the server sent, in order (text or bytes).
@@ -69,8 +71,14 @@ class LoopbackConnection(WsConnection):
         self.script = script
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         self.model: str | None = query.get("model", [None])[0]
+        self.intent: str | None = query.get("intent", [None])[0]
         self.service = FakeRealtimeService(
-            script, model=self.model, index=index, shared=server.counters, now=trio.current_time()
+            script,
+            model=self.model,
+            index=index,
+            shared=server.counters,
+            now=trio.current_time(),
+            intent=self.intent,
         )
         self._rescheduled = trio.Event()  # the service may have a new wake-up time
 

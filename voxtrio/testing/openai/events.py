@@ -13,6 +13,7 @@ __all__ = [
     "MIN_COMMIT_MS",
     "RATE",
     "SAMPLES_PER_MS",
+    "SESSION_OBJECTS",
     "default_session",
     "error_event",
     "excerpt",
@@ -56,10 +57,44 @@ def ms_or(value: object, default: int) -> int:
     return default
 
 
-def default_session(model: str | None) -> dict[str, Any]:
-    """The session a new connection starts with, as the service reports it."""
+#: The ``object`` of each session type, as the service reports it.
+SESSION_OBJECTS: Final = {
+    "realtime": "realtime.session",
+    "transcription": "realtime.transcription_session",
+}
+
+
+def default_session(
+    model: str | None,
+    *,
+    session_type: str = "realtime",
+    session_id: str = "sess_loopback",
+    expires_at: int | None = None,
+) -> dict[str, Any]:
+    """The session a new connection starts with, as the service reports it: its
+    configuration, and who it is (``id``, ``object``, ``expires_at`` in Unix seconds)."""
+    identity: dict[str, Any] = {
+        "id": session_id,
+        "object": SESSION_OBJECTS[session_type],
+        "expires_at": expires_at,
+    }
+    if session_type == "transcription":
+        return {
+            "type": "transcription",
+            **identity,
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": RATE},
+                    "noise_reduction": None,
+                    "transcription": {"model": "gpt-4o-transcribe"},
+                    "turn_detection": dict(_DEFAULT_TURN_DETECTION),
+                }
+            },
+            "include": None,
+        }
     session: dict[str, Any] = {
         "type": "realtime",
+        **identity,
         "instructions": "",
         "output_modalities": ["audio"],
         "audio": {

@@ -5,11 +5,12 @@ behaviour (the other half, in :mod:`.service`, is its driving and bookkeeping)."
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from .conversation import Conversation
 from .events import (
     MIN_COMMIT_MS,
     SAMPLES_PER_MS,
@@ -35,12 +36,13 @@ class _ClientEventHandlers:
     now: float
     session: dict[str, Any]
     instructions: list[str]
+    response_instructions: list[str]
     tool_outputs: list[tuple[str, str]]
     _out: list[ServiceOutput]
     _input: InputAudio
     _speech_item: str | None
-    _last_item: str | None
-    _items: dict[str, dict[str, Any]]
+    _transcription: list[dict[str, Any]]  # a turn's, held for the next reply
+    _conversation: Conversation
     _assistant_audio_ms: dict[str, int]
     _active: Reply | None
     _replies: list[Reply]
@@ -51,25 +53,40 @@ class _ClientEventHandlers:
         raise NotImplementedError
 
     def _send(self, out: Outgoing) -> None:
-        self._out.append(Send(self.serialize(out)))
+        """Send what the service says; the conversation adds what goes with it."""
+        if not isinstance(out, Mapping):
+            self._out.append(Send(self.serialize(out)))
+            return
+        event, after = self._conversation.outgoing(out)
+        self._out.append(Send(self.serialize(event)))
+        for follow in after:
+            self._send(follow)
 
     def _error(self, message: str, code: str, client_id: object) -> None:
         event_id = client_id if isinstance(client_id, str) else None
         self._send(error_event(message, code, "invalid_request_error", event_id))
 
     def _handle(self, event: dict[str, Any]) -> None:
-        # conversation.item.retrieve, output_audio_buffer.clear: nothing to say
+        # output_audio_buffer.clear (WebRTC/SIP only): nothing to say
         kind = event["type"]
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(self, event, event.get("event_id"))
 
+    @property
+    def _transcribing_only(self) -> bool:
+        return bool(self.session.get("type") == "transcription")
+
     # ------------------------------------------------------------- one per event type
 
     def _on_session_update(self, event: dict[str, Any], client_id: object) -> None:
         session = event["session"]
-        if session.get("type") != "realtime":
-            self._error("the loopback serves realtime sessions only", "unsupported", client_id)
+        if session.get("type") != self.session["type"]:
+            message = (
+                f"Passing a {session.get('type')} session update event to a "
+                f"{self.session['type']} session is not allowed."
+            )
+            self._error(message, "invalid_value", client_id)
             return
         merge_session(self.session, session)
         if "instructions" in session:
@@ -84,7 +101,7 @@ class _ClientEventHandlers:
         self._commit(client_id)
 
     def _on_clear(self, event: dict[str, Any], client_id: object) -> None:
-        self._input.committed()
+        self._input.cleared()
         self._input.forget_speech()
         self._speech_item = None
         self._send({"type": "input_audio_buffer.cleared"})
@@ -95,39 +112,52 @@ class _ClientEventHandlers:
             item["id"] = self.shared.new_id("item")
         item["object"] = "realtime.item"
         item["status"] = "completed"
-        self._items[item["id"]] = item
         if item.get("type") == "function_call_output":
             name = self._call_names.get(str(item.get("call_id")), "unknown")
             self.tool_outputs.append((name, str(item.get("output"))))
-        previous, self._last_item = self._last_item, item["id"]
-        for done in ("conversation.item.added", "conversation.item.done"):
-            self._send({"type": done, "previous_item_id": previous, "item": item})
+        for done in self._conversation.add(item):
+            self._send(done)
 
     def _on_item_delete(self, event: dict[str, Any], client_id: object) -> None:
-        if self._items.pop(event["item_id"], None) is None:
+        if not self._conversation.delete(event["item_id"]):
             message = f"no item {event['item_id']!r}"
             self._error(message, "item_delete_invalid_item_id", client_id)
         else:
             self._send({"type": "conversation.item.deleted", "item_id": event["item_id"]})
 
+    def _on_item_retrieve(self, event: dict[str, Any], client_id: object) -> None:
+        item = self._conversation.retrieve(event["item_id"])
+        if item is None:
+            message = f"no item {event['item_id']!r} in the conversation"
+            self._error(message, "item_retrieve_invalid_item_id", client_id)
+        else:
+            self._send({"type": "conversation.item.retrieved", "item": item})
+
     def _on_response_create(self, event: dict[str, Any], client_id: object) -> None:
-        if self._active is not None:
+        options = event.get("response") or {}
+        if self._transcribing_only:
+            message = "A transcription session does not create responses."
+            self._error(message, "invalid_request", client_id)
+            return
+        if options.get("conversation") != "none" and self._active is not None:
             self._error(
                 "Conversation already has an active response in progress.",
                 "conversation_already_has_active_response",
                 client_id,
             )
             return
-        self._start_reply()
+        self._start_reply(options)
 
     def _on_response_cancel(self, event: dict[str, Any], client_id: object) -> None:
-        active = self._active
         wanted = event.get("response_id")
-        if active is None or (wanted is not None and wanted != active.response_id):
+        target = self._active
+        if wanted is not None:
+            target = next((r for r in self._replies if r.response_id == wanted), None)
+        if target is None:
             message = "Cancellation failed: no active response found"
             self._error(message, "response_cancel_not_active", client_id)
             return
-        self._run(active, active.cancel("client_cancelled"))
+        self._run(target, target.cancel("client_cancelled"))
 
     # ------------------------------------------------------------- input audio and turns
 
@@ -187,12 +217,18 @@ class _ClientEventHandlers:
             {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": ms, "item_id": item_id}
         )
         detection = self._turn_detection() or {}
-        self._commit_turn(item_id, reply=bool(detection.get("create_response", True)))
+        reply = bool(detection.get("create_response", True)) and not self._transcribing_only
+        self._commit_turn(item_id, reply=reply, end=ms * SAMPLES_PER_MS)
 
-    def _commit_turn(self, item_id: str, *, reply: bool) -> None:
-        self._input.committed()
+    def _commit_turn(self, item_id: str, *, reply: bool, end: int | None = None) -> None:
+        """The turn's audio becomes a user item; its transcription (if the session
+        asks for one) goes out when the script's ``transcript_timing`` says: with
+        the next reply (this turn's, or the one the client asks for), or, if no
+        reply starts before the next turn is committed, just before that turn."""
+        self._release_transcription()
+        audio = self._input.committed(end)
         self._speech_item = None
-        previous, self._last_item = self._last_item, item_id
+        previous = self._conversation.last
         self._send(
             {
                 "type": "input_audio_buffer.committed",
@@ -200,18 +236,23 @@ class _ClientEventHandlers:
                 "item_id": item_id,
             }
         )
-        item = user_audio_item(item_id)
-        self._items[item_id] = item
-        self._send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        audio = self.session.get("audio") or {}
-        if (audio.get("input") or {}).get("transcription"):
+        for event in self._conversation.add(user_audio_item(item_id), audio=audio):
+            self._send(event)
+        audio_config = self.session.get("audio") or {}
+        if (audio_config.get("input") or {}).get("transcription"):
             transcript = self.shared.next_transcript(self.script)
             deltas = self.script.transcript_deltas
-            for event in transcription_events(item_id, transcript, deltas=deltas):
-                self._send(event)
+            self._transcription = transcription_events(item_id, transcript, deltas=deltas)
+            if self.script.transcript_timing == "before_reply" or self._transcribing_only:
+                self._release_transcription()
         if reply and self._active is None:
             self._start_reply()
 
+    def _release_transcription(self) -> None:
+        """Send the held input transcription now (if any)."""
+        held, self._transcription = self._transcription, []
+        for event in held:
+            self._send(event)
 
     def _on_item_truncate(self, event: dict[str, Any], client_id: object) -> None:
         item_id = event["item_id"]
@@ -233,24 +274,44 @@ class _ClientEventHandlers:
     def _tone(self) -> np.ndarray:
         return reply_tone(self.script.reply_ms, self.script.reply_tone_hz)
 
-    def _new_reply(self, text: str, pcm: np.ndarray) -> Reply:
+    def _open_response(self, options: Mapping[str, Any] | None = None) -> str:
+        """A new response id, its options (``response.create``'s ``response``:
+        ``conversation``, ``metadata``, ``instructions``) noted by the conversation."""
+        options = options or {}
+        response_id = self.shared.new_id("resp")
+        instructions = options.get("instructions")
+        if isinstance(instructions, str):
+            self.response_instructions.append(instructions)
+        else:
+            instructions = str(self.session.get("instructions") or "")
+        self._conversation.expect(
+            response_id,
+            instructions=instructions,
+            in_conversation=options.get("conversation") != "none",
+            metadata=options.get("metadata"),
+        )
+        return response_id
+
+    def _new_reply(
+        self, text: str, pcm: np.ndarray, response_id: str, modalities: list[str] | None = None
+    ) -> Reply:
         reply = Reply(
-            response_id=self.shared.new_id("resp"),
+            response_id=response_id,
             item_id=self.shared.new_id("item"),
             text=text,
             pcm=pcm,
-            modalities=list(self.session.get("output_modalities") or ["audio"]),
+            modalities=modalities or list(self.session.get("output_modalities") or ["audio"]),
             chunk_ms=self.script.reply_chunk_ms,
             paced=self.script.pace_replies,
         )
         self._replies.append(reply)
         return reply
 
-    def _call_tool(self, call: Any) -> None:
+    def _call_tool(self, call: Any, response_id: str | None = None) -> None:
         call_id = call.call_id or self.shared.new_id("call")
         self._call_names[call_id] = call.name
         for event in function_call_events(
-            response_id=self.shared.new_id("resp"),
+            response_id=response_id or self._open_response(),
             item_id=self.shared.new_id("item"),
             call_id=call_id,
             name=call.name,
@@ -258,26 +319,33 @@ class _ClientEventHandlers:
         ):
             self._send(event)
 
-    def _start_reply(self) -> None:
+    def _start_reply(self, options: Mapping[str, Any] | None = None) -> None:
+        """Start the next reply (or scripted tool call) with ``response.create``'s
+        options; a held input transcription goes out in it when the script says."""
+        options = options or {}
+        response_id = self._open_response(options)
+        if self._transcription and options.get("conversation") != "none":
+            held, self._transcription = self._transcription, []
+            self._conversation.hold(response_id, held, self.script.transcript_timing)
         if self._calls:
-            self._call_tool(self._calls.pop(0))
+            self._call_tool(self._calls.pop(0), response_id)
             return
         text = self.script.reply_text
         if self.tool_outputs:
             text, self.tool_outputs = tool_reply_text(self.tool_outputs), []
-        reply = self._new_reply(text, self._tone())
-        self._active = reply
+        modalities = options.get("output_modalities")
+        reply = self._new_reply(text, self._tone(), response_id, modalities)
+        if options.get("conversation") != "none":
+            self._active = reply
         self._run(reply, reply.begin(self.now))
 
     def _run(self, reply: Reply, events: list[dict[str, Any]]) -> None:
-        """Send a reply's events and keep the conversation's books on it."""
+        """Send a reply's events and keep the books on it."""
         for event in events:
             self._send(event)
-        if reply.audio_out:
+        if reply.audio_out and reply.item_id in self._conversation.items:
             self._assistant_audio_ms[reply.item_id] = reply.audio_ms
         if reply.finished:
-            self._items[reply.item_id] = reply.item
-            self._last_item = reply.item_id
             self._replies.remove(reply)
             if self._active is reply:
                 self._active = None
@@ -294,6 +362,7 @@ _HANDLERS: dict[str, _Handler] = {
     "conversation.item.create": _ClientEventHandlers._on_item_create,
     "conversation.item.truncate": _ClientEventHandlers._on_item_truncate,
     "conversation.item.delete": _ClientEventHandlers._on_item_delete,
+    "conversation.item.retrieve": _ClientEventHandlers._on_item_retrieve,
     "response.create": _ClientEventHandlers._on_response_create,
     "response.cancel": _ClientEventHandlers._on_response_cancel,
 }

@@ -30,10 +30,20 @@ class _Oracle:
     """The ``openai`` package's client and server event models, by event type."""
 
     def __init__(self) -> None:
-        from openai.types.realtime import realtime_client_event, realtime_server_event
+        from openai.types.realtime import (
+            RealtimeSessionCreateResponse,
+            RealtimeTranscriptionSessionCreateResponse,
+            realtime_client_event,
+            realtime_server_event,
+        )
 
         self.client = self._by_type(realtime_client_event.RealtimeClientEvent)
         self.server = self._by_type(realtime_server_event.RealtimeServerEvent)
+        #: the session object as the service returns it, which names the session
+        self.identity: dict[str, Any] = {
+            "realtime": RealtimeSessionCreateResponse,
+            "transcription": RealtimeTranscriptionSessionCreateResponse,
+        }
 
     @staticmethod
     def _by_type(union: Any) -> dict[str, Any]:
@@ -52,6 +62,16 @@ class _Oracle:
         model = models.get(event["type"])
         if model is None:
             return f"unknown event type {event['type']!r}"
+        session = event.get("session")
+        if event["type"] in _SESSION_EVENTS and isinstance(session, Mapping):
+            # The SDK types these sessions with the request models, which lack the
+            # fields the service adds to name the session; check those with the
+            # models of the session object, the rest as usual.
+            problem = self._identity(session)
+            if problem is not None:
+                return problem
+            rest = {k: v for k, v in session.items() if k not in _IDENTITY}
+            event = {**event, "session": rest}
         try:
             parsed = model.model_validate(event)
         except ValidationError as exc:
@@ -59,6 +79,25 @@ class _Oracle:
             where = ".".join(str(p) for p in first["loc"])
             return f"{where}: {first['msg']}"
         return _extra_fields(parsed, event["type"])
+
+    def _identity(self, session: Mapping[str, Any]) -> str | None:
+        from pydantic import ValidationError
+
+        model = self.identity.get(str(session.get("type")))
+        present = {k: session[k] for k in _IDENTITY if k in session}
+        if model is None or not present:
+            return None
+        fields = {"id": "sess_", "object": "realtime.session", **present}
+        try:
+            model.model_validate({"type": session["type"], **fields})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return f"session.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return None
+
+
+_SESSION_EVENTS: Final = frozenset({"session.created", "session.updated"})
+_IDENTITY: Final = ("id", "object", "expires_at")
 
 
 def _extra_fields(value: Any, path: str) -> str | None:

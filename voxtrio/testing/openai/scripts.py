@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
@@ -23,12 +23,22 @@ __all__ = [
     "ServiceOutput",
     "SharedCounters",
     "Stall",
+    "TranscriptTiming",
 ]
 
 #: Something the server can be told to send: an event (a mapping; ``event_id`` is
 #: filled in when missing), raw text (sent as is: malformed JSON, say), or bytes
 #: (a binary frame).
 Outgoing: TypeAlias = Mapping[str, Any] | str | bytes
+
+#: When a committed turn's input transcription is sent, relative to the reply the
+#: turn starts: before its ``response.created`` (the loopback's old and default
+#: order), right after the reply's first words (its first text, transcript or tool
+#: arguments delta), or right after its ``response.done``. The
+#: real service often sends it during or after the reply.
+TranscriptTiming: TypeAlias = Literal["before_reply", "during_reply", "after_reply"]
+
+TRANSCRIPT_TIMINGS: Final = ("before_reply", "during_reply", "after_reply")
 
 #: Who or what ended a connection.
 CloseKind: TypeAlias = Literal["client", "server", "dropped", "network", "shutdown"]
@@ -79,6 +89,11 @@ class ConnectionScript:
             (default ``"loopback utterance N"``).
         transcript_deltas: send transcription deltas (one per word) before
             ``completed``.
+        transcript_timing: when a turn's input transcription is sent, relative to
+            the reply that follows the turn (:data:`TranscriptTiming`): the turn's own
+            (server VAD) or the next the client asks for; if no reply starts before
+            the next turn is committed, it is sent just before that turn. Turns of a
+            transcription session are transcribed at once.
         reply_text: the transcript (or text) of canned replies.
         reply_ms: length of the reply tone.
         reply_tone_hz: its pitch.
@@ -87,6 +102,9 @@ class ConnectionScript:
             time), so a reply can be cancelled or interrupted while it plays.
         tool_calls: tool calls to make, in order (:class:`ScriptedToolCall`); the
             reply after the client sent their outputs says what they returned.
+        session_lifetime_s: how long the session lives, for the ``expires_at`` of
+            ``session.created`` (the real service: 60 minutes). Reported only: the
+            server does not close the session then.
     """
 
     reject_status: int | None = None
@@ -100,14 +118,23 @@ class ConnectionScript:
     vad_rms_threshold: float = 500.0
     transcripts: tuple[str, ...] = ()
     transcript_deltas: bool = True
+    transcript_timing: TranscriptTiming = "before_reply"
     reply_text: str = "Hello from the loopback provider."
     reply_ms: int = 400
     reply_tone_hz: float = 440.0
     reply_chunk_ms: int = 100
     pace_replies: bool = False
     tool_calls: tuple[ScriptedToolCall, ...] = ()
+    session_lifetime_s: float = 3600.0
 
     def __attrs_post_init__(self) -> None:
+        if self.transcript_timing not in TRANSCRIPT_TIMINGS:
+            raise ValueError(
+                f"transcript_timing must be one of {TRANSCRIPT_TIMINGS}, "
+                f"got {self.transcript_timing!r}"
+            )
+        if not self.session_lifetime_s > 0:
+            raise ValueError(f"session_lifetime_s must be > 0, got {self.session_lifetime_s!r}")
         if self.reject_status is not None and not 400 <= self.reject_status <= 599:
             raise ValueError(f"reject_status must be a 4xx/5xx status, got {self.reject_status}")
         for name in ("drop_after", "close_after", "stall_after"):

@@ -132,7 +132,7 @@ class OpenAILoopback(WsServer[LoopbackConnection]):
             )
         if urllib.parse.urlsplit(conn.path).path != self.PATH:
             return 404, "not_found", f"Unknown path; the Realtime API lives at {self.PATH}."
-        if not conn.model:
+        if not conn.model and conn.intent != "transcription":
             return 400, "missing_model", "Missing required parameter: 'model'."
         if conn.header("openai-beta") is not None:
             return (

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from .conversation import Conversation
 from .events import default_session, error_event, session_event, transcription_events
 from .handlers import _ClientEventHandlers
 from .oracle import record_client_message
@@ -28,6 +30,7 @@ from .scripts import (
     ConnectionScript,
     Drop,
     Outgoing,
+    Send,
     ServiceOutput,
     SharedCounters,
     Stall,
@@ -40,12 +43,23 @@ __all__ = ["FakeRealtimeService", "SharedCounters"]
 class FakeRealtimeService(_ClientEventHandlers):
     """One connection to the fake service (see the module docstring).
 
+    Args:
+        intent: ``"transcription"`` (the ``?intent=`` of the URL): a transcription
+            session (``session.type: "transcription"``), which transcribes turns and
+            never replies; else a realtime session.
+        created_at: the session's creation time in Unix seconds, for its
+            ``expires_at`` (``created_at + script.session_lifetime_s``); default: the
+            wall clock, read once here.
+
     Attributes:
         script: how this connection behaves.
         index: the connection's index on its server (it goes into event ids).
         events: every client message, in order.
-        session: the effective session configuration.
+        session: the effective session configuration (with ``id``, ``object`` and
+            ``expires_at``, as the service reports it).
         instructions: the ``instructions`` of each ``session.update`` that set them.
+        response_instructions: the ``instructions`` of each ``response.create`` that
+            gave its own (they replace the session's for that response).
         now: the latest time the driver gave (seconds, any origin).
     """
 
@@ -57,20 +71,29 @@ class FakeRealtimeService(_ClientEventHandlers):
         index: int = 0,
         shared: SharedCounters | None = None,
         now: float = 0.0,
+        intent: str | None = None,
+        created_at: float | None = None,
     ) -> None:
         self.script = script or ConnectionScript()
         self.index = index
         self.shared = shared or SharedCounters()
         self.now = now
         self.events: list[ClientEventRecord] = []
-        self.session: dict[str, Any] = default_session(model)
+        self.created_at = time.time() if created_at is None else created_at
+        self.session: dict[str, Any] = default_session(
+            model,
+            session_type="transcription" if intent == "transcription" else "realtime",
+            session_id=self.shared.new_id("sess"),
+            expires_at=int(self.created_at + self.script.session_lifetime_s),
+        )
         self.instructions: list[str] = []
+        self.response_instructions: list[str] = []
         self._out: list[ServiceOutput] = []
         self._event_ids = itertools.count(1)
         self._input = InputAudio()
         self._speech_item: str | None = None
-        self._last_item: str | None = None
-        self._items: dict[str, dict[str, Any]] = {}
+        self._transcription: list[dict[str, Any]] = []
+        self._conversation = Conversation(self.shared.new_id("conv"))
         self._assistant_audio_ms: dict[str, int] = {}
         self._active: Reply | None = None  # the reply response.cancel would cancel
         self._replies: list[Reply] = []  # every reply still running (paced)
@@ -167,7 +190,8 @@ class FakeRealtimeService(_ClientEventHandlers):
         """A whole reply outside any turn (``response.cancel`` does not reach it), paced
         as the script says: the response id and the first outputs."""
         pcm = self._tone() if audio is None else np.asarray(audio, dtype=np.int16).reshape(-1)
-        reply = self._new_reply(self.script.reply_text if text is None else text, pcm)
+        text = self.script.reply_text if text is None else text
+        reply = self._new_reply(text, pcm, self._open_response())
         self._run(reply, reply.begin(self.now))
         return reply.response_id, self._take()
 
@@ -205,8 +229,8 @@ class FakeRealtimeService(_ClientEventHandlers):
     def _after_message(self, count: int) -> None:
         script = self.script
         for n, out in script.send_after:
-            if n == count:
-                self._send(out)
+            if n == count:  # as scripted: the conversation does not see it
+                self._out.append(Send(self.serialize(out)))
         if script.stall_after == count:
             self._out.append(Stall())
         if script.close_after == count:

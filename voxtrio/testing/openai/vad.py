@@ -89,6 +89,8 @@ class InputAudio:
         self.samples = 0  # received on the connection
         self.uncommitted = 0  # appended since the last commit / clear / turn
         self.vad: EnergyVad | None = None
+        self._turn_start = 0  # where the audio of the next turn begins (samples)
+        self._turn: list[np.ndarray] = []  # the audio received since then
 
     @property
     def pcm(self) -> np.ndarray:
@@ -121,14 +123,29 @@ class InputAudio:
         """Little-endian int16 samples in; the VAD's events out."""
         pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
         self._chunks.append(pcm)
+        self._turn.append(pcm)
         self.samples += len(pcm)
         self.uncommitted += len(pcm)
         return [] if self.vad is None else self.vad.push(pcm)
 
-    def committed(self) -> None:
-        """A turn was committed: nothing is uncommitted. The VAD is left alone (it
-        may already be past the turn's end, in the same append)."""
+    def committed(self, end: int | None = None) -> np.ndarray:
+        """A turn was committed, up to sample ``end`` (default: all received):
+        nothing is uncommitted; returns the turn's audio (int16 mono). The VAD is
+        left alone (it may already be past the turn's end, in the same append)."""
         self.uncommitted = 0
+        end = self.samples if end is None else max(self._turn_start, min(end, self.samples))
+        since = np.concatenate([np.zeros(0, np.int16), *self._turn])
+        cut = end - self._turn_start
+        turn, rest = since[:cut].copy(), since[cut:].copy()
+        self._turn = [rest] if len(rest) else []
+        self._turn_start = end
+        return turn
+
+    def cleared(self) -> None:
+        """The buffer was cleared: the next turn's audio starts after what was sent."""
+        self.uncommitted = 0
+        self._turn = []
+        self._turn_start = self.samples
 
     def forget_speech(self) -> None:
         """A clear, or a manual commit mid-speech: speech in progress is forgotten."""
