@@ -16,6 +16,7 @@ from openai.types.realtime import (
     ConversationItemInputAudioTranscriptionCompletedEvent,
     ConversationItemInputAudioTranscriptionDeltaEvent,
     ConversationItemInputAudioTranscriptionFailedEvent,
+    InputAudioBufferCommittedEvent,
     InputAudioBufferSpeechStartedEvent,
     InputAudioBufferSpeechStoppedEvent,
     RateLimitsUpdatedEvent,
@@ -39,6 +40,7 @@ from voxtrio.codecs.openai_realtime import FATAL_ERROR_CODES, OpenAIRealtimeCode
 from voxtrio.codecs.wire import Ready
 from voxtrio.messages import (
     ErrorEvent,
+    InputCommitted,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     InputTranscriptionFailed,
@@ -131,6 +133,16 @@ def test_decode_transcription_failure() -> None:
     assert codec.decode(wire_of(failed)) == [
         InputTranscriptionFailed("item_7", "Could not transcribe", "audio_unintelligible")
     ]
+
+
+def test_decode_commit_names_the_user_item() -> None:
+    # The turn's place in the transcript comes from this when no speech event named it.
+    codec = OpenAIRealtimeCodec()
+    committed = InputAudioBufferCommittedEvent.model_validate(
+        {"type": "input_audio_buffer.committed", "event_id": "e", "item_id": "item_3",
+         "previous_item_id": None}
+    )  # fmt: skip
+    assert codec.decode(wire_of(committed)) == [InputCommitted("item_3")]
 
 
 @settings(max_examples=60, deadline=None)

@@ -19,6 +19,7 @@ from voxtrio.codecs.transcript import (
 )
 from voxtrio.messages import (
     Event,
+    InputCommitted,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     ReplyDone,
@@ -145,6 +146,25 @@ def test_completion_arriving_after_the_reply_keeps_its_place() -> None:
     assert [type(i).__name__ for i in items] == ["UserItem", "AssistantItem"]
     assert items[0].seq < items[1].seq  # positions leave room between (order.py)
     assert items[0] == UserItem("u1", "hi there", 0, 0, 1.0)
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_committed_turn_keeps_its_place_before_a_reply_that_finishes_first(
+    announced: bool,
+) -> None:
+    # A manual commit: no SpeechStarted, and the transcription only after the reply.
+    events: list[Event] = [InputCommitted("u1")] if announced else []
+    events += [
+        ReplyStarted("r1"),
+        ReplyTextDelta("Hel", "r1", "a1"),
+        ReplyTextDone("Hello!", "r1", "a1"),
+        ReplyDone("r1"),
+        InputTranscriptionCompleted("u1", "hi there"),
+    ]
+    items = feed_all(TranscriptBuilder(), events)
+    kinds = [type(i).__name__ for i in items]
+    # Without the commit's announcement the turn lands after the reply, as it arrived.
+    assert kinds == (["UserItem", "AssistantItem"] if announced else ["AssistantItem", "UserItem"])
 
 
 def test_interruptions_mark_the_right_assistant_item() -> None:

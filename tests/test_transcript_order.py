@@ -86,20 +86,14 @@ def turn_done(recorder: Recorder, n: int) -> bool:
     return len(recorder.of(ReplyDone)) >= n and len(recorder.of(InputTranscriptionCompleted)) >= n
 
 
-#: A known voxtrio bug these tests found: after a manual commit no event names the
-#: user's item before the reply's words do (no SpeechStarted, and the transcription
-#: deltas come late), so the transcript builder gives the reply the earlier place and
-#: the stored transcript (and the next connection's context) puts the answer before
-#: the question. Strict: the cases pass, and must be unmarked, once it is fixed.
-_LATE_AFTER_COMMIT = pytest.mark.xfail(
-    strict=True, reason="a late transcription after a manual commit is stored after the reply"
-)
+#: After a manual commit no SpeechStarted names the user's item, and its transcription
+#: may come only after the reply: the codec's InputCommitted reserves the turn's place
+#: (without it, these cases stored the answer before the question).
 CASES = [
-    pytest.param(timing, manual, id=f"{timing}-{'manual_commit' if manual else 'server_vad'}",
-                 marks=[_LATE_AFTER_COMMIT] if manual and timing != "before_reply" else [])
+    pytest.param(timing, manual, id=f"{timing}-{'manual_commit' if manual else 'server_vad'}")
     for timing in TIMINGS
     for manual in (False, True)
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("timing", "manual"), CASES)

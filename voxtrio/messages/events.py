@@ -89,6 +89,18 @@ class SpeechStopped:
 
 
 @attrs.frozen
+class InputCommitted:
+    """The provider took the user's buffered audio as one turn, ``item_id``: after a
+    manual commit, or when its voice activity detection ended the turn.
+
+    It names the user's item before any transcription of it, which may come only
+    after the reply (so the transcript still places the turn before the reply).
+    """
+
+    item_id: str | None = None
+
+
+@attrs.frozen
 class InputTranscriptionDelta:
     """A piece of the transcription of the user's speech (may lack an item id)."""
 
@@ -346,6 +358,7 @@ Event: TypeAlias = (
     | SessionReconnected
     | SpeechStarted
     | SpeechStopped
+    | InputCommitted
     | InputTranscriptionDelta
     | InputTranscriptionCompleted
     | InputTranscriptionFailed

@@ -21,6 +21,7 @@ from ...messages import (
     DtmfReceived,
     ErrorEvent,
     Event,
+    InputCommitted,
     InputIdleTimeout,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
@@ -231,7 +232,7 @@ class Decoder:
 
     def _committed(self, ev: dict[str, Any]) -> _Decoded:
         self.state.uncommitted = 0
-        return []
+        return [InputCommitted(get_opt_str(ev, "item_id", "committed"))]
 
     def _cleared(self, ev: dict[str, Any]) -> _Decoded:
         self.state.uncommitted = 0

@@ -3,8 +3,8 @@
 Ordering of items
 -----------------
 Each item has a ``seq``; stores return items sorted by it. The builder gives an item its
-position when it first hears of it: a user item at its ``SpeechStarted`` (or first
-transcription delta) if that came with the item id, an assistant item at its first text
+position when it first hears of it: a user item at its ``SpeechStarted``, ``InputCommitted``
+or first transcription delta if that came with the item id, an assistant item at its first text
 delta, otherwise at the completion itself. So transcriptions that complete out of order
 land where the speech happened. A user completion that arrives with no earlier event
 naming it but with a ``pts`` is placed before any user item of the same run (not of a
@@ -26,6 +26,7 @@ import attrs
 
 from ...messages import (
     Event,
+    InputCommitted,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     ReplyDone,
@@ -63,8 +64,8 @@ class TranscriptBuilder:
       whose text arrives after its interruption is marked when it arrives;
     * ``ToolCall`` and ``ToolResult`` make tool items, by call id; a result takes the
       name of its call;
-    * ``SpeechStarted``/``InputTranscriptionDelta``/``ReplyTextDelta`` with an item id
-      reserve the item's place (see "Ordering of items" in the module docstring);
+    * ``SpeechStarted``/``InputCommitted``/``InputTranscriptionDelta``/``ReplyTextDelta``
+      with an item id reserve the item's place (see "Ordering of items" in the module docstring);
     * everything else is ignored.
 
     Resuming (``items`` given): the prior items stay as they are, and new ones go
@@ -191,7 +192,9 @@ class TranscriptBuilder:
         match event:
             case SpeechStarted(item_id=str(item_id), pts=pts):
                 self._reserve(f"user:{self._id('user', item_id)}", pts)
-            case InputTranscriptionDelta(item_id=str(item_id)):
+            case InputTranscriptionDelta(item_id=str(item_id)) | InputCommitted(
+                item_id=str(item_id)
+            ):
                 self._reserve(f"user:{self._id('user', item_id)}")
             case InputTranscriptionCompleted():
                 return self._user_done(event, created_s)
