@@ -27,7 +27,7 @@ import trio
 import voxtrio
 from voxtrio.cli.output import Tally, event_record
 from voxtrio.codecs.transcript import AssistantItem, UserItem
-from voxtrio.testing import open_openai_loopback
+from voxtrio.testing import open_gemini_loopback, open_openai_loopback
 
 WAV = str(resources.files("voxtrio.data") / "hello_48k_stereo.wav")
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,8 @@ ASSISTANT_LINE = "assistant said: 'Hello from the loopback provider.'"
 
 def cli_env(**extra: str) -> dict[str, str]:
     """The child's environment: no API key, this checkout first on the path."""
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    keys = {"OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in keys}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
@@ -191,6 +192,8 @@ def write_8bit_wav(path: Path) -> None:
         ("not_wav", "not a WAV file"),
         ("eight_bit", "8-bit"),
         ("openai_without_key", "OPENAI_API_KEY"),
+        ("gemini_without_key", "GEMINI_API_KEY or GOOGLE_API_KEY"),
+        ("base_url_on_a_loopback", "--base-url is for"),
         ("bad_option", "--no-such-option"),
     ],
 )
@@ -202,6 +205,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, case: str, needle: str)
         "not_wav": ["run", "notes.wav"],
         "eight_bit": ["run", "8bit.wav"],
         "openai_without_key": ["run", WAV, "--provider", "openai"],
+        "gemini_without_key": ["run", WAV, "--provider", "gemini"],
+        "base_url_on_a_loopback": ["run", WAV, "--provider", "gemini-loopback",
+                                   "--base-url", "ws://127.0.0.1:9"],
         "bad_option": ["run", WAV, "--no-such-option"],
     }[case]
     line = assert_one_line_error(voxtrio_cli(*args, cwd=tmp_path, timeout=30), 2)
@@ -241,6 +247,43 @@ async def test_a_rejected_key_exits_1_with_one_line(tmp_path: Path) -> None:
     line = assert_one_line_error(completed, 1)
     assert "401" in line
     assert "sk-the-wrong-key" not in completed.stdout + completed.stderr
+
+
+def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) -> None:
+    result = voxtrio_cli("run", WAV, "--fast", "--provider", "gemini-loopback", "--json",
+                         cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = records[-1]
+    assert summary["type"] == "summary"
+    assert summary["provider"] == "gemini-loopback"
+    assert summary["exit_code"] == 0
+    assert summary["errors"] == 0
+    # Gemini takes 16 kHz; every captured second went out, in 20 ms frames.
+    assert summary["captured_audio_s"] == summary["input_audio_s"]
+    assert summary["audio_sent_s"] >= summary["input_audio_s"]
+
+
+async def test_gemini_with_a_key_talks_to_the_given_url(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with open_gemini_loopback(api_key="gm-test-key") as server:
+            result = await trio.run_process(
+                [sys.executable, "-m", "voxtrio", "run", WAV, "--fast", "--provider", "gemini",
+                 "--base-url", server.url, "--linger", "0.2"],
+                cwd=tmp_path,
+                env=cli_env(GEMINI_API_KEY="gm-test-key"),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr.decode()
+            service = server.connections[0].service
+            assert service.setup is not None
+            assert service.setup["model"] == "models/gemini-live-2.5-flash-preview"
+            # The whole file reached the server, as 16 kHz mono.
+            received_s = len(service.connection_audio) / 16_000
+            assert received_s == pytest.approx(3.44, abs=0.03)
+    assert b"gm-test-key" not in result.stdout + result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")

@@ -67,16 +67,38 @@ def cli() -> None:
     """
 
 
+def _default_provider() -> str:
+    for name in ("openai", "gemini"):
+        if _api_key(name):
+            return name
+    return "loopback"
+
+
+def _api_key(provider: str) -> str | None:
+    """The key for ``provider`` from the environment (None for the loopbacks)."""
+    for variable in runner.KEY_VARIABLES.get(provider, ()):
+        if key := os.environ.get(variable):
+            return key
+    return None
+
+
 @cli.command()
 @click.argument("input_wav", metavar="INPUT.wav", type=click.Path(path_type=Path))
 @click.option(
     "--provider",
-    type=click.Choice(["loopback", "openai"]),
+    type=click.Choice(runner.PROVIDERS),
     default=None,
-    help="Default: openai when OPENAI_API_KEY is set, else the built-in loopback server.",
+    help="Default: openai when OPENAI_API_KEY is set, else gemini when GEMINI_API_KEY "
+    "(or GOOGLE_API_KEY) is, else the built-in loopback server (OpenAI's protocol; "
+    "gemini-loopback speaks Gemini Live's).",
 )
-@click.option("--model", default="gpt-realtime", show_default=True, help="Realtime model.")
-@click.option("--base-url", default=None, help="Provider websocket URL (openai only).")
+@click.option(
+    "--model",
+    default=None,
+    help=f"Realtime model [default: {runner.DEFAULT_MODELS['openai']} (openai), "
+    f"{runner.DEFAULT_MODELS['gemini']} (gemini)].",
+)
+@click.option("--base-url", default=None, help="Provider websocket URL (openai, gemini).")
 @click.option("--instructions", default=None, help="Base instructions for the assistant.")
 @click.option(
     "--out",
@@ -116,7 +138,7 @@ def cli() -> None:
 def run(
     input_wav: Path,
     provider: str | None,
-    model: str,
+    model: str | None,
     base_url: str | None,
     instructions: str | None,
     out: Path,
@@ -134,9 +156,9 @@ def run(
     transcript to the database. Ctrl-C hangs up cleanly (exit 130).
     """
     _configure_logging(verbose)
-    name = provider or ("openai" if os.environ.get("OPENAI_API_KEY") else "loopback")
-    if name == "loopback" and base_url is not None:
-        raise CliError("--base-url is for --provider openai", EXIT_USAGE)
+    name = provider or _default_provider()
+    if name.endswith("loopback") and base_url is not None:
+        raise CliError("--base-url is for --provider openai or gemini", EXIT_USAGE)
     total, fmt = runner.check_input(input_wav)
     db_path = db if db is not None else out / "transcript.sqlite3"
     if db is not None and not db.parent.is_dir():
@@ -154,7 +176,7 @@ def run(
         provider=name,
         model=model,
         base_url=base_url,
-        api_key=os.environ.get("OPENAI_API_KEY") if name == "openai" else None,
+        api_key=_api_key(name),
         instructions=instructions,
         out_dir=out,
         db=db_path,

@@ -19,7 +19,7 @@ import click
 import trio
 
 import voxtrio
-from voxtrio.testing import ConnectionScript, open_openai_loopback
+from voxtrio.testing import ConnectionScript, open_gemini_loopback, open_openai_loopback
 
 from .output import Output, Tally
 
@@ -54,7 +54,7 @@ class RunOptions:
     input_samples: int
     input_format: voxtrio.AudioFormat
     provider: str
-    model: str
+    model: str | None  # None: the protocol's default (DEFAULT_MODELS)
     base_url: str | None
     api_key: str | None = attrs.field(repr=False)
     instructions: str | None
@@ -99,31 +99,52 @@ def _reconnect(opts: RunOptions) -> voxtrio.ReconnectPolicy | None:
     return voxtrio.ReconnectPolicy(max_attempts=opts.max_attempts)
 
 
-def openai_provider(opts: RunOptions, base_url: str | None = None) -> voxtrio.OpenAIRealtime:
+#: The providers ``--provider`` names; the ``*-loopback`` ones run in this process.
+PROVIDERS = ("loopback", "openai", "gemini", "gemini-loopback")
+#: The model each protocol uses when ``--model`` is not given.
+DEFAULT_MODELS = {"openai": "gpt-realtime", "gemini": "gemini-live-2.5-flash-preview"}
+#: Where each provider's key comes from (the loopbacks need none of the user's).
+KEY_VARIABLES = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+
+
+def protocol_of(provider: str) -> str:
+    """The wire protocol a ``--provider`` speaks: ``"openai"`` or ``"gemini"``."""
+    return "gemini" if provider.startswith("gemini") else "openai"
+
+
+def make_provider(opts: RunOptions, base_url: str | None = None) -> voxtrio.Provider:
     """The provider for ``opts``; CliError for a missing or malformed key or option."""
-    key = LOOPBACK_KEY if opts.provider == "loopback" else opts.api_key
+    protocol = protocol_of(opts.provider)
+    key = LOOPBACK_KEY if opts.provider.endswith("loopback") else opts.api_key
     if not key:
-        raise CliError("--provider openai needs OPENAI_API_KEY in the environment", EXIT_USAGE)
+        names = " or ".join(KEY_VARIABLES[protocol])
+        raise CliError(f"--provider {opts.provider} needs {names} in the environment", EXIT_USAGE)
+    url = base_url if base_url is not None else opts.base_url
+    model = opts.model or DEFAULT_MODELS[protocol]
     try:
+        if protocol == "gemini":
+            return voxtrio.GeminiLive(
+                model=model, api_key=key, base_url=url, reconnect=_reconnect(opts)
+            )
         return voxtrio.OpenAIRealtime(
-            model=opts.model,
-            api_key=key,
-            base_url=base_url if base_url is not None else opts.base_url,
-            reconnect=_reconnect(opts),
+            model=model, api_key=key, base_url=url, reconnect=_reconnect(opts)
         )
     except ValueError as exc:  # messages never echo the key
         raise CliError(str(exc), EXIT_USAGE) from None
 
 
 @contextlib.asynccontextmanager
-async def _open_provider(opts: RunOptions) -> AsyncIterator[voxtrio.OpenAIRealtime]:
-    """The provider to talk to: the loopback server in-process, or OpenAI."""
-    if opts.provider != "loopback":
-        yield openai_provider(opts)
-        return
-    script = ConnectionScript(pace_replies=opts.realtime)
-    async with open_openai_loopback(default_script=script, api_key=LOOPBACK_KEY) as server:
-        yield openai_provider(opts, server.url)
+async def _open_provider(opts: RunOptions) -> AsyncIterator[voxtrio.Provider]:
+    """The provider to talk to: a loopback server in-process, or the real service."""
+    if opts.provider == "loopback":
+        script = ConnectionScript(pace_replies=opts.realtime)
+        async with open_openai_loopback(default_script=script, api_key=LOOPBACK_KEY) as server:
+            yield make_provider(opts, server.url)
+    elif opts.provider == "gemini-loopback":
+        async with open_gemini_loopback(api_key=LOOPBACK_KEY) as gemini:
+            yield make_provider(opts, gemini.url)
+    else:
+        yield make_provider(opts)
 
 
 class _ObservedWavSink(voxtrio.WavSink):
@@ -185,7 +206,7 @@ async def _with_provider(opts: RunOptions, out: Output, stopper: _Stopper) -> in
 
 async def _session(
     opts: RunOptions,
-    provider: voxtrio.OpenAIRealtime,
+    provider: voxtrio.Provider,
     store: voxtrio.SqliteTranscriptStore,
     reply_wav: Path,
     out: Output,
@@ -273,7 +294,7 @@ async def _consume(
 
 def _summary(
     opts: RunOptions,
-    provider: voxtrio.OpenAIRealtime,
+    provider: voxtrio.Provider,
     stats: voxtrio.SessionStats,
     tally: Tally,
     reply_wav: Path,
@@ -321,8 +342,8 @@ def _find(exc: BaseException, kind: type[E]) -> E | None:
 
 def run_to_exit_code(opts: RunOptions) -> int:
     """``trio.run`` the session; a CliError raised inside a nursery leaves unwrapped."""
-    if opts.provider == "openai":
-        openai_provider(opts)  # a missing or malformed key fails before anything runs
+    if not opts.provider.endswith("loopback"):
+        make_provider(opts)  # a missing or malformed key fails before anything runs
     try:
         return trio.run(run_session, opts)
     except BaseException as exc:
