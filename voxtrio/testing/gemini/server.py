@@ -201,6 +201,7 @@ class GeminiLoopback(WsServer[GeminiConnection]):
 
     @property
     def url(self) -> str:
+        """The server's websocket URL, for ``GeminiLive(base_url=...)``."""
         return f"ws://127.0.0.1:{self.port}{PATH}"
 
     def _connection(self, index: int, request: Request) -> GeminiConnection:
