@@ -93,6 +93,12 @@ class FakeRealtimeService(_ClientEventHandlers):
         return self._input.pcm
 
     @property
+    def wire_audio(self) -> bytes:
+        """Every appended byte exactly as it arrived (PCM, or G.711 codes for an
+        ``audio/pcmu``/``audio/pcma`` session), in order."""
+        return b"".join(self._input.wire)
+
+    @property
     def audio_samples(self) -> int:
         return self._input.samples
 
