@@ -119,6 +119,8 @@ def make_plan(
     provider.check()
     linked, settings = link_provider(provider, session_tools)
     out_fmt = output_format if output_format is not None else provider.output_format
+    if output_format is None and input_format is not None and not input_format.is_pcm:
+        out_fmt = input_format  # a phone call hears its own law back, whatever the provider
     if not isinstance(out_fmt, AudioFormat):
         raise ValueError(f"output_format must be an AudioFormat, got {out_fmt!r}")
     frame_fraction(out_fmt.sample_rate, output_frame_ms)

@@ -191,7 +191,8 @@ class FakeRealtimeService(_ClientEventHandlers):
 
     def _on_message(self, data: str | bytes) -> None:
         index = len(self.events)
-        record = record_client_message(index, data)
+        g711 = self._audio_encoding("input") != "pcm16"
+        record = record_client_message(index, data, sample_bytes=1 if g711 else 2)
         event = record.event
         self.events.append(record)
         if not record.valid:
