@@ -5,6 +5,7 @@ for any pair of PCM and G.711 formats, and the OpenAI codec's ``audio/pcmu`` /
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from fractions import Fraction
 
@@ -36,7 +37,7 @@ LAWS = {"mulaw": MULAW, "alaw": ALAW}
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     """``data`` split at ``points`` (any order, any repeats)."""
     bounds = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 # ---------------------------------------------------------------- AudioFormat.encoding
@@ -44,7 +45,8 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
 
 def test_encoding_defaults_to_pcm16_and_old_calls_keep_working() -> None:
     fmt = AudioFormat(16000)
-    assert fmt.encoding == "pcm16" and fmt.is_pcm
+    assert fmt.encoding == "pcm16"
+    assert fmt.is_pcm
     assert fmt == AudioFormat(16000, 1) == AudioFormat(16000, 1, 2)
     assert hash(fmt) == hash(AudioFormat(16000, 1, 2, encoding="pcm16"))
     assert AudioFormat(48000, 2).bytes_per_sample == 4
@@ -77,9 +79,13 @@ def test_bad_encodings_are_clear_value_errors(kwargs: dict[str, object], match: 
 
 def test_g711_frames_hold_codes_and_say_so() -> None:
     frame = AudioFrame.from_pcm(b"\x00\x7f\xff", MULAW, pts=5)
-    assert frame.pcm.dtype == np.uint8 and frame.pcm.shape == (3, 1)
+    assert frame.pcm.dtype == np.uint8
+    assert frame.pcm.shape == (3, 1)
     assert (frame.samples, frame.to_bytes(), frame.format, frame.pts) == (
-        3, b"\x00\x7f\xff", MULAW, 5,
+        3,
+        b"\x00\x7f\xff",
+        MULAW,
+        5,
     )
     assert frame.duration == Fraction(3, 8000)
     assert "mulaw" in repr(frame)
@@ -121,11 +127,12 @@ def test_code_framer_passes_every_byte_once_in_order_on_the_grid(
     for f in frames:
         assert (f.pts, f.padded, f.encoding, f.sample_rate) == (pts, 0, law, 8000)
         pts = f.end_pts
-    assert framer.next_pts == len(data) and framer.pending_samples == 0
+    assert framer.next_pts == len(data)
+    assert framer.pending_samples == 0
 
 
 def test_code_framer_refuses_pcm() -> None:
-    with pytest.raises(ValueError, match="G.711"):
+    with pytest.raises(ValueError, match=r"G\.711"):
         CodeFramer(AudioFormat(8000))
     with pytest.raises(ValueError, match="uint8"):
         CodeFramer(MULAW).push(np.zeros(4, np.int16))
@@ -152,7 +159,8 @@ def test_same_g711_format_passes_through_untouched(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(convert_module, "StreamResampler", no_resampler)
         conv = make_converter(LAWS[law], LAWS[law], 20)
-        assert isinstance(conv, StreamConverter) and conv.passthrough
+        assert isinstance(conv, StreamConverter)
+        assert conv.passthrough
         frames: list[AudioFrame] = []
         for piece in cut(data, points):
             frames += conv.push(np.frombuffer(piece, np.uint8).reshape(-1, 1))
@@ -207,7 +215,7 @@ def test_pcm_to_g711_is_the_pcm_conversion_encoded(n: int, seed: int, law: str) 
 def test_silence_codes_decode_to_zero_or_nearest() -> None:
     assert mulaw_decode(bytes([silence_code("mulaw")]))[0] == 0
     assert abs(int(alaw_decode(bytes([silence_code("alaw")]))[0])) == 8  # A-law has no 0
-    with pytest.raises(ValueError, match="not a G.711"):
+    with pytest.raises(ValueError, match=r"not a G\.711"):
         silence_code("pcm16")
 
 
@@ -255,10 +263,8 @@ def test_openai_end_of_input_silence_is_g711_silence() -> None:
     codec = OpenAIRealtimeCodec(audio_format="audio/pcmu")
     framer = CodeFramer(MULAW)
     codec.encode(FrameBatch(tuple(framer.push(b"\x10" * 1600))))
-    sent = b"".join(
-        base64.b64decode(json.loads(t)["audio"]) for t in codec.encode(EndOfInput())
-    )
-    assert sent and set(sent) == {0xFF}
+    sent = b"".join(base64.b64decode(json.loads(t)["audio"]) for t in codec.encode(EndOfInput()))
+    assert set(sent) == {0xFF}
     assert len(sent) == (500 + 200) * 8  # the VAD's silence and a margin, at 8 kHz
 
 

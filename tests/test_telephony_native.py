@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -61,7 +62,7 @@ def expected_reply(law: str, ms: int = REPLY_MS) -> bytes:
 
 def chunked(data: bytes, points: list[int]) -> list[bytes]:
     bounds = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def openai(loopback: OpenAILoopback) -> voxtrio.OpenAIRealtime:
@@ -94,15 +95,18 @@ def check_openai_wire(loopback: OpenAILoopback, law: str, call: bytes) -> None:
 # ---------------------------------------------------------------- open_session, OpenAI
 
 
-async def run_openai_session(law: str, pieces: list[bytes]) -> tuple[OpenAILoopback, list[AudioFrame]]:
+async def run_openai_session(
+    law: str, pieces: list[bytes]
+) -> tuple[OpenAILoopback, list[AudioFrame]]:
     played: list[AudioFrame] = []
     script = ConnectionScript(reply_ms=REPLY_MS)
     async with open_openai_loopback(default_script=script) as loopback:
         fmt = AudioFormat(8000, encoding=law)  # type: ignore[arg-type]
         async with (
             trio.open_nursery() as nursery,
-            voxtrio.open_session(openai(loopback), input_format=fmt,
-                                 realtime_playback=False) as session,  # fmt: skip
+            voxtrio.open_session(
+                openai(loopback), input_format=fmt, realtime_playback=False
+            ) as session,  # fmt: skip
         ):
             assert session.input_format == fmt  # the provider takes the call as it is
             recorder = Recorder(session.subscribe(max_buffer=100_000))
@@ -134,7 +138,9 @@ async def test_a_g711_session_reaches_openai_byte_identical_and_back(law: str) -
     law=st.sampled_from(["mulaw", "alaw"]),
     seed=st.integers(0, 1000),
 )
-async def test_g711_conservation_across_any_chunking(law: str, points: list[int], seed: int) -> None:
+async def test_g711_conservation_across_any_chunking(
+    law: str, points: list[int], seed: int
+) -> None:
     """Every byte of the call reaches the service exactly once, in order, whatever
     the chunks ``send_audio`` was given; the declared format is the real one."""
     with trio.fail_after(30):
@@ -148,7 +154,9 @@ async def test_g711_conservation_across_any_chunking(law: str, points: list[int]
 
 
 @asynccontextmanager
-async def front_door(make: Callable[[Start], Provider], **kw: Any) -> AsyncIterator[MediaStreamServer]:
+async def front_door(
+    make: Callable[[Start], Provider], **kw: Any
+) -> AsyncIterator[MediaStreamServer]:
     async with trio.open_nursery() as nursery:
         server: MediaStreamServer = await nursery.start(partial(serve_media_streams, make, **kw))
         yield server
@@ -210,8 +218,9 @@ async def test_a_g711_session_on_gemini_is_decoded_resampled_and_reencoded(law: 
             fmt = AudioFormat(8000, encoding=law)  # type: ignore[arg-type]
             async with (
                 trio.open_nursery() as nursery,
-                voxtrio.open_session(gemini(server), input_format=fmt,
-                                     realtime_playback=False) as session,  # fmt: skip
+                voxtrio.open_session(
+                    gemini(server), input_format=fmt, realtime_playback=False
+                ) as session,  # fmt: skip
             ):
                 assert session.input_format == AudioFormat(16000)  # decoded, resampled
                 recorder = Recorder(session.subscribe(max_buffer=100_000))
@@ -221,7 +230,9 @@ async def test_a_g711_session_on_gemini_is_decoded_resampled_and_reencoded(law: 
                     await session.send_audio(piece)
                 await session.end_input()  # the segment ends: the converter's tail goes
                 conn = await server.wait_for_connection()
-                want = convert_oneshot(decode_codes(call, law), AudioFormat(8000), AudioFormat(16000))
+                want = convert_oneshot(
+                    decode_codes(call, law), AudioFormat(8000), AudioFormat(16000)
+                )
                 await server.wait_until(lambda: conn.service.connection_audio.shape[0] >= len(want))
                 await conn.send(conn.service.reply(reply_pcm, ["Fine."]))
                 await recorder.wait_for(ReplyPlayed)
@@ -261,7 +272,9 @@ async def test_an_alaw_phone_call_on_gemini() -> None:
                 await call.hang_up()
             check_gemini_wire(server)
         got = conn.service.connection_audio[:, 0]
-        want = convert_oneshot(decode_codes(call_audio, "alaw"), AudioFormat(8000), AudioFormat(16000))
+        want = convert_oneshot(
+            decode_codes(call_audio, "alaw"), AudioFormat(8000), AudioFormat(16000)
+        )
         np.testing.assert_array_equal(got, want[: len(got), 0])
         heard = call.reply_pcm()  # A-law decoded by the test client
         assert abs(len(heard) - 1600) <= 1

@@ -326,9 +326,12 @@ def _as_codes(data: object, encoding: str) -> np.ndarray:
     """G.711 codes (bytes or a uint8 array) as a fresh ``(n, 1)`` uint8 array."""
     if isinstance(data, bytes | bytearray | memoryview):
         return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8).reshape(-1, 1).copy()
-    if isinstance(data, np.ndarray) and data.dtype == np.uint8:
-        if data.ndim == 1 or (data.ndim == 2 and data.shape[1] == 1):
-            return data.reshape(-1, 1).copy()
+    if (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and (data.ndim == 1 or (data.ndim == 2 and data.shape[1] == 1))
+    ):
+        return data.reshape(-1, 1).copy()
     raise ValueError(
         f"{encoding} audio is one byte per sample: pass bytes or a uint8 array of shape "
         f"(n,) or (n, 1), got {getattr(data, 'dtype', type(data).__name__)}"

@@ -19,7 +19,7 @@ from typing import Final, Protocol
 
 import numpy as np
 
-from ..audio import AudioFormat, AudioFrame, FrameMs, build_frame, frame_fraction
+from ..audio import AudioFormat, AudioFrame, Encoding, FrameMs, build_frame, frame_fraction
 from .convert import Converter
 from .g711 import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 
@@ -68,7 +68,7 @@ def encode_pcm(pcm: np.ndarray, encoding: str) -> np.ndarray:
     return out
 
 
-def encode_frame(frame: AudioFrame, encoding: str) -> AudioFrame:
+def encode_frame(frame: AudioFrame, encoding: Encoding) -> AudioFrame:
     """A mono int16 frame as the same frame in G.711 ``encoding`` (pts, padding kept)."""
     return build_frame(
         encode_pcm(frame.pcm, encoding), frame.sample_rate, frame.pts, frame.padded, encoding

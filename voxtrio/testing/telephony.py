@@ -2,8 +2,9 @@
 
 It plays what a telephony provider does on a media stream (the Twilio JSON shape):
 connects, sends ``connected`` and ``start``, streams 8 kHz mu-law (or, with
-``encoding="alaw"``, A-law) ``media`` in 20 ms chunks (in real time, or as fast as the socket takes it), and records everything the
-server sends back: reply ``media``, ``mark`` and ``clear``::
+``encoding="alaw"``, A-law) ``media`` in 20 ms chunks (in real time, or as fast as
+the socket takes it), and records everything the server sends back: reply
+``media``, ``mark`` and ``clear``::
 
     async with open_telephony_call(server.url, call_sid="CA1") as call:
         await call.send_audio(wav_to_mulaw(path), realtime=True)

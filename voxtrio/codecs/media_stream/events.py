@@ -7,12 +7,14 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from ...audio import Encoding
+
 SUPPORTED_ENCODING: Final = "audio/x-mulaw"
 #: The A-law stream's ``mediaFormat.encoding`` (the ``audio/x-mulaw`` shape's sibling).
 ALAW_ENCODING: Final = "audio/x-alaw"
 SUPPORTED_RATE: Final = 8000
 #: The media encodings the front door takes, as voxtrio encodings (8 kHz mono each).
-SUPPORTED_ENCODINGS: Final[dict[str, str]] = {
+SUPPORTED_ENCODINGS: Final[dict[str, Encoding]] = {
     SUPPORTED_ENCODING: "mulaw",
     ALAW_ENCODING: "alaw",
 }
@@ -36,7 +38,7 @@ class MediaFormat:
         )
 
     @property
-    def g711(self) -> str:
+    def g711(self) -> Encoding:
         """``"mulaw"`` or ``"alaw"``: the voxtrio encoding of a supported format."""
         try:
             return SUPPORTED_ENCODINGS[self.encoding]

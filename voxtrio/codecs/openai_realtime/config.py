@@ -39,14 +39,16 @@ OPENAI_RATE: Final = 24_000
 #: The audio formats of the GA service, by their wire name: 24 kHz PCM, and 8 kHz
 #: G.711 mu-law (``audio/pcmu``) and A-law (``audio/pcma``), taken and sent as they
 #: are (a phone call needs no decoding or resampling).
-AUDIO_FORMATS: Final[dict[str, AudioFormat]] = {
+#: The ``audio_format`` names.
+AudioFormatName: TypeAlias = Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
+AUDIO_FORMATS: Final[dict[AudioFormatName, AudioFormat]] = {
     "audio/pcm": AudioFormat(OPENAI_RATE),
     "audio/pcmu": AudioFormat(8000, encoding="mulaw"),
     "audio/pcma": AudioFormat(8000, encoding="alaw"),
 }
 
 
-def wire_audio_format(fmt: AudioFormat) -> str | None:
+def wire_audio_format(fmt: AudioFormat) -> AudioFormatName | None:
     """The wire name of ``fmt`` (``"audio/pcmu"`` ...), or None if the service has
     no such format."""
     for name, known in AUDIO_FORMATS.items():
@@ -265,7 +267,7 @@ class OpenAIRealtimeConfig:
         default=None, validator=_one_of("auto", "none", "required", None)
     )
     max_append_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_append_bytes)
-    audio_format: Literal["audio/pcm", "audio/pcmu", "audio/pcma"] = attrs.field(
+    audio_format: AudioFormatName = attrs.field(
         default="audio/pcm", validator=_one_of(*AUDIO_FORMATS)
     )
 

@@ -16,9 +16,8 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ...audio import AudioFormat
-
 from ...actors.link import ReconnectPolicy
+from ...audio import AudioFormat
 from ...codecs.openai_realtime import (
     FunctionTool,
     OpenAIRealtimeCodec,
@@ -55,8 +54,9 @@ class OpenAIRealtime(ApiKeyProvider):
         voice, transcription_model, transcription_language, turn_detection,
         output_modalities, noise_reduction, tools, tool_choice, audio_format: the
             session configuration (``audio_format="audio/pcmu"`` or ``"audio/pcma"``
-            takes and returns 8 kHz G.711 as it is), see :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig`
-            (validated there, once).
+            takes and returns 8 kHz G.711 as it is), see
+            :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig` (validated
+            there, once).
         config: the whole session configuration as one
             :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig`, instead of
             the keywords above (which must then keep their defaults).

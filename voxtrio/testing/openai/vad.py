@@ -8,9 +8,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ...codecs.g711 import alaw_decode, mulaw_decode
-from .events import RATE
+from .events import RATE, ms_or
 from .events import SAMPLES_PER_MS as _SAMPLES_PER_MS
-from .events import ms_or
 
 __all__ = ["EnergyVad", "InputAudio"]
 
