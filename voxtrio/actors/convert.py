@@ -19,7 +19,8 @@ from __future__ import annotations
 import trio
 
 from ..audio import AudioFormat, AudioFrame, FrameMs
-from ..codecs.g711_stream import FrameConverter, make_converter
+from ..codecs.convert import Converter
+from ..codecs.g711_stream import FrameConverter, StreamConverter
 from ..messages import ClearInput, CommitInput, EndOfInput, FrameBatch, LinkInput
 from .base import EdgeCounter
 
@@ -79,7 +80,10 @@ async def run(
                     if converter is not None:
                         await emit(converter.flush())
                     source = msg.format
-                    converter = make_converter(source, target, frame_ms)
+                    if source.is_pcm and target.is_pcm:  # the hot path, as always
+                        converter = Converter(source, target, frame_ms)
+                    else:  # G.711 on a side: passed through, or decoded / encoded
+                        converter = StreamConverter(source, target, frame_ms)
                 assert converter is not None
                 await emit(converter.push(msg.pcm))
             elif isinstance(msg, FrameBatch):
