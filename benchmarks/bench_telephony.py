@@ -6,8 +6,8 @@ provider as ``audio/pcmu``) takes N concurrent calls from simulated phones in th
 process, which stream their audio in real time (20 ms ``media`` every 20 ms) against
 the OpenAI loopback provider (in a process of its own,
 ``benchmarks.telephony_provider``: replies paced in real time). Each
-call talks in turns: 0.6 s of speech, 0.8 s of silence (the loopback's VAD ends the
-turn), a 400 ms reply.
+call talks in turns: 0.6 s of speech, 1.4 s of silence (the loopback's VAD ends the
+turn after 0.5 s of it), a 400 ms reply.
 
 * **calls per core**: the worker's CPU seconds (``/proc/<pid>/stat``, user + system)
   over the run's wall seconds is the cores it used for N calls; ``N / cores`` is the
@@ -57,13 +57,14 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def utterance(seed: int) -> bytes:
-    """0.6 s of loud noisy voice then 0.8 s of silence, mu-law; unique per seed (the
-    first chunk tells the calls apart on the provider side)."""
+    """0.6 s of loud noisy voice then 1.4 s of silence, mu-law; unique per seed (the
+    first chunk tells the calls apart on the provider side). The silence outlasts the
+    VAD's 0.5 s and the 0.4 s reply, so no turn barges in on the last reply."""
     rng = np.random.default_rng(seed)
     n = 4800
     t = np.arange(n) / 8000
     voice = 9000 * np.sin(2 * np.pi * (200 + seed % 300) * t) + rng.normal(0, 2500, n)
-    pcm = np.concatenate([np.clip(voice, -32768, 32767), np.zeros(6400)])
+    pcm = np.concatenate([np.clip(voice, -32768, 32767), np.zeros(11200)])
     return mulaw_encode(pcm.astype(np.int16))
 
 
@@ -129,6 +130,12 @@ async def worker(provider_url: str, db: str, max_calls: int) -> AsyncIterator[tu
             proc.kill()
             with trio.CancelScope(shield=True):
                 await proc.wait()
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the worker's main thread was runnable but waiting for a CPU (other
+    processes had them): the machine's contention, which shows up as latency."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def cpu_seconds(pid: int) -> float:
@@ -204,15 +211,21 @@ async def capacity_run(calls: int, seconds: float, db: str) -> dict[str, float]:
         await warm_up(url)
         sends: list[list[tuple[float, int]]] = [[] for _ in range(calls)]
         boxes: list[list[TelephonyCall]] = [[] for _ in range(calls)]
-        cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
+        lags: list[float] = []
+        cpu0, wall0, wait0 = cpu_seconds(pid), time.perf_counter(), runqueue_wait_s(pid)
         async with trio.open_nursery() as nursery:
-            for i in range(calls):
-                nursery.start_soon(realtime_call, url, i, seconds, sends[i], boxes[i])
+            nursery.start_soon(loop_lag, lags)
+            async with trio.open_nursery() as phones:
+                for i in range(calls):
+                    phones.start_soon(realtime_call, url, i, seconds, sends[i], boxes[i])
+            nursery.cancel_scope.cancel()
         cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
-    (timing,) = report
+        waited = runqueue_wait_s(pid) - wait0
+    (doc,) = report
+    timing, provider_lags = doc["calls"], doc["lags"]
     lat_in: list[float] = []
     lat_out: list[float] = []
-    replies = 0
+    replies = clears = 0  # a clear (barge-in) would cut a reply: out latency assumes none
     for i in range(calls):
         seen = timing.get(utterance(i)[:CHUNK].hex())
         if seen is None or not boxes[i]:
@@ -220,6 +233,7 @@ async def capacity_run(calls: int, seconds: float, db: str) -> dict[str, float]:
         lat_in += in_latencies(sends[i], [tuple(a) for a in seen["arrivals"]])
         lat_out += out_latencies([tuple(d) for d in seen["deltas"]], boxes[i][0], offset)
         replies += len(seen["deltas"])
+        clears += len(boxes[i][0].clears)
     cores = cpu / wall
     return {
         "calls": calls,
@@ -230,8 +244,21 @@ async def capacity_run(calls: int, seconds: float, db: str) -> dict[str, float]:
         "in_p99_ms": round(pct(lat_in, 0.99) * 1000, 2),
         "out_p50_ms": round(pct(lat_out, 0.5) * 1000, 2),
         "out_p99_ms": round(pct(lat_out, 0.99) * 1000, 2),
+        "worker_runqueue_wait_pct": round(100 * waited / wall, 1),
+        "phone_lag_p99_ms": round(pct(lags, 0.99) * 1000, 2),
+        "provider_lag_p99_ms": round(pct(provider_lags, 0.99) * 1000, 2),
         "reply_deltas": replies,
+        "clears": clears,
     }
+
+
+async def loop_lag(into: list[float]) -> None:
+    """How late the phones' own event loop wakes (a 10 ms sleep, over and over): the
+    phones' receive times are late by as much, which out latency includes."""
+    while True:
+        t = trio.current_time()
+        await trio.sleep(0.01)
+        into.append(trio.current_time() - t - 0.01)
 
 
 async def warm_up(url: str) -> None:
@@ -276,14 +303,17 @@ def main(quick: bool = False) -> list[Table]:
     cap = Table("telephony: one `voxtrio serve` worker, N realtime mu-law calls (audio/pcmu)")
     dsn = os.environ.get("VOXTRIO_TEST_PG_DSN")
     print(f"{'calls':>5} {'cores':>6} {'calls/core':>10} {'in p50':>7} {'in p99':>7} "
-          f"{'out p50':>8} {'out p99':>8}  (ms)")  # fmt: skip
+          f"{'out p50':>8} {'out p99':>8} {'lag p99':>14} {'runq':>5}"
+          "  (ms; lag: phones/provider loops; runq: % of wall the worker waited for a CPU)")
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             db = dsn or str(Path(tmp) / f"calls-{n}.db")
             r = trio.run(capacity_run, n, seconds, db)
             print(f"{n:>5} {r['worker_cores']:>6.3f} {r['calls_per_core']:>10.1f} "
                   f"{r['in_p50_ms']:>7.2f} {r['in_p99_ms']:>7.2f} {r['out_p50_ms']:>8.2f} "
-                  f"{r['out_p99_ms']:>8.2f}")  # fmt: skip
+                  f"{r['out_p99_ms']:>8.2f} "
+                  f"{r['phone_lag_p99_ms']:>6.1f}/{r['provider_lag_p99_ms']:<7.1f} "
+                  f"{r['worker_runqueue_wait_pct']:>5.1f}")  # fmt: skip
             cap.add(**r)
     cap.meta.update(store="postgresql" if dsn else "sqlite", call_seconds=seconds,
                     reply_ms=REPLY_MS)  # fmt: skip

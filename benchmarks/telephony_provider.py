@@ -70,11 +70,26 @@ async def main() -> None:
     clock = Clock()
     clock.install()
     script = ConnectionScript(reply_ms=REPLY_MS, pace_replies=True)
-    async with open_openai_loopback(default_script=script, api_key="test") as loopback:
+    lags: list[float] = []
+    async with (
+        open_openai_loopback(default_script=script, api_key="test") as loopback,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(loop_lag, lags)
         print(f"url {loopback.url}", flush=True)
         stdin = trio.lowlevel.FdStream(sys.stdin.fileno())
         await stdin.receive_some(1)
-        print(json.dumps(clock.report()), flush=True)
+        print(json.dumps({"calls": clock.report(), "lags": lags}), flush=True)
+        nursery.cancel_scope.cancel()
+
+
+async def loop_lag(into: list[float]) -> None:
+    """How late this process's loop wakes from a 10 ms sleep: its timestamps are late
+    by as much (both latencies include it)."""
+    while True:
+        t = trio.current_time()
+        await trio.sleep(0.01)
+        into.append(trio.current_time() - t - 0.01)
 
 
 if __name__ == "__main__":
