@@ -16,6 +16,8 @@ turn after 0.5 s of it), a 400 ms reply.
   every byte of it on the provider wire (the bytes are identical, so byte offsets
   match exactly). **out latency**: from the loopback sending a reply audio delta to
   the phone receiving that delta's first byte (real-time playback paces the rest).
+* **path cost**: the input conversion of one 20 ms frame, sans-IO: passed through
+  vs decoded and resampled (a ratio within one run).
 * **resume** (with a PostgreSQL in ``VOXTRIO_TEST_PG_DSN``: run under
   ``scripts/pg_cluster.py run --``): two workers share the database; a call does one
   turn on A, drops, and comes back to B; the time from the drop to B's first
@@ -297,6 +299,47 @@ async def resume_run(dsn: str, resumes: int) -> list[float]:
     return times
 
 
+def _per_frame_us(make: Any, chunks: list[Any], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        conv = make()
+        t = time.perf_counter()
+        for chunk in chunks:
+            conv.push(chunk)
+        conv.flush()
+        best = min(best, time.perf_counter() - t)
+    return best / len(chunks) * 1e6
+
+
+def path_costs(quick: bool) -> Table:
+    """The input conversion of one 20 ms phone frame, sans-IO: passed through
+    (``audio/pcmu``) vs decoded and resampled to OpenAI's 24 kHz PCM (the path before
+    native formats) vs decoded and resampled to Gemini's 16 kHz."""
+    from voxtrio.audio import AudioFormat
+    from voxtrio.codecs.g711_stream import StreamConverter
+
+    seconds = 10 if quick else 60
+    codes = np.frombuffer(
+        b"".join(utterance(i) for i in range(seconds // 2)), np.uint8
+    ).reshape(-1, 1)
+    chunks = [codes[i : i + CHUNK] for i in range(0, len(codes), CHUNK)]
+    mulaw = AudioFormat(8000, encoding="mulaw")
+    paths = {
+        "pass-through (audio/pcmu)": mulaw,
+        "decode + resample to 24 kHz PCM": AudioFormat(24000),
+        "decode + resample to 16 kHz PCM (Gemini)": AudioFormat(16000),
+    }
+    table = Table("telephony: input conversion per 20 ms phone frame (sans-IO)")
+    base = None
+    for name, target in paths.items():
+        us = _per_frame_us(lambda t=target: StreamConverter(mulaw, t, 20), chunks, 3)
+        base = base or us
+        print(f"{name:<44} {us:8.2f} us/frame  {us / base:6.1f}x pass-through")
+        table.add(path=name, us_per_frame=round(us, 3), ratio_to_passthrough=round(us / base, 2))
+    table.meta.update(frames=len(chunks))
+    return table
+
+
 def main(quick: bool = False) -> list[Table]:
     sizes = (10,) if quick else (10, 25, 50)
     seconds = 4.0 if quick else 8.0
@@ -328,7 +371,7 @@ def main(quick: bool = False) -> list[Table]:
               f"max {max(ms):.0f} ms")  # fmt: skip
         res.add(resumes=len(ms), p50_ms=round(statistics.median(ms), 1),
                 max_ms=round(max(ms), 1))  # fmt: skip
-    return [cap, res]
+    return [path_costs(quick), cap, res]
 
 
 if __name__ == "__main__":

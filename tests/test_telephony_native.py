@@ -89,6 +89,8 @@ def check_openai_wire(loopback: OpenAILoopback, law: str, call: bytes) -> None:
     (update,) = loopback.all_events("session.update")
     audio = update["session"]["audio"]
     assert audio["input"]["format"] == audio["output"]["format"] == {"type": WIRE[law]}
+    # ... and the service took it as it is (no PCM rate left over from its defaults)
+    assert conn.service.session["audio"]["input"]["format"] == {"type": WIRE[law]}
     assert not loopback.internal_errors
 
 

@@ -72,6 +72,10 @@ class _ClientEventHandlers:
             self._error("the loopback serves realtime sessions only", "unsupported", client_id)
             return
         merge_session(self.session, session)
+        for side in ("input", "output"):  # a format is replaced whole, never merged
+            fmt = ((session.get("audio") or {}).get(side) or {}).get("format")
+            if isinstance(fmt, dict):
+                self.session["audio"][side]["format"] = dict(fmt)
         if "instructions" in session:
             self.instructions.append(str(session["instructions"]))
         self._configure_vad()
