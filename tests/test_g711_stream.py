@@ -276,3 +276,58 @@ def test_default_openai_codec_is_unchanged() -> None:
     assert fmt == {"type": "audio/pcm", "rate": 24000}
     with pytest.raises(ValueError, match="audio_format"):
         OpenAIRealtimeCodec(audio_format="audio/opus")
+
+
+def test_gemini_codec_refuses_g711_frames() -> None:
+    from voxtrio.codecs.gemini_live import GeminiLiveCodec, GeminiLiveConfig
+
+    codec = GeminiLiveCodec(GeminiLiveConfig(model="gemini-live-test"))
+    frame = AudioFrame(np.zeros((320, 1), np.uint8), 16000, encoding="mulaw")
+    with pytest.raises(ValueError, match="mulaw: convert it first"):
+        codec.encode(frame)
+
+
+@settings(max_examples=100)
+@given(
+    replies=st.lists(
+        st.tuples(st.binary(max_size=1200), st.lists(st.integers(0, 1200), max_size=6)),
+        min_size=1,
+        max_size=4,
+    ),
+    law=st.sampled_from(["mulaw", "alaw"]),
+)
+def test_playback_track_passes_g711_replies_through(
+    replies: list[tuple[bytes, list[int]]], law: str
+) -> None:
+    """Reply audio in the output track's own G.711 format: every byte comes out
+    once, in order, whatever the chunking, reply after reply; pts contiguous; never
+    resampled (the resampler is never fed)."""
+    from voxtrio.actors.playback_track import Track
+
+    track = Track(24000, LAWS[law], 20)
+    frames = track.set_in_rate(8000, law)
+    assert track.passthrough
+    for data, points in replies:
+        for piece in cut(data, points):
+            frames += track.push(np.frombuffer(piece, np.uint8).reshape(-1, 1))
+        frames += track.drain()
+    assert b"".join(f.to_bytes() for f in frames) == b"".join(d for d, _ in replies)
+    pts = 0
+    for f in frames:
+        assert (f.pts, f.encoding, f.sample_rate) == (pts, law, 8000)
+        pts = f.end_pts
+    assert track.resampler.flush_float().size == 0
+
+
+def test_playback_track_encodes_pcm_replies_for_a_g711_output() -> None:
+    """A 24 kHz PCM reply on an 8 kHz mu-law track: resampled, then encoded."""
+    from voxtrio.actors.playback_track import Track
+
+    reply = (np.sin(np.arange(4800) * 2 * np.pi * 440 / 24000) * 8000).astype(np.int16)
+    track = Track(24000, MULAW, 20)
+    assert not track.passthrough
+    frames = track.push(reply.reshape(-1, 1)) + track.drain()
+    assert {f.encoding for f in frames} == {"mulaw"}
+    ref = Converter(AudioFormat(24000), AudioFormat(8000), 20)
+    want = concat_frames(ref.push(reply.reshape(-1, 1)) + ref.flush())
+    assert b"".join(f.to_bytes() for f in frames) == mulaw_encode(want)

@@ -252,7 +252,9 @@ class GeminiLiveCodec:
             ):
                 raise ValueError(
                     f"Gemini Live takes {GEMINI_INPUT_RATE} Hz mono audio; got "
-                    f"{frame.sample_rate} Hz, {frame.channels} channel(s): convert it first"
+                    f"{frame.sample_rate} Hz, {frame.channels} channel(s)"
+                    + ("" if frame.encoding == "pcm16" else f", {frame.encoding}")
+                    + ": convert it first"
                 )
         raw = b"".join(frame.to_bytes() for frame in frames if frame.samples)
         if not raw:
