@@ -342,7 +342,7 @@ def test_event_records_summarise_audio_and_never_carry_it() -> None:
     record = event_record(audio, 1.25)
     assert record == {
         "type": "ReplyAudio", "t_s": 1.25, "samples": 480, "sample_rate": 24_000,
-        "response_id": "r1", "item_id": "i1",
+        "response_id": "r1", "item_id": "i1", "encoding": "pcm16",
     }  # fmt: skip
     json.dumps(record)
 

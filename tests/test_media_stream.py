@@ -139,14 +139,24 @@ def test_malformed_messages_are_typed_errors() -> None:
 
 def test_unsupported_format_is_fatal_with_a_clear_reason() -> None:
     codec = MediaStreamServerCodec()
-    for fmt in (MediaFormat("audio/x-alaw"), MediaFormat(sample_rate=16000),
-                MediaFormat(channels=2)):
+    for fmt in (MediaFormat("audio/x-l16"), MediaFormat(sample_rate=16000),
+                MediaFormat("audio/x-alaw", channels=2)):
         (err,) = codec.receive(build_start(Start("MZ1", "CA1", media_format=fmt)))
         assert isinstance(err, StreamProtocolError)
         assert err.fatal
         assert err.code == "unsupported_media_format"
         assert "audio/x-mulaw" in err.reason
     assert codec.start is None
+
+
+def test_alaw_streams_are_taken() -> None:
+    codec = MediaStreamServerCodec()
+    fmt = MediaFormat("audio/x-alaw")
+    (start,) = codec.receive(build_start(Start("MZ1", "CA1", media_format=fmt)))
+    assert isinstance(start, Start)
+    assert start.media_format.g711 == "alaw"
+    assert codec.start == start
+    assert MediaFormat().g711 == "mulaw"
 
 
 def test_order_rules() -> None:

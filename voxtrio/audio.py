@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Final, TypeAlias
+from typing import Final, Literal, TypeAlias, get_args
 
 import attrs
 import numpy as np
@@ -22,7 +22,9 @@ __all__ = [
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "AudioFormat",
+    "ENCODINGS",
     "AudioFrame",
+    "Encoding",
     "FrameMs",
     "Int16Array",
     "PcmInput",
@@ -38,6 +40,13 @@ MIN_SAMPLE_RATE: Final = 8_000
 MAX_SAMPLE_RATE: Final = 384_000
 MAX_CHANNELS: Final = 64
 _SUPPORTED_WIDTHS: Final = (2,)
+
+#: What one sample of a stream is: 16-bit linear PCM, or a G.711 code (one byte).
+Encoding: TypeAlias = Literal["pcm16", "mulaw", "alaw"]
+#: Every :data:`Encoding`, the default first.
+ENCODINGS: Final[tuple[Encoding, ...]] = get_args(Encoding)
+#: Bytes per sample (per channel) of each encoding.
+_WIDTHS: Final[dict[str, int]] = {"pcm16": 2, "mulaw": 1, "alaw": 1}
 
 #: A frame length in milliseconds: an int, a float or an exact Fraction.
 FrameMs: TypeAlias = int | float | Fraction
@@ -69,35 +78,80 @@ def _validate_channels(_inst: object, _attr: object, value: int) -> None:
         raise ValueError(f"channels must be an int in 1..{MAX_CHANNELS}, got {value!r}")
 
 
-def _validate_width(_inst: object, _attr: object, value: int) -> None:
-    if value not in _SUPPORTED_WIDTHS:
+def _validate_width(inst: object, _attr: object, value: int) -> None:
+    encoding = getattr(inst, "encoding", "pcm16")
+    if encoding != "pcm16":
+        if value != 1 or isinstance(value, bool):
+            raise ValueError(
+                f"sample_width {value!r} does not fit encoding {encoding!r}: G.711 is one "
+                "byte per sample (sample_width=1)"
+            )
+        return
+    if value not in _SUPPORTED_WIDTHS or isinstance(value, bool):
         raise ValueError(
             f"sample_width {value!r} bytes is not supported; voxtrio handles 16-bit PCM "
             "(sample_width=2)"
         )
 
 
+def check_encoding(encoding: object) -> Encoding:
+    """``encoding`` if it is one of :data:`ENCODINGS`, else a clear ``ValueError``."""
+    if not isinstance(encoding, str) or encoding not in _WIDTHS:
+        raise ValueError(
+            f"encoding must be one of {', '.join(map(repr, ENCODINGS))}, got {encoding!r}"
+        )
+    return encoding  # type: ignore[return-value]
+
+
+def _validate_encoding(_inst: object, _attr: object, value: str) -> None:
+    check_encoding(value)
+
+
 @attrs.frozen
 class AudioFormat:
-    """The shape of a PCM stream: signed 16-bit little-endian, interleaved.
+    """The shape of an audio stream: its rate, channels and sample encoding.
+
+    ``pcm16`` (the default) is signed 16-bit little-endian PCM, interleaved; ``mulaw``
+    and ``alaw`` are ITU-T G.711 codes, one byte per sample, mono (a telephone call:
+    ``AudioFormat(8000, encoding="mulaw")``).
 
     Args:
         sample_rate: samples per second per channel, 8 000 .. 384 000 Hz.
-        channels: interleaved channels, 1 .. 64.
-        sample_width: bytes per sample; only 2 (int16) is supported.
+        channels: interleaved channels, 1 .. 64 (1 for G.711).
+        sample_width: bytes per sample per channel; the encoding's own width by
+            default (2 for ``pcm16``, 1 for G.711), and nothing else is accepted.
+        encoding: ``"pcm16"``, ``"mulaw"`` or ``"alaw"`` (keyword-only).
 
     Raises:
-        ValueError: for a rate, channel count or width outside those ranges.
+        ValueError: for a rate, channel count, width or encoding outside those.
     """
 
     sample_rate: int = attrs.field(validator=_validate_rate)
     channels: int = attrs.field(default=1, validator=_validate_channels)
-    sample_width: int = attrs.field(default=2, validator=_validate_width)
+    # Keyword-only, and set before sample_width so that its default can follow it.
+    encoding: Encoding = attrs.field(default="pcm16", validator=_validate_encoding, kw_only=True)
+    sample_width: int = attrs.field(
+        default=attrs.Factory(lambda self: _WIDTHS.get(self.encoding, 2), takes_self=True),
+        validator=_validate_width,
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.encoding != "pcm16" and self.channels != 1:
+            raise ValueError(f"{self.encoding} audio is mono; got channels={self.channels}")
+
+    @property
+    def is_pcm(self) -> bool:
+        """True for 16-bit linear PCM, False for a G.711 encoding."""
+        return self.encoding == "pcm16"
 
     @property
     def bytes_per_sample(self) -> int:
         """Bytes of one sample across all channels (the interleaved stride)."""
         return self.channels * self.sample_width
+
+    def bytes_in(self, samples: int) -> int:
+        """Bytes that ``samples`` samples (per channel) take in this format."""
+        return samples * self.bytes_per_sample
 
     def samples_in(self, duration_s: Fraction | float) -> int:
         """Whole samples (per channel) in ``duration_s`` seconds, rounded down."""
@@ -136,15 +190,18 @@ def pcm_equal(a: np.ndarray, b: np.ndarray) -> bool:
 
 @attrs.frozen(eq=True)
 class AudioFrame:
-    """An immutable block of PCM with its position in the stream.
+    """An immutable block of audio with its position in the stream.
 
     Attributes:
-        pcm: int16 samples, shape ``(samples, channels)``, read-only.
+        pcm: int16 samples, shape ``(samples, channels)``, read-only; for a G.711
+            ``encoding``, the codes as uint8, shape ``(samples, 1)``.
         sample_rate: Hz.
         pts: position of the first sample, counted in samples since the start of the
             stream (``time_base`` units).
         padded: zero samples appended at a final flush (they are the last ``padded``
             rows of ``pcm``); 0 otherwise.
+        encoding: what ``pcm`` holds: ``"pcm16"`` (the default), ``"mulaw"`` or
+            ``"alaw"`` (see :class:`AudioFormat`).
 
     The constructor checks its arguments (``ValueError``) and keeps a read-only view
     of ``pcm`` (no copy: the caller must not change the array afterwards; use
@@ -156,10 +213,19 @@ class AudioFrame:
     sample_rate: int
     pts: int = 0
     padded: int = 0
+    encoding: Encoding = "pcm16"
 
     def __attrs_post_init__(self) -> None:
         pcm = self.pcm
-        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 2:
+        if self.encoding != "pcm16":
+            check_encoding(self.encoding)
+            if not isinstance(pcm, np.ndarray) or pcm.dtype != np.uint8 or pcm.ndim != 2:
+                raise ValueError(
+                    f"a {self.encoding} frame holds its codes as a (samples, 1) uint8 array"
+                )
+            if pcm.shape[1] != 1:
+                raise ValueError(f"{self.encoding} audio is mono; got {pcm.shape[1]} channels")
+        elif not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 2:
             raise ValueError(
                 "pcm must be a (samples, channels) int16 numpy array, got "
                 + (
@@ -193,8 +259,8 @@ class AudioFrame:
 
     @property
     def format(self) -> AudioFormat:
-        """The frame's :class:`AudioFormat`: its sample rate and channel count."""
-        return AudioFormat(self.sample_rate, self.channels)
+        """The frame's :class:`AudioFormat`: its sample rate, channels and encoding."""
+        return AudioFormat(self.sample_rate, self.channels, encoding=self.encoding)
 
     @property
     def time_base(self) -> Fraction:
@@ -217,18 +283,25 @@ class AudioFrame:
         return Fraction(self.pts, self.sample_rate)
 
     def to_bytes(self) -> bytes:
-        """Interleaved little-endian int16 bytes."""
+        """Interleaved little-endian int16 bytes (for G.711, the codes as they are)."""
+        if self.encoding != "pcm16":
+            return self.pcm.tobytes()
         return self.pcm.astype("<i2", copy=False).tobytes()
 
     def __repr__(self) -> str:
         return (
             f"AudioFrame(samples={self.samples}, channels={self.channels}, "
-            f"sample_rate={self.sample_rate}, pts={self.pts}, padded={self.padded})"
+            f"sample_rate={self.sample_rate}, pts={self.pts}, padded={self.padded}"
+            + ("" if self.encoding == "pcm16" else f", encoding={self.encoding!r}")
+            + ")"
         )
 
     @classmethod
     def from_pcm(cls, pcm: PcmInput, fmt: AudioFormat, pts: int = 0) -> AudioFrame:
         """Validate and copy ``pcm`` into a new frame of format ``fmt``.
+
+        For a G.711 ``fmt``, ``pcm`` is the codes: bytes, or a uint8 array of shape
+        ``(n,)`` or ``(n, 1)``.
 
         Raises:
             ValueError: for a wrong dtype, shape, channel count, a partial sample in
@@ -242,8 +315,28 @@ class AudioFrame:
                 raise ValueError(
                     f"{size} bytes is not a whole number of {fmt.bytes_per_sample}-byte samples"
                 )
+        if fmt.encoding != "pcm16":
+            codes = _as_codes(pcm, fmt.encoding)
+            return cls(freeze(codes), fmt.sample_rate, pts, 0, fmt.encoding)
         arr = as_pcm(pcm, fmt.channels).copy()  # never alias the caller's buffer
         return cls(freeze(arr), fmt.sample_rate, pts, 0)
+
+
+def _as_codes(data: object, encoding: str) -> np.ndarray:
+    """G.711 codes (bytes or a uint8 array) as a fresh ``(n, 1)`` uint8 array."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8).reshape(-1, 1).copy()
+    if (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and (data.ndim == 1 or (data.ndim == 2 and data.shape[1] == 1))
+    ):
+        return data.reshape(-1, 1).copy()
+    raise ValueError(
+        f"{encoding} audio is one byte per sample: pass bytes or a uint8 array of shape "
+        f"(n,) or (n, 1), got {getattr(data, 'dtype', type(data).__name__)}"
+        f"{' with shape ' + str(data.shape) if isinstance(data, np.ndarray) else ''}"
+    )
 
 
 def freeze(arr: np.ndarray) -> np.ndarray:
@@ -259,11 +352,14 @@ _set_pcm = _slots["pcm"].__set__
 _set_rate = _slots["sample_rate"].__set__
 _set_pts = _slots["pts"].__set__
 _set_padded = _slots["padded"].__set__
+_set_encoding = _slots["encoding"].__set__
 del _slots
 
 
-def build_frame(pcm: np.ndarray, sample_rate: int, pts: int, padded: int) -> AudioFrame:
-    """``AudioFrame(pcm, sample_rate, pts, padded)`` for the codecs' hot path.
+def build_frame(
+    pcm: np.ndarray, sample_rate: int, pts: int, padded: int, encoding: Encoding = "pcm16"
+) -> AudioFrame:
+    """``AudioFrame(pcm, sample_rate, pts, padded, encoding)`` for the codecs' hot path.
 
     Fills the slots directly instead of going through the frozen class's
     ``object.__setattr__`` calls: ~30% cheaper per frame. Only for data this module
@@ -275,6 +371,7 @@ def build_frame(pcm: np.ndarray, sample_rate: int, pts: int, padded: int) -> Aud
     _set_rate(frame, sample_rate)
     _set_pts(frame, pts)
     _set_padded(frame, padded)
+    _set_encoding(frame, encoding)
     return frame
 
 

@@ -6,6 +6,10 @@ in-band with the audio, so their order is kept: at a segment end (``CommitInput`
 and the reframer's partial frame are flushed *before* the control is forwarded, so no
 tail is ever lost. A change of input format mid-stream is a segment end too.
 
+G.711 input to a provider that takes that same G.711 format passes through: the codes
+are only cut into frames, never decoded or resampled (see
+:mod:`voxtrio.codecs.g711_stream`).
+
 Frames go out as :class:`~voxtrio.messages.FrameBatch` messages: one channel hop per
 input chunk rather than per frame.
 """
@@ -16,6 +20,7 @@ import trio
 
 from ..audio import AudioFormat, AudioFrame, FrameMs
 from ..codecs.convert import Converter
+from ..codecs.g711_stream import FrameConverter, StreamConverter
 from ..messages import ClearInput, CommitInput, EndOfInput, FrameBatch, LinkInput
 from .base import EdgeCounter
 
@@ -47,7 +52,7 @@ async def run(
     the converter holds (under one frame plus the filter delay) is discarded.
     """
     counter = counter if counter is not None else EdgeCounter("convert")
-    converter: Converter | None = None
+    converter: FrameConverter | None = None
     source: AudioFormat | None = None
 
     async def emit(frames: list[AudioFrame]) -> None:
@@ -70,11 +75,15 @@ async def run(
                     source is None
                     or msg.sample_rate != source.sample_rate
                     or (msg.channels != source.channels)
+                    or msg.encoding != source.encoding
                 ):
                     if converter is not None:
                         await emit(converter.flush())
                     source = msg.format
-                    converter = Converter(source, target, frame_ms)
+                    if source.is_pcm and target.is_pcm:  # the hot path, as always
+                        converter = Converter(source, target, frame_ms)
+                    else:  # G.711 on a side: passed through, or decoded / encoded
+                        converter = StreamConverter(source, target, frame_ms)
                 assert converter is not None
                 await emit(converter.push(msg.pcm))
             elif isinstance(msg, FrameBatch):

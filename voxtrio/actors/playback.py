@@ -217,8 +217,11 @@ class _Playback:
                     case ReplyAudio():
                         if msg.response_id is not None and msg.response_id in state.cancelled:
                             continue
-                        if msg.sample_rate != track.in_rate:
-                            enqueue(track.set_in_rate(msg.sample_rate), *current)
+                        if (
+                            msg.sample_rate != track.in_rate
+                            or msg.encoding != track.in_encoding
+                        ):
+                            enqueue(track.set_in_rate(msg.sample_rate, msg.encoding), *current)
                         current = (msg.response_id, msg.item_id)
                         state.current_response = msg.response_id
                         enqueue(track.push(msg.pcm), *current)
@@ -231,7 +234,8 @@ class _Playback:
                         enqueue(track.drain(), *current)
                         self.mark_end(response_id)
                     case Reframe(rate_hz=rate, frame_ms=fms):
-                        enqueue(track.reframe(AudioFormat(rate, track.fmt.channels), fms), *current)
+                        fmt = AudioFormat(rate, track.fmt.channels, encoding=track.fmt.encoding)
+                        enqueue(track.reframe(fmt, fms), *current)
         self.discard_cancelled_tail(current[0])
         enqueue(track.drain(), *current)
         self.done.set()

@@ -161,13 +161,15 @@ class ReplyAudio:
     """A chunk of reply audio: int16 mono ``(samples, 1)`` at ``sample_rate``.
 
     ``response_id`` and ``item_id`` let playback drop stale audio of a cancelled reply
-    and count how much of each item was played.
+    and count how much of each item was played. ``encoding`` is ``"pcm16"`` unless the
+    provider replies in G.711 (``"mulaw"``/``"alaw"``: ``pcm`` holds uint8 codes).
     """
 
     pcm: np.ndarray = attrs.field(eq=attrs.cmp_using(eq=pcm_equal), repr=False)
     sample_rate: int
     response_id: str | None = None
     item_id: str | None = None
+    encoding: str = "pcm16"
 
     @property
     def samples(self) -> int:

@@ -69,6 +69,14 @@ def _check_sink(sink: object) -> None:
     )
 
 
+def _native(provider: Provider, fmt: AudioFormat) -> Provider:
+    """The provider taking G.711 ``fmt`` as it is, if it can (``with_native_audio``,
+    e.g. OpenAI's ``audio/pcmu``); else ``provider``, and the input is converted."""
+    native = getattr(provider, "with_native_audio", None)
+    twin = native(fmt) if callable(native) else None
+    return twin if isinstance(twin, Provider) else provider
+
+
 def make_plan(
     provider: Provider,
     *,
@@ -106,9 +114,13 @@ def make_plan(
         if capture is not None:
             raise ValueError("input_format is for push mode (send_audio); pass no capture")
     session_tools: tuple[Tool, ...] = check_tools(tools)
+    if input_format is not None and not input_format.is_pcm:
+        provider = _native(provider, input_format)
     provider.check()
     linked, settings = link_provider(provider, session_tools)
     out_fmt = output_format if output_format is not None else provider.output_format
+    if output_format is None and input_format is not None and not input_format.is_pcm:
+        out_fmt = input_format  # a phone call hears its own law back, whatever the provider
     if not isinstance(out_fmt, AudioFormat):
         raise ValueError(f"output_format must be an AudioFormat, got {out_fmt!r}")
     frame_fraction(out_fmt.sample_rate, output_frame_ms)

@@ -1,8 +1,11 @@
 """One phone call: a media stream bridged to one voxtrio session.
 
-Inbound ``media`` (8 kHz mu-law) is decoded and pushed into the session as it comes
-(push mode, live input); reply frames from ``session.output`` (8 kHz, 20 ms, paced in
-real time by playback) are encoded and sent back as ``media``. A barge-in -- the
+Inbound ``media`` (8 kHz mu-law or A-law) is pushed into the session as it comes, as
+G.711 (push mode, live input): a provider that takes that format natively (OpenAI's
+``audio/pcmu``/``audio/pcma``) gets the caller's bytes untouched, any other has them
+decoded and resampled by the session. Reply frames from ``session.output`` (8 kHz
+G.711 of the call's law, 20 ms, paced in real time by playback) go back as ``media``
+as they are. A barge-in -- the
 caller speaks while a reply is still being played -- sends ``clear`` (the caller's
 side drops what it has buffered) and cancels the reply, which drops its queued audio.
 The session id is the ``callSid``, so a call that comes back (to this worker or
@@ -18,7 +21,7 @@ import attrs
 import trio
 
 from ..audio import AudioFormat
-from ..codecs.g711 import mulaw_decode, mulaw_encode
+from ..codecs.g711_stream import encode_pcm
 from ..codecs.media_stream import (
     Dtmf,
     Mark,
@@ -40,7 +43,11 @@ from .ws import WebSocket, WebSocketClosed
 
 __all__ = ["CallOptions", "CallStats", "ProviderFactory", "run_call"]
 
-PHONE_FORMAT = AudioFormat(8000)
+
+
+def call_format(start: Start) -> AudioFormat:
+    """The call's audio as the session carries it: 8 kHz G.711 of its law."""
+    return AudioFormat(start.media_format.sample_rate, encoding=start.media_format.g711)
 #: Builds the provider of one call from its ``start`` (custom parameters and all).
 ProviderFactory = Callable[[Start], Provider]
 
@@ -82,6 +89,8 @@ class _Bridge:
         self.stats = stats
         self.cleared: set[str | None] = set()
         self.activity = trio.Event()
+        assert codec.start is not None
+        self.format = call_format(codec.start)
 
     async def inbound(self) -> None:
         """Caller audio into the session until ``stop`` or the stream ends."""
@@ -93,10 +102,9 @@ class _Bridge:
             for event in self.codec.receive(data):
                 match event:
                     case Media(payload=payload) if event.track == "inbound":
-                        pcm = mulaw_decode(payload)
-                        self.stats.samples_in += len(pcm)
+                        self.stats.samples_in += len(payload)  # one byte per sample
                         try:
-                            await self.session.send_audio(pcm, PHONE_FORMAT)
+                            await self.session.send_audio(payload, self.format)
                         except SessionClosedError:
                             await self.ws.close(1011, "the voice session ended")
                             return
@@ -114,10 +122,16 @@ class _Bridge:
                             return
 
     async def outbound(self) -> None:
-        """Reply frames (already paced in real time) out as mu-law ``media``."""
+        """Reply frames (already paced in real time, in the call's G.711) out as
+        ``media``, their bytes as they are."""
+        encoding = self.format.encoding
         with contextlib.suppress(WebSocketClosed):
             async for frame in self.session.output:
-                await self.ws.send(self.codec.media(mulaw_encode(frame.pcm)))
+                if frame.encoding == encoding:
+                    payload = frame.to_bytes()
+                else:  # an app's own output format: encode it for the phone
+                    payload = encode_pcm(frame.pcm[:, :1], encoding).tobytes()
+                await self.ws.send(self.codec.media(payload))
                 self.stats.samples_out += frame.samples
 
     async def watch(self, events: Subscription) -> None:
@@ -193,7 +207,8 @@ async def run_call(
                         store=options.store,
                         session_id=start.call_sid,
                         instructions=options.instructions,
-                        output_format=PHONE_FORMAT,
+                        input_format=call_format(start),
+                        output_format=call_format(start),
                         output_frame_ms=20,
                         live_input=True,
                         realtime_playback=options.realtime_playback,

@@ -1,9 +1,10 @@
 """A telephony-side test client for :func:`voxtrio.telephony.serve_media_streams`.
 
 It plays what a telephony provider does on a media stream (the Twilio JSON shape):
-connects, sends ``connected`` and ``start``, streams 8 kHz mu-law ``media`` in 20 ms
-chunks (in real time, or as fast as the socket takes it), and records everything the
-server sends back: reply ``media``, ``mark`` and ``clear``::
+connects, sends ``connected`` and ``start``, streams 8 kHz mu-law (or, with
+``encoding="alaw"``, A-law) ``media`` in 20 ms chunks (in real time, or as fast as
+the socket takes it), and records everything the server sends back: reply
+``media``, ``mark`` and ``clear``::
 
     async with open_telephony_call(server.url, call_sid="CA1") as call:
         await call.send_audio(wav_to_mulaw(path), realtime=True)
@@ -25,12 +26,15 @@ import trio
 import trio_websocket
 
 from ..codecs.audio import downmix
-from ..codecs.g711 import mulaw_decode, mulaw_encode
+from ..codecs.g711 import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 from ..codecs.media_stream import (
+    ALAW_ENCODING,
+    SUPPORTED_ENCODING,
     Clear,
     Dtmf,
     Mark,
     Media,
+    MediaFormat,
     OutboundMedia,
     Start,
     Stop,
@@ -46,18 +50,33 @@ from ..codecs.media_stream import (
 from ..codecs.resample import StreamResampler
 from ..codecs.wav import read_wav
 
-__all__ = ["ReceivedClear", "TelephonyCall", "open_telephony_call", "wav_to_mulaw"]
+__all__ = [
+    "ReceivedClear",
+    "TelephonyCall",
+    "open_telephony_call",
+    "wav_to_alaw",
+    "wav_to_mulaw",
+]
 
 CHUNK_BYTES = 160  # 20 ms of 8 kHz mu-law
 
 
-def wav_to_mulaw(path: str | PathLike[str]) -> bytes:
-    """A WAV file as a phone hears it: mono, 8 kHz, G.711 mu-law."""
+def _wav_to_8k(path: str | PathLike[str]) -> np.ndarray:
     pcm, fmt = read_wav(path)
     mono = downmix(pcm)
     resampler = StreamResampler(fmt.sample_rate, 8000)
-    out = np.concatenate([resampler.push(mono), resampler.flush()])
-    return mulaw_encode(out)
+    out: np.ndarray = np.concatenate([resampler.push(mono), resampler.flush()])
+    return out
+
+
+def wav_to_mulaw(path: str | PathLike[str]) -> bytes:
+    """A WAV file as a phone hears it: mono, 8 kHz, G.711 mu-law."""
+    return mulaw_encode(_wav_to_8k(path))
+
+
+def wav_to_alaw(path: str | PathLike[str]) -> bytes:
+    """A WAV file as a phone hears it: mono, 8 kHz, G.711 A-law."""
+    return alaw_encode(_wav_to_8k(path))
 
 
 @attrs.frozen
@@ -72,7 +91,8 @@ class TelephonyCall:
     """One media stream from the telephony side (see :func:`open_telephony_call`).
 
     Attributes:
-        media: the reply audio received (raw mu-law payloads, in order).
+        media: the reply audio received (raw G.711 payloads of the stream's
+            encoding, in order).
         marks: names of the ``mark`` messages received.
         clears: every ``clear`` received.
         errors: server messages that did not parse.
@@ -95,6 +115,7 @@ class TelephonyCall:
         self._chunk = 0
         self._sent_bytes = 0
         self._changed = trio.Event()
+        self.alaw = start.media_format.encoding == ALAW_ENCODING
 
     @property
     def stream_sid(self) -> str:
@@ -106,7 +127,7 @@ class TelephonyCall:
 
     def reply_pcm(self) -> np.ndarray:
         """The reply audio received, decoded: int16 at 8 kHz."""
-        return mulaw_decode(b"".join(self.media))
+        return (alaw_decode if self.alaw else mulaw_decode)(b"".join(self.media))
 
     async def wait_for(self, predicate: Callable[[TelephonyCall], bool]) -> None:
         """Wait until ``predicate(call)`` holds (re-checked on every server message)."""
@@ -118,8 +139,9 @@ class TelephonyCall:
         await self.ws.send_message(text)
 
     async def send_audio(self, mulaw: bytes, *, realtime: bool = True) -> None:
-        """Stream ``mulaw`` in 20 ms ``media`` chunks; in real time, one per 20 ms
-        (on trio's clock, with no drift), else as fast as the socket takes them."""
+        """Stream ``mulaw`` (G.711 bytes of the stream's encoding: A-law for an A-law
+        stream) in 20 ms ``media`` chunks; in real time, one per 20 ms (on trio's
+        clock, with no drift), else as fast as the socket takes them."""
         begin = trio.current_time()
         for offset in range(0, len(mulaw), CHUNK_BYTES):
             piece = mulaw[offset : offset + CHUNK_BYTES]
@@ -133,8 +155,9 @@ class TelephonyCall:
                 await trio.sleep_until(begin + (offset + len(piece)) / 8000)
 
     async def send_silence(self, seconds: float, *, realtime: bool = True) -> None:
-        await self.send_audio(mulaw_encode(np.zeros(int(seconds * 8000), np.int16)),
-                              realtime=realtime)
+        zeros = np.zeros(int(seconds * 8000), np.int16)
+        encode = alaw_encode if self.alaw else mulaw_encode
+        await self.send_audio(encode(zeros), realtime=realtime)
 
     async def send_mark(self, name: str) -> None:
         """Tell the server playout reached its mark ``name`` (what the provider does)."""
@@ -192,10 +215,13 @@ async def open_telephony_call(
     stream_sid: str | None = None,
     custom_parameters: Mapping[str, str] | None = None,
     start: Start | None = None,
+    encoding: str = "mulaw",
 ) -> AsyncIterator[TelephonyCall]:
     """Connect to a media-stream server and send ``connected`` and ``start``.
 
-    ``start`` overrides the whole start event (e.g. an unsupported format). Raises
+    ``encoding`` is the stream's law: ``"mulaw"`` (``audio/x-mulaw``, the default)
+    or ``"alaw"`` (``audio/x-alaw``). ``start`` overrides the whole start event
+    (e.g. an unsupported format). Raises
     ``trio_websocket.HandshakeError`` (``ConnectionRejected`` with ``status_code``)
     if the server refuses the handshake. Leaving the block closes the stream.
     """
@@ -204,6 +230,7 @@ async def open_telephony_call(
             stream_sid=stream_sid or f"MZ{uuid.uuid4().hex}",
             call_sid=call_sid or f"CA{uuid.uuid4().hex}",
             custom_parameters=dict(custom_parameters or {}),
+            media_format=MediaFormat(ALAW_ENCODING if encoding == "alaw" else SUPPORTED_ENCODING),
         )
     async with trio_websocket.open_websocket_url(url) as ws, trio.open_nursery() as nursery:
         call = TelephonyCall(ws, start)

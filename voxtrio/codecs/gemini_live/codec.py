@@ -245,10 +245,16 @@ class GeminiLiveCodec:
         for frame in frames:  # check everything before changing any state
             if not isinstance(frame, AudioFrame):
                 raise TypeError(f"a FrameBatch holds AudioFrames, got {type(frame).__name__}")
-            if frame.sample_rate != GEMINI_INPUT_RATE or frame.channels != 1:
+            if (
+                frame.sample_rate != GEMINI_INPUT_RATE
+                or frame.channels != 1
+                or frame.encoding != "pcm16"  # G.711 must be decoded first
+            ):
                 raise ValueError(
                     f"Gemini Live takes {GEMINI_INPUT_RATE} Hz mono audio; got "
-                    f"{frame.sample_rate} Hz, {frame.channels} channel(s): convert it first"
+                    f"{frame.sample_rate} Hz, {frame.channels} channel(s)"
+                    + ("" if frame.encoding == "pcm16" else f", {frame.encoding}")
+                    + ": convert it first"
                 )
         raw = b"".join(frame.to_bytes() for frame in frames if frame.samples)
         if not raw:

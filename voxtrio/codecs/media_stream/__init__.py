@@ -35,7 +35,9 @@ from .build import (
     build_stop,
 )
 from .events import (
+    ALAW_ENCODING,
     SUPPORTED_ENCODING,
+    SUPPORTED_ENCODINGS,
     SUPPORTED_RATE,
     Clear,
     Connected,
@@ -63,7 +65,9 @@ from .parse import parse_inbound, parse_outbound
 from .server import MediaStreamServerCodec
 
 __all__ = [
+    "ALAW_ENCODING",
     "SUPPORTED_ENCODING",
+    "SUPPORTED_ENCODINGS",
     "SUPPORTED_RATE",
     "Clear",
     "Connected",

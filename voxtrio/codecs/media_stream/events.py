@@ -7,23 +7,43 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from ...audio import Encoding
+
 SUPPORTED_ENCODING: Final = "audio/x-mulaw"
+#: The A-law stream's ``mediaFormat.encoding`` (the ``audio/x-mulaw`` shape's sibling).
+ALAW_ENCODING: Final = "audio/x-alaw"
 SUPPORTED_RATE: Final = 8000
+#: The media encodings the front door takes, as voxtrio encodings (8 kHz mono each).
+SUPPORTED_ENCODINGS: Final[dict[str, Encoding]] = {
+    SUPPORTED_ENCODING: "mulaw",
+    ALAW_ENCODING: "alaw",
+}
 
 
 @attrs.frozen
 class MediaFormat:
+    """A stream's ``mediaFormat``: 8 kHz mono mu-law (``audio/x-mulaw``) or A-law
+    (``audio/x-alaw``) is supported."""
+
     encoding: str = SUPPORTED_ENCODING
     sample_rate: int = SUPPORTED_RATE
     channels: int = 1
 
     @property
     def supported(self) -> bool:
-        return (self.encoding, self.sample_rate, self.channels) == (
-            SUPPORTED_ENCODING,
-            SUPPORTED_RATE,
-            1,
+        return (
+            self.encoding in SUPPORTED_ENCODINGS
+            and self.sample_rate == SUPPORTED_RATE
+            and self.channels == 1
         )
+
+    @property
+    def g711(self) -> Encoding:
+        """``"mulaw"`` or ``"alaw"``: the voxtrio encoding of a supported format."""
+        try:
+            return SUPPORTED_ENCODINGS[self.encoding]
+        except KeyError:
+            raise ValueError(f"unsupported media encoding {self.encoding!r}") from None
 
 
 @attrs.frozen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .build import build_clear, build_mark, build_media
 from .events import (
-    SUPPORTED_ENCODING,
+    SUPPORTED_ENCODINGS,
     SUPPORTED_RATE,
     Connected,
     InboundEvent,
@@ -20,7 +20,7 @@ class MediaStreamServerCodec:
     """The server side of one media stream: checks order and format.
 
     ``start`` must come (after an optional ``connected``) before ``media``, ``mark``
-    or ``dtmf``; a format other than 8 kHz mono mu-law is a fatal error
+    or ``dtmf``; a format other than 8 kHz mono mu-law or A-law is a fatal error
     (``unsupported_media_format``). After ``stop`` nothing more is taken.
     """
 
@@ -48,7 +48,8 @@ class MediaStreamServerCodec:
                 return [
                     StreamProtocolError(
                         f"unsupported media format {f.encoding} {f.sample_rate} Hz "
-                        f"{f.channels} ch; only {SUPPORTED_ENCODING} {SUPPORTED_RATE} Hz mono",
+                        f"{f.channels} ch; only {' or '.join(SUPPORTED_ENCODINGS)} "
+                        f"{SUPPORTED_RATE} Hz mono",
                         "unsupported_media_format",
                         fatal=True,
                     )
@@ -70,7 +71,7 @@ class MediaStreamServerCodec:
         return [event]
 
     def media(self, payload: bytes) -> str:
-        """Outbound audio (raw mu-law bytes) for this stream."""
+        """Outbound audio (raw G.711 bytes, in the stream's encoding)."""
         return build_media(self._sid(), payload)
 
     def mark(self, name: str) -> str:

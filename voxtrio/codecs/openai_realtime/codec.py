@@ -13,14 +13,12 @@ from ..wire import (
     default_close_verdict,
     default_rejection_verdict,
 )
-from .config import OPENAI_RATE, FunctionTool, OpenAIRealtimeConfig, TurnDetection, realtime_url
+from .config import FunctionTool, OpenAIRealtimeConfig, TurnDetection, realtime_url
 from .decode import Decoder
 from .encode import Encoder
 from .state import ConnectionState
 
 __all__ = ["OpenAIRealtimeCodec"]
-
-_FORMAT: Final = AudioFormat(OPENAI_RATE, 1)
 
 #: Close codes after which the service will not take the session back.
 _FATAL_CLOSE_CODES: Final = frozenset({1008, 4001, 4003, 4004})
@@ -61,7 +59,10 @@ class OpenAIRealtimeCodec:
         elif options:
             raise TypeError("pass either a config or keyword options, not both")
         self.config: Final = config
-        self._state = ConnectionState()
+        audio = config.audio
+        self._state = ConnectionState(
+            rate=audio.sample_rate, out_rate=audio.sample_rate, out_encoding=audio.encoding
+        )
         self._encoder = Encoder(config, self._state)
         self._decoder = Decoder(self._state)
 
@@ -158,12 +159,14 @@ class OpenAIRealtimeCodec:
 
     @property
     def input_format(self) -> AudioFormat:
-        """24 kHz mono int16: the only input the service takes."""
-        return _FORMAT
+        """The configured ``audio_format``: 24 kHz mono int16 by default, or 8 kHz
+        G.711 (``audio/pcmu``, ``audio/pcma``) taken as it is."""
+        return self.config.audio
 
     @property
     def output_format(self) -> AudioFormat:
-        return _FORMAT
+        """The reply audio's format: the same as :attr:`input_format`."""
+        return self.config.audio
 
     def url(self, base_url: str | None = None) -> str:
         """:func:`realtime_url` for this codec's model."""

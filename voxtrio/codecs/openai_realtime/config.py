@@ -16,9 +16,11 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from ...audio import AudioFormat
 from ...function_tool import FunctionTool
 
 __all__ = [
+    "AUDIO_FORMATS",
     "DEFAULT_BASE_URL",
     "MAX_APPEND_BYTES",
     "OPENAI_RATE",
@@ -34,6 +36,27 @@ __all__ = [
 
 #: The only PCM rate the Realtime API accepts, in and out.
 OPENAI_RATE: Final = 24_000
+#: The audio formats of the GA service, by their wire name: 24 kHz PCM, and 8 kHz
+#: G.711 mu-law (``audio/pcmu``) and A-law (``audio/pcma``), taken and sent as they
+#: are (a phone call needs no decoding or resampling).
+#: The ``audio_format`` names.
+AudioFormatName: TypeAlias = Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
+AUDIO_FORMATS: Final[dict[AudioFormatName, AudioFormat]] = {
+    "audio/pcm": AudioFormat(OPENAI_RATE),
+    "audio/pcmu": AudioFormat(8000, encoding="mulaw"),
+    "audio/pcma": AudioFormat(8000, encoding="alaw"),
+}
+
+
+def wire_audio_format(fmt: AudioFormat) -> AudioFormatName | None:
+    """The wire name of ``fmt`` (``"audio/pcmu"`` ...), or None if the service has
+    no such format."""
+    for name, known in AUDIO_FORMATS.items():
+        if known == fmt:
+            return name
+    return None
+
+
 #: The public endpoint.
 DEFAULT_BASE_URL: Final = "wss://api.openai.com/v1/realtime"
 #: The most raw PCM one append may carry: its base64 (4/3 larger) plus the JSON
@@ -216,6 +239,9 @@ class OpenAIRealtimeConfig:
         max_append_bytes: raw PCM bytes per ``input_audio_buffer.append`` at most
             (default 8 MiB, at most :data:`MAX_APPEND_BYTES`; rounded down to whole
             samples when used, see :attr:`append_step`).
+        audio_format: the audio of both directions, one of :data:`AUDIO_FORMATS`:
+            ``"audio/pcm"`` (24 kHz PCM, the default), ``"audio/pcmu"`` or
+            ``"audio/pcma"`` (8 kHz G.711, for phone calls: passed through untouched).
 
     Raises:
         ValueError: any option out of range (the message names it).
@@ -241,6 +267,14 @@ class OpenAIRealtimeConfig:
         default=None, validator=_one_of("auto", "none", "required", None)
     )
     max_append_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_append_bytes)
+    audio_format: AudioFormatName = attrs.field(
+        default="audio/pcm", validator=_one_of(*AUDIO_FORMATS)
+    )
+
+    @property
+    def audio(self) -> AudioFormat:
+        """:attr:`audio_format` as an :class:`~voxtrio.audio.AudioFormat`."""
+        return AUDIO_FORMATS[self.audio_format]
 
     @property
     def append_step(self) -> int:

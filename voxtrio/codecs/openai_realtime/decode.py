@@ -39,7 +39,6 @@ from ...messages import (
 )
 from ..wire import LinkSignal, Ready, excerpt
 from ._json import Malformed, get_int, get_obj, get_opt, get_opt_str, get_str
-from .config import OPENAI_RATE
 from .state import ConnectionState
 
 __all__ = ["FATAL_ERROR_CODES", "Decoder", "is_fatal_error"]
@@ -131,11 +130,13 @@ def _parse(data: str | bytes) -> dict[str, Any] | ErrorEvent:
     return obj
 
 
-def _decode_pcm(text: str) -> np.ndarray:
+def _decode_pcm(text: str, encoding: str = "pcm16") -> np.ndarray:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise Malformed(f"audio is not valid base64 ({len(text)} chars)") from None
+    if encoding != "pcm16":  # G.711: the codes, one byte per sample, as they came
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 1)
     if len(raw) % 2:
         raise Malformed(f"audio of {len(raw)} bytes is not whole 16-bit samples")
     return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False).reshape(-1, 1)
@@ -269,10 +270,11 @@ class Decoder:
         where = "audio delta"
         response_id = get_str(ev, "response_id", where)
         item_id = get_str(ev, "item_id", where)
-        pcm = _decode_pcm(get_str(ev, "delta", where))
+        rate, encoding = self.state.out_rate, self.state.out_encoding
+        pcm = _decode_pcm(get_str(ev, "delta", where), encoding)
         if not pcm.shape[0]:
             return []
-        return [ReplyAudio(pcm, OPENAI_RATE, response_id, item_id)]
+        return [ReplyAudio(pcm, rate, response_id, item_id, encoding)]
 
     def _audio_done(self, ev: dict[str, Any]) -> _Decoded:
         where = "audio done"

@@ -24,7 +24,7 @@ from ...messages import (
 )
 from ._json import dumps
 from .config import OPENAI_RATE, OpenAIRealtimeConfig, ServerVad
-from .state import MIN_COMMIT_SAMPLES, ConnectionState
+from .state import ConnectionState
 
 __all__ = ["Encoder"]
 
@@ -32,6 +32,13 @@ __all__ = ["Encoder"]
 _SILENCE_MARGIN_MS: Final = 200
 
 _PCM_FORMAT: Final[dict[str, Any]] = {"type": "audio/pcm", "rate": OPENAI_RATE}
+#: The code of silence in each G.711 law (what the end-of-input silence is made of).
+_SILENCE_CODE: Final = {"mulaw": 0xFF, "alaw": 0xD5}
+
+
+def _wire_format(name: str) -> dict[str, Any]:
+    """A ``format`` object: PCM names its rate; G.711 (8 kHz by definition) does not."""
+    return dict(_PCM_FORMAT) if name == "audio/pcm" else {"type": name}
 
 
 class Encoder:
@@ -44,7 +51,7 @@ class Encoder:
     def session_config(self, instructions: str) -> dict[str, Any]:
         """The ``session`` object of the ``session.update`` sent on connect."""
         cfg = self.config
-        audio_in: dict[str, Any] = {"format": dict(_PCM_FORMAT)}
+        audio_in: dict[str, Any] = {"format": _wire_format(cfg.audio_format)}
         if cfg.transcription_model is None:
             audio_in["transcription"] = None
         else:
@@ -62,7 +69,7 @@ class Encoder:
         audio_in["turn_detection"] = turn
         if cfg.noise_reduction is not None:
             audio_in["noise_reduction"] = {"type": cfg.noise_reduction}
-        audio_out: dict[str, Any] = {"format": dict(_PCM_FORMAT)}
+        audio_out: dict[str, Any] = {"format": _wire_format(cfg.audio_format)}
         if cfg.voice is not None:
             audio_out["voice"] = cfg.voice
         session: dict[str, Any] = {
@@ -152,12 +159,18 @@ class Encoder:
         turn = self.config.turn_detection
         state = self.state
         if turn is None:
-            return [self._commit()] if state.uncommitted >= MIN_COMMIT_SAMPLES else []
+            return [self._commit()] if state.uncommitted >= state.min_commit_samples else []
         if isinstance(turn, ServerVad):
             if state.uncommitted <= 0:
                 return []
-            n = (turn.silence_duration_ms + _SILENCE_MARGIN_MS) * (OPENAI_RATE // 1000)
-            silence = AudioFrame(np.zeros((n, 1), np.int16), OPENAI_RATE, state.next_pts or 0)
+            fmt = self.config.audio
+            n = (turn.silence_duration_ms + _SILENCE_MARGIN_MS) * (fmt.sample_rate // 1000)
+            if fmt.is_pcm:
+                zeros = np.zeros((n, 1), np.int16)
+            else:
+                zeros = np.full((n, 1), _SILENCE_CODE[fmt.encoding], np.uint8)
+            pts = state.next_pts or 0
+            silence = AudioFrame(zeros, fmt.sample_rate, pts, 0, fmt.encoding)
             wires = self._audio((silence,))
             state.uncommitted = 0  # the silence closes whatever turn was open
             return wires
@@ -196,13 +209,20 @@ class Encoder:
         return self._event({"type": "conversation.item.create", "item": item})
 
     def _audio(self, frames: Sequence[AudioFrame]) -> list[str]:
+        fmt = self.config.audio
         for frame in frames:  # check everything before changing any state
             if not isinstance(frame, AudioFrame):
                 raise TypeError(f"a FrameBatch holds AudioFrames, got {type(frame).__name__}")
-            if frame.sample_rate != OPENAI_RATE or frame.channels != 1:
+            if (
+                frame.sample_rate != fmt.sample_rate
+                or frame.channels != 1
+                or frame.encoding != fmt.encoding
+            ):
                 raise ValueError(
-                    f"OpenAI Realtime takes 24000 Hz mono audio; got {frame.sample_rate} Hz, "
-                    f"{frame.channels} channel(s): convert it first"
+                    f"this OpenAI Realtime session takes {fmt.sample_rate} Hz mono "
+                    f"{fmt.encoding} audio ({self.config.audio_format}); got "
+                    f"{frame.sample_rate} Hz {frame.encoding}, {frame.channels} channel(s): "
+                    "convert it first"
                 )
         chunks: list[bytes] = []
         for frame in frames:

@@ -17,7 +17,6 @@ __all__ = ["MIN_COMMIT_SAMPLES", "ConnectionState"]
 
 #: Below this much committed audio the service rejects a commit.
 MIN_COMMIT_SAMPLES: Final = OPENAI_RATE // 10  # 100 ms
-_SAMPLES_PER_MS: Final = OPENAI_RATE // 1000
 
 
 @attrs.define
@@ -39,6 +38,14 @@ class ConnectionState:
     next_pts: int | None = None
     uncommitted: int = 0  # samples appended since the last commit/clear/turn
     speaking: bool = False  # the service's VAD heard speech start, not yet stop
+    rate: int = OPENAI_RATE  # of the input audio (8000 for G.711)
+    out_rate: int = OPENAI_RATE  # of the reply audio
+    out_encoding: str = "pcm16"  # of the reply audio: pcm16, mulaw or alaw
+
+    @property
+    def min_commit_samples(self) -> int:
+        """Below this much committed audio (100 ms) the service rejects a commit."""
+        return self.rate // 10
 
     def event_id(self) -> str:
         """A fresh client ``event_id``."""
@@ -59,6 +66,6 @@ class ConnectionState:
         the first audio appended on this connection), or None before any audio."""
         if not self.break_offsets:
             return None
-        offset = audio_ms * _SAMPLES_PER_MS
+        offset = audio_ms * (self.rate // 1000)
         i = max(0, bisect.bisect_right(self.break_offsets, offset) - 1)
         return self.break_pts[i] + offset - self.break_offsets[i]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Final, Literal
 
 import attrs
 
 from ...actors.link import ReconnectPolicy
+from ...audio import AudioFormat
 from ...codecs.openai_realtime import (
     FunctionTool,
     OpenAIRealtimeCodec,
@@ -25,6 +27,7 @@ from ...codecs.openai_realtime import (
     auth_headers,
     realtime_url,
 )
+from ...codecs.openai_realtime.config import wire_audio_format
 from ...errors import MissingApiKeyError
 from ...runtime.websocket_provider import ApiKeyProvider
 
@@ -49,9 +52,11 @@ class OpenAIRealtime(ApiKeyProvider):
             ``ws://127.0.0.1:PORT/v1/realtime`` (the loopback server of
             :mod:`voxtrio.testing`).
         voice, transcription_model, transcription_language, turn_detection,
-        output_modalities, noise_reduction, tools, tool_choice: the session
-            configuration, see :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig`
-            (validated there, once).
+        output_modalities, noise_reduction, tools, tool_choice, audio_format: the
+            session configuration (``audio_format="audio/pcmu"`` or ``"audio/pcma"``
+            takes and returns 8 kHz G.711 as it is), see
+            :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig` (validated
+            there, once).
         config: the whole session configuration as one
             :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig`, instead of
             the keywords above (which must then keep their defaults).
@@ -84,6 +89,7 @@ class OpenAIRealtime(ApiKeyProvider):
         noise_reduction: Literal["near_field", "far_field"] | None = None,
         tools: Sequence[FunctionTool] = (),
         tool_choice: Literal["auto", "none", "required"] | None = None,
+        audio_format: Literal["audio/pcm", "audio/pcmu", "audio/pcma"] = "audio/pcm",
         reconnect: ReconnectPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 16 * 1024 * 1024,
@@ -100,6 +106,7 @@ class OpenAIRealtime(ApiKeyProvider):
             "noise_reduction": noise_reduction,
             "tools": tools,
             "tool_choice": tool_choice,
+            "audio_format": audio_format,
         }
         self.config: Final = _config(model, config, options)
         self.model = self.config.model
@@ -121,6 +128,25 @@ class OpenAIRealtime(ApiKeyProvider):
     def __repr__(self) -> str:
         host = self._url.split("?", 1)[0]
         return f"OpenAIRealtime(model={self.model!r}, url={host!r})"
+
+    def with_native_audio(self, fmt: AudioFormat) -> OpenAIRealtime | None:
+        """A copy of this provider whose audio, both ways, is ``fmt`` as it is, or
+        None if the service has no such format (it takes 24 kHz PCM and 8 kHz
+        G.711: ``audio/pcmu``, ``audio/pcma``). This provider is unchanged.
+
+        ``open_session(input_format=AudioFormat(8000, encoding="mulaw"))`` asks for
+        this, so a phone call reaches the service without being decoded or resampled.
+        """
+        name = wire_audio_format(fmt)
+        if name is None:
+            return None
+        if name == self.config.audio_format:
+            return self
+        config = attrs.evolve(self.config, audio_format=name)
+        twin = self.with_codec_factory(partial(OpenAIRealtimeCodec, config))
+        twin.config = config  # type: ignore[misc]  # a fresh copy, not yet shared
+        twin._codec = twin._codec_factory()
+        return twin
 
     def make_codec(self) -> OpenAIRealtimeCodec:
         """A fresh codec with this configuration (the link makes one per connection)."""

@@ -89,6 +89,10 @@ class _ClientEventHandlers:
             self._error(message, "invalid_value", client_id)
             return
         merge_session(self.session, session)
+        for side in ("input", "output"):  # a format is replaced whole, never merged
+            fmt = ((session.get("audio") or {}).get(side) or {}).get("format")
+            if isinstance(fmt, dict):
+                self.session["audio"][side]["format"] = dict(fmt)
         if "instructions" in session:
             self.instructions.append(str(session["instructions"]))
         self._configure_vad()
@@ -96,6 +100,12 @@ class _ClientEventHandlers:
 
     def _on_append(self, event: dict[str, Any], client_id: object) -> None:
         self._append(base64.b64decode(event["audio"]))
+
+    def _audio_encoding(self, direction: str) -> str:
+        """``pcm16``, ``mulaw`` or ``alaw``: the session's input or output format."""
+        audio = self.session.get("audio") or {}
+        fmt = (audio.get(direction) or {}).get("format") or {}
+        return _ENCODINGS.get(fmt.get("type"), "pcm16")
 
     def _on_commit(self, event: dict[str, Any], client_id: object) -> None:
         self._commit(client_id)
@@ -162,7 +172,7 @@ class _ClientEventHandlers:
     # ------------------------------------------------------------- input audio and turns
 
     def _append(self, raw: bytes) -> None:
-        for what, ms in self._input.append(raw):
+        for what, ms in self._input.append(raw, self._audio_encoding("input")):
             if what == "start":
                 self._speech_started(ms)
             else:
@@ -303,6 +313,7 @@ class _ClientEventHandlers:
             modalities=modalities or list(self.session.get("output_modalities") or ["audio"]),
             chunk_ms=self.script.reply_chunk_ms,
             paced=self.script.pace_replies,
+            encoding=self._audio_encoding("output"),
         )
         self._replies.append(reply)
         return reply
@@ -350,6 +361,9 @@ class _ClientEventHandlers:
             if self._active is reply:
                 self._active = None
 
+
+#: The wire's audio format types, as encodings.
+_ENCODINGS: dict[object, str] = {"audio/pcmu": "mulaw", "audio/pcma": "alaw"}
 
 _Handler = Callable[[_ClientEventHandlers, dict[str, Any], object], None]
 

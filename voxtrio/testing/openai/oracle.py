@@ -180,7 +180,7 @@ def _check_session_update(event: dict[str, Any], kind: str) -> str | None:
     return None
 
 
-def _check_append(event: dict[str, Any], kind: str) -> str | None:
+def _check_append(event: dict[str, Any], kind: str, sample_bytes: int = 2) -> str | None:
     audio = event.get("audio")
     if not isinstance(audio, str):
         return "input_audio_buffer.append needs an 'audio' string"
@@ -188,7 +188,7 @@ def _check_append(event: dict[str, Any], kind: str) -> str | None:
         raw = base64.b64decode(audio, validate=True)
     except (binascii.Error, ValueError):
         return "audio is not valid base64"
-    if len(raw) % 2:
+    if len(raw) % sample_bytes:  # 1 for G.711 (audio/pcmu, audio/pcma): any length
         return f"audio of {len(raw)} bytes is not whole 16-bit samples"
     return None
 
@@ -240,7 +240,7 @@ _TYPE_CHECKS: Final[Mapping[str, Callable[[dict[str, Any], str], str | None]]] =
 }
 
 
-def _structural_problem(event: object) -> str | None:
+def _structural_problem(event: object, sample_bytes: int = 2) -> str | None:
     """voxtrio's own checks of a client event: the shape the codec must produce and
     the rules the ``openai`` models do not state (valid base64 of whole samples).
     The envelope first, then the rules of the event's type (:data:`_TYPE_CHECKS`).
@@ -254,17 +254,20 @@ def _structural_problem(event: object) -> str | None:
         return f"unknown event type {excerpt(kind, 80)!r}"
     if "event_id" in event and not isinstance(event["event_id"], str):
         return "event_id must be a string"
+    if kind == "input_audio_buffer.append":
+        return _check_append(event, kind, sample_bytes)
     check = _TYPE_CHECKS.get(kind)
     return check(event, kind) if check is not None else None
 
 
-def validate_client_event(event: object) -> str | None:
+def validate_client_event(event: object, *, sample_bytes: int = 2) -> str | None:
     """Why ``event`` (a parsed client event) is invalid, or None if it is valid.
 
     Always applies voxtrio's structural checks; also validates against the
     ``openai`` package's models when it is installed, rejecting unknown fields.
+    ``sample_bytes`` is the session's input sample size: 2 for PCM, 1 for G.711.
     """
-    problem = _structural_problem(event)
+    problem = _structural_problem(event, sample_bytes)
     if problem is None:
         oracle = _get_oracle()
         if oracle is not None:
@@ -288,8 +291,11 @@ def validate_server_event(event: object) -> str | None:
 _NOT_JSON: Final = object()
 
 
-def record_client_message(index: int, data: str | bytes) -> ClientEventRecord:
-    """Parse and validate the ``index``-th client message of a connection."""
+def record_client_message(
+    index: int, data: str | bytes, *, sample_bytes: int = 2
+) -> ClientEventRecord:
+    """Parse and validate the ``index``-th client message of a connection
+    (``sample_bytes``: of the session's input audio, 1 for G.711)."""
     if isinstance(data, bytes):
         problem: str | None = "binary frames are not part of the protocol"
         return ClientEventRecord(index, None, None, False, problem, len(data), binary=True)
@@ -302,7 +308,7 @@ def record_client_message(index: int, data: str | bytes) -> ClientEventRecord:
         problem = "not valid JSON"
     else:
         event = parsed if isinstance(parsed, dict) else None
-        problem = validate_client_event(parsed)
+        problem = validate_client_event(parsed, sample_bytes=sample_bytes)
     kind = event.get("type") if event is not None else None
     kind = kind if isinstance(kind, str) else None
     return ClientEventRecord(index, kind, event, problem is None, problem, len(data))

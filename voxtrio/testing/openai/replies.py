@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ...codecs.g711 import alaw_encode, mulaw_encode
 from .events import RATE, SAMPLES_PER_MS, words
 
 __all__ = ["Reply", "reply_tone"]
@@ -25,6 +26,15 @@ def reply_tone(ms: int, hz: float) -> np.ndarray:
     """A quarter-scale sine of ``ms`` ms at ``hz``: int16 mono at 24 kHz."""
     t = np.arange(ms * SAMPLES_PER_MS, dtype=np.float64) / RATE
     return np.round(0.25 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+
+
+def _wire_audio(piece: np.ndarray, encoding: str) -> bytes:
+    """24 kHz int16 as the session's output format: PCM, or 8 kHz G.711 (every third
+    sample: the reply is a low tone, so nothing folds over)."""
+    if encoding == "pcm16":
+        return piece.astype("<i2").tobytes()
+    low = np.ascontiguousarray(piece.reshape(-1)[:: RATE // 8000])
+    return mulaw_encode(low) if encoding == "mulaw" else alaw_encode(low)
 
 
 class Reply:
@@ -40,10 +50,12 @@ class Reply:
         modalities: list[str],
         chunk_ms: int,
         paced: bool,
+        encoding: str = "pcm16",
     ) -> None:
         self.response_id = response_id
         self.item_id = item_id
         self.paced = paced
+        self.encoding = encoding  # of the audio deltas: pcm16, or 8 kHz mulaw / alaw
         self.modalities = modalities
         self.audio_out = "audio" in modalities
         self.cancelled: str | None = None
@@ -135,7 +147,7 @@ class Reply:
         piece = self._chunks[i]
         out: list[dict[str, Any]] = []
         if len(piece):
-            data = base64.b64encode(piece.astype("<i2").tobytes()).decode("ascii")
+            data = base64.b64encode(_wire_audio(piece, self.encoding)).decode("ascii")
             out.append({"type": "response.output_audio.delta", **self._base, "delta": data})
             self._samples += len(piece)
             self.audio_ms = self._samples // SAMPLES_PER_MS

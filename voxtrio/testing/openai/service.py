@@ -116,6 +116,12 @@ class FakeRealtimeService(_ClientEventHandlers):
         return self._input.pcm
 
     @property
+    def wire_audio(self) -> bytes:
+        """Every appended byte exactly as it arrived (PCM, or G.711 codes for an
+        ``audio/pcmu``/``audio/pcma`` session), in order."""
+        return b"".join(self._input.wire)
+
+    @property
     def audio_samples(self) -> int:
         return self._input.samples
 
@@ -209,7 +215,8 @@ class FakeRealtimeService(_ClientEventHandlers):
 
     def _on_message(self, data: str | bytes) -> None:
         index = len(self.events)
-        record = record_client_message(index, data)
+        g711 = self._audio_encoding("input") != "pcm16"
+        record = record_client_message(index, data, sample_bytes=1 if g711 else 2)
         event = record.event
         self.events.append(record)
         if not record.valid:

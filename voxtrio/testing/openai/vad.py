@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ...codecs.g711 import alaw_decode, mulaw_decode
+from .events import RATE, ms_or
 from .events import SAMPLES_PER_MS as _SAMPLES_PER_MS
-from .events import ms_or
 
 __all__ = ["EnergyVad", "InputAudio"]
 
@@ -86,6 +87,8 @@ class InputAudio:
 
     def __init__(self) -> None:
         self._chunks: list[np.ndarray] = []
+        #: the appended audio exactly as it came off the wire, in order
+        self.wire: list[bytes] = []
         self.samples = 0  # received on the connection
         self.uncommitted = 0  # appended since the last commit / clear / turn
         self.vad: EnergyVad | None = None
@@ -119,9 +122,22 @@ class InputAudio:
             new.position = vad.position if vad is not None else self.samples
             self.vad = new
 
-    def append(self, raw: bytes) -> list[tuple[Literal["start", "stop"], int]]:
-        """Little-endian int16 samples in; the VAD's events out."""
-        pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+    def append(
+        self, raw: bytes, encoding: str = "pcm16"
+    ) -> list[tuple[Literal["start", "stop"], int]]:
+        """Little-endian int16 samples in (or 8 kHz G.711 codes, ``encoding``
+        ``mulaw``/``alaw``); the VAD's events out.
+
+        G.711 is decoded and held at 24 kHz (each sample three times: the VAD judges
+        energy, not fidelity), so every millisecond count stays in one unit; the raw
+        bytes are kept in :attr:`wire`.
+        """
+        self.wire.append(raw)
+        if encoding == "pcm16":
+            pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+        else:
+            decode = mulaw_decode if encoding == "mulaw" else alaw_decode
+            pcm = np.repeat(decode(raw), RATE // 8000)
         self._chunks.append(pcm)
         self._turn.append(pcm)
         self.samples += len(pcm)
