@@ -45,6 +45,16 @@ class ReconnectPolicy:
             ``keepalive_interval_s + keepalive_timeout_s`` after the last byte it
             sent (plus scheduling delay), even when the link's own writes are stuck
             because the server stopped reading.
+        expiry_margin_s: for a provider that ends its sessions at a set time
+            (:class:`~voxtrio.codecs.wire.ConnectionExpiry`; OpenAI: 60 minutes),
+            how long before the end the link starts looking for a quiet moment --
+            no reply in flight, the user not speaking, no transcription or tool
+            call outstanding -- to move to a new connection (re-seeded with the
+            transcript). Default 60 s. A session shorter than twice the margin
+            moves halfway through.
+        expiry_floor_s: the latest the link waits for that quiet moment: this
+            long before the end it moves anyway. Default 5 s; at most
+            ``expiry_margin_s``.
 
     A connection counts as *up* -- resetting the attempt counter and the backoff --
     only once the provider confirmed it (the codec's ``Ready``, or for a codec that
@@ -62,11 +72,20 @@ class ReconnectPolicy:
     max_batch_frames: int = 10
     keepalive_interval_s: float = 10.0
     keepalive_timeout_s: float = 10.0
+    expiry_margin_s: float = 60.0
+    expiry_floor_s: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        for name in ("initial_backoff_s", "max_backoff_s", "outage_buffer_s", "connect_timeout_s"):
+        for name in (
+            "initial_backoff_s",
+            "max_backoff_s",
+            "outage_buffer_s",
+            "connect_timeout_s",
+            "expiry_margin_s",
+            "expiry_floor_s",
+        ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
@@ -78,6 +97,11 @@ class ReconnectPolicy:
                 raise ValueError(f"{name} must be finite and > 0, got {value!r}")
         if not 0 <= self.jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        if self.expiry_floor_s > self.expiry_margin_s:
+            raise ValueError(
+                f"expiry_floor_s ({self.expiry_floor_s!r}) must not exceed "
+                f"expiry_margin_s ({self.expiry_margin_s!r})"
+            )
         if self.max_batch_frames < 1:
             raise ValueError(f"max_batch_frames must be >= 1, got {self.max_batch_frames}")
 
