@@ -108,7 +108,8 @@ class Pusher:
         got, want = server.all_audio(), self.expected()
         np.testing.assert_array_equal(got[: want.shape[0]], want)
         tail = got[want.shape[0] :]
-        assert tail.shape[0] <= 24 * 1000 and not tail.any(), tail.shape
+        assert tail.shape[0] <= 24 * 1000, tail.shape
+        assert not tail.any()
 
     def expected(self) -> np.ndarray:
         return convert_oneshot(np.concatenate(self.sent), IN48, OPENAI)
@@ -143,7 +144,8 @@ def test_session_created_expires_at_is_a_link_signal() -> None:
     """``expires_at`` of ``session.created`` becomes ConnectionExpiry after Ready;
     ``session.updated`` and junk values give none (and still the Ready)."""
     codec = OpenAIRealtimeCodec()
-    created = {"type": "session.created", "session": {"id": "sess_1", "expires_at": 1_900_000}}
+    session: dict[str, Any] = {"id": "sess_1", "expires_at": 1_900_000}
+    created = {"type": "session.created", "session": session}
     assert codec.decode(json.dumps(created)) == [
         Ready(session_id="sess_1"),
         ConnectionExpiry(1_900_000.0),
@@ -151,7 +153,7 @@ def test_session_created_expires_at_is_a_link_signal() -> None:
     updated = {"type": "session.updated", "session": {"expires_at": 1_900_000}}
     assert codec.decode(json.dumps(updated)) == [Ready(session_id="sess_1")]
     for junk in ("soon", True, None, -5, [1]):
-        created["session"]["expires_at"] = junk
+        session["expires_at"] = junk
         assert codec.decode(json.dumps(created)) == [Ready(session_id="sess_1")], junk
 
 
@@ -212,7 +214,8 @@ async def test_an_hour_long_session_moves_before_it_expires_and_loses_nothing(
     # Moved by the client, before the limit, after the reply in flight finished.
     assert first.closed_by == "client"
     assert first.close_code == 1000
-    assert moved_at is not None and HOUR - 60 <= moved_at < HOUR - 5
+    assert moved_at is not None
+    assert HOUR - 60 <= moved_at < HOUR - 5
     assert not recorder.of(ErrorEvent)
     assert not recorder.of(ReplyInterrupted)
     assert [d.status for d in recorder.of(ReplyDone)] == ["completed", "completed"]
@@ -254,10 +257,12 @@ async def test_a_reply_that_never_ends_does_not_hold_the_move_past_the_floor(
     moved_at = closing.at
     # At the floor, 5 s before the end (``expires_at`` is whole seconds: up to 1 s
     # earlier than the server's close).
-    assert moved_at is not None and 300 - 6 <= moved_at <= 300 - 5
+    assert moved_at is not None
+    assert 300 - 6 <= moved_at <= 300 - 5
     assert server.connections[0].closed_by == "client"
     (going,) = recorder.of(SessionReconnecting)
-    assert going.reason.startswith("session_expiring: ") and "not quiet" in going.reason
+    assert going.reason.startswith("session_expiring: ")
+    assert "not quiet" in going.reason
     assert not recorder.of(ErrorEvent)
 
 
@@ -269,20 +274,23 @@ async def test_a_1001_in_the_expiry_window_is_resumed_not_a_fault(
     reconnects at once, re-seeded, with ``session_expired`` and no ErrorEvent."""
     with trio.fail_after(2 * HOUR):
         calling = ConnectionScript(tool_calls=(ScriptedToolCall("lookup", "{}"),))
-        async with serve(scripts=(calling,), session_lifetime_s=HOUR) as server:
-            async with openai_session(server, reconnect=QUIET_LINK) as (session, recorder):
-                pusher = Pusher(session)
-                await pusher.push(tone48(1.0))
-                await pusher.push(noise48(1.0, 5))
-                await recorder.wait_for(ToolCall)
-                await trio.sleep_until(HOUR - 30)
-                assert len(server.connections) == 1  # the open call holds the move
-                await server.connections[0].close(1001, "going away")
-                back = await recorder.wait_for(SessionReconnected)
+        async with (
+            serve(scripts=(calling,), session_lifetime_s=HOUR) as server,
+            openai_session(server, reconnect=QUIET_LINK) as (session, recorder),
+        ):
+            pusher = Pusher(session)
+            await pusher.push(tone48(1.0))
+            await pusher.push(noise48(1.0, 5))
+            await recorder.wait_for(ToolCall)
+            await trio.sleep_until(HOUR - 30)
+            assert len(server.connections) == 1  # the open call holds the move
+            await server.connections[0].close(1001, "going away")
+            back = await recorder.wait_for(SessionReconnected)
     assert server.connections[0].closed_by == "server"
     assert back.reason == "session_expired"
     (going,) = recorder.of(SessionReconnecting)
-    assert going.delay_s == 0 and going.reason.startswith("session_expired: ")
+    assert going.delay_s == 0
+    assert going.reason.startswith("session_expired: ")
     assert not recorder.of(ErrorEvent)
     (update,) = session_updates(server, 1)
     assert "loopback utterance 1" in update["session"]["instructions"]
@@ -294,15 +302,18 @@ async def test_a_1001_before_the_window_is_still_a_fault(
     """A 1001 long before the limit is an unplanned close: reported (recoverable)
     and retried, with the reason ``connection_lost``."""
     with trio.fail_after(2 * HOUR):
-        async with serve(session_lifetime_s=HOUR) as server:
-            async with openai_session(server, reconnect=QUIET_LINK) as (_, recorder):
-                await server.wait_until(lambda: bool(server.accepted))
-                await trio.sleep(600)
-                await server.connections[0].close(1001, "going away")
-                back = await recorder.wait_for(SessionReconnected)
+        async with (
+            serve(session_lifetime_s=HOUR) as server,
+            openai_session(server, reconnect=QUIET_LINK) as (_, recorder),
+        ):
+            await server.wait_until(lambda: bool(server.accepted))
+            await trio.sleep(600)
+            await server.connections[0].close(1001, "going away")
+            back = await recorder.wait_for(SessionReconnected)
     assert back.reason == "connection_lost"
     (lost,) = recorder.of(ErrorEvent)
-    assert lost.code == "connection_lost" and lost.recoverable
+    assert lost.code == "connection_lost"
+    assert lost.recoverable
 
 
 # ------------------------------------------------------------------ real sockets
@@ -315,16 +326,19 @@ async def test_a_short_session_moves_over_real_sockets() -> None:
         initial_backoff_s=0.01, max_backoff_s=0.05, expiry_margin_s=1.0, expiry_floor_s=0.5
     )
     with trio.fail_after(20):
-        async with serve(session_lifetime_s=3.0) as server:
-            async with openai_session(server, reconnect=policy) as (session, recorder):
-                pusher = Pusher(session)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(pusher.push, noise48(3.0, 6))
-                    await recorder.wait_for(SessionReconnected)
-                await pusher.finish(server)
+        async with (
+            serve(session_lifetime_s=3.0) as server,
+            openai_session(server, reconnect=policy) as (session, recorder),
+        ):
+            pusher = Pusher(session)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pusher.push, noise48(3.0, 6))
+                await recorder.wait_for(SessionReconnected)
+            await pusher.finish(server)
     pusher.check(server)
     assert server.connections[0].closed_by == "client"
     assert server.connections[0].close_code == 1000
     assert recorder.of(SessionReconnected)[0].reason == "session_expiring"
     assert not recorder.of(ErrorEvent)
-    assert FAST.expiry_margin_s == 60.0 and FAST.expiry_floor_s == 5.0  # the defaults
+    assert FAST.expiry_margin_s == 60.0
+    assert FAST.expiry_floor_s == 5.0
