@@ -116,7 +116,8 @@ class Retry(Exception):
 
     Attributes:
         was_up: it had been established (the attempt counter starts over).
-        planned: the server asked for the move (goAway): no error, no backoff.
+        planned: the connection ended on schedule (goAway, a session time limit):
+            no error, no backoff.
     """
 
     def __init__(self, message: str, *, was_up: bool = False, planned: bool = False) -> None:
@@ -153,19 +154,21 @@ async def serve(
 
     ``max_attempts`` bounds the consecutive failed attempts: from the start, the
     first attempt counts; after a lost connection, the reconnect attempts do. A
-    planned move (goAway) reconnects at once, with a ``SessionReconnecting`` of
-    delay 0 and no error.
+    planned move (goAway, a session time limit) reconnects at once, with a
+    ``SessionReconnecting`` of delay 0 and no error.
     """
     failures = 0  # consecutive failed attempts
     retry = 0  # retries since the start, or since the connection was lost
     reconnecting = False  # a connection was up before
     reason = ""
+    planned = False  # the last connection ended on schedule (goAway, time limit)
     delay: float | None = None
     while True:
         if retry:
             if delay is None:
                 delay = policy.backoff_s(retry, rng)
-            log.warning("%s: retry %d in %.2f s (%s)", name, retry, delay, redact(reason))
+            level = logging.INFO if planned else logging.WARNING
+            log.log(level, "%s: retry %d in %.2f s (%s)", name, retry, delay, redact(reason))
             await emit(SessionReconnecting(retry, delay, redact(reason)))
             await trio.sleep(delay)
         delay = None
@@ -177,6 +180,7 @@ async def serve(
             return
         except Retry as exc:
             reason = str(exc)
+            planned = exc.planned and exc.was_up
             if exc.was_up:
                 reconnecting = True
                 failures = 0
