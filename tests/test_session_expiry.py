@@ -36,7 +36,7 @@ from voxtrio import (
 )
 from voxtrio.actors.link.connection import _Expiry
 from voxtrio.codecs.convert import convert_oneshot
-from voxtrio.codecs.openai_realtime import OpenAIRealtimeCodec
+from voxtrio.codecs.openai_realtime import OpenAIRealtimeCodec, OpenAIRealtimeConfig
 from voxtrio.codecs.wire import ConnectionExpiry, Ready
 from voxtrio.runtime import Session
 from voxtrio.testing import ConnectionScript, OpenAILoopback, ScriptedToolCall
@@ -85,13 +85,12 @@ class Pusher:
         self.session = session
         self.sent: list[np.ndarray] = []
 
-    async def push(self, pcm: np.ndarray) -> None:
-        step = 960
+    async def push(self, pcm: np.ndarray, step: int = 960, pause_s: float = 0.02) -> None:
         for i in range(0, pcm.shape[0], step):
             chunk = pcm[i : i + step]
             await self.session.send_audio(chunk, IN48)
-            self.sent.append(chunk)
-            await trio.sleep(0.02)
+            self.sent.append(chunk)  # sent: a cancel after it does not undo it
+            await trio.sleep(pause_s)
 
     async def finish(self, server: OpenAILoopback) -> None:
         """End the input (the converter flushes its tail) and wait until the
@@ -319,26 +318,40 @@ async def test_a_1001_before_the_window_is_still_a_fault(
 # ------------------------------------------------------------------ real sockets
 
 
-async def test_a_short_session_moves_over_real_sockets() -> None:
+@pytest.mark.parametrize("append_bytes", [None, 320])
+async def test_a_short_session_moves_over_real_sockets(append_bytes: int | None) -> None:
     """Real time, a 3-second session (margin 1 s): the link moves once, at a quiet
-    moment, before the server's close; the audio is exact; no error."""
+    moment, before the server's close; the audio is exact; no error. With appends
+    of 160 samples every input takes several wire messages, and the move still
+    cuts none of them in two (nor sends a part twice)."""
     policy = ReconnectPolicy(
         initial_backoff_s=0.01, max_backoff_s=0.05, expiry_margin_s=1.0, expiry_floor_s=0.5
     )
+    options: dict[str, Any] = {}
+    if append_bytes is not None:
+        options["config"] = OpenAIRealtimeConfig(
+            model="gpt-realtime", max_append_bytes=append_bytes
+        )
     with trio.fail_after(20):
         async with (
             serve(session_lifetime_s=3.0) as server,
-            openai_session(server, reconnect=policy) as (session, recorder),
+            openai_session(server, reconnect=policy, **options) as (session, recorder),
         ):
             pusher = Pusher(session)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(pusher.push, noise48(3.0, 6))
+                # 0.2 s every 10 ms: the writer always has a batch on its hands
+                # (in several wire messages with small appends) when the move comes.
+                nursery.start_soon(pusher.push, noise48(30.0, 6), 9600, 0.01)
                 await recorder.wait_for(SessionReconnected)
+                nursery.cancel_scope.cancel()
             await pusher.finish(server)
     pusher.check(server)
     assert server.connections[0].closed_by == "client"
     assert server.connections[0].close_code == 1000
     assert recorder.of(SessionReconnected)[0].reason == "session_expiring"
     assert not recorder.of(ErrorEvent)
+    if append_bytes is not None:
+        appends = server.connections[0].events_of("input_audio_buffer.append")
+        assert len(appends) > len(pusher.sent)  # several messages per input
     assert FAST.expiry_margin_s == 60.0
     assert FAST.expiry_floor_s == 5.0
