@@ -30,6 +30,7 @@ from voxtrio import (
     ReplyDone,
     ReplyInterrupted,
     ReplyStarted,
+    SessionConnected,
     SessionReconnected,
     SessionReconnecting,
     ToolCall,
@@ -313,6 +314,25 @@ async def test_a_1001_before_the_window_is_still_a_fault(
     (lost,) = recorder.of(ErrorEvent)
     assert lost.code == "connection_lost"
     assert lost.recoverable
+
+
+async def test_an_end_already_past_by_this_clock_plans_no_move(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``expires_at`` in the past by the link's clock (the clocks disagree): no move
+    is planned -- a new session would say the same, and moving would start a loop
+    of moves -- and the session stays on its connection."""
+    stale = {"type": "session.created", "session": {"type": "realtime", "expires_at": 1000}}
+    with trio.fail_after(2 * HOUR):
+        async with (
+            serve(scripts=(ConnectionScript(send_after=((0, stale),)),)) as server,
+            openai_session(server, reconnect=QUIET_LINK) as (_, recorder),
+        ):
+            await recorder.wait_for(SessionConnected)
+            await trio.sleep(300)
+    assert len(server.connections) == 1
+    assert not recorder.of(SessionReconnecting)
+    assert not recorder.of(ErrorEvent)
 
 
 # ------------------------------------------------------------------ real sockets

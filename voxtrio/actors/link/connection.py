@@ -204,6 +204,7 @@ class Link:
         """Configure the connection, then run it; returns how it ended."""
         # Up only once the provider answered (see ReconnectPolicy).
         self.confirmed = self._got_ready = False
+        self.expiry = None  # this connection's, once the provider names it
         handle = self.resumption_handle if codec.capabilities.resumption else None
         try:
             if handle is not None and self.base_instructions is not None:
@@ -306,8 +307,19 @@ class Link:
 
             def expires(signal: ConnectionExpiry) -> None:
                 nonlocal planner
-                planner.cancel()  # a later limit replaces an earlier one
                 left_s = signal.at_unix_s - self.wall_clock()
+                if left_s <= 0:
+                    # Already over by our clock: the clocks disagree (a new session
+                    # would say the same), so moving would only start a loop of
+                    # moves. The provider's close at its limit is then a fault.
+                    log.warning(
+                        "%s: the session's end is %.0f s in the past by this clock; "
+                        "not planning a move (is the clock right?)",
+                        self.name,
+                        -left_s,
+                    )
+                    return
+                planner.cancel()  # a later limit replaces an earlier one
                 self.expiry = _Expiry.plan(trio.current_time(), left_s, self.policy)
                 planner = trio.CancelScope()
                 if self._moving is None:
