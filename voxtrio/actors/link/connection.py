@@ -250,8 +250,7 @@ class Link:
             detail += f": {excerpt(ended.reason)})" if ended.reason else ")"
         if codec.classify_close(ended.code, ended.reason) is Verdict.FATAL:
             return Fatal(detail, "connection_refused")
-        expiry = self.expiry
-        if self.confirmed and expiry is not None and trio.current_time() >= expiry.start:
+        if self.confirmed and self._in_expiry_window():
             # The provider ended the session at its time limit (before the link
             # found a quiet moment to move): its scheduled end, not a fault.
             self.end_reason = "session_expired"
@@ -259,6 +258,11 @@ class Link:
         if self.confirmed:
             self.end_reason = "connection_lost"
         return Retry(detail, was_up=self.confirmed)
+
+    def _in_expiry_window(self) -> bool:
+        """The current connection's planned end is near: from the start of its
+        move window on, a close is its scheduled end."""
+        return self.expiry is not None and trio.current_time() >= self.expiry.start
 
     async def _run_connected(
         self, ws: WebSocket, codec: WireCodec, announce: Callable[[], Awaitable[None]]
