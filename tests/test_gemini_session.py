@@ -15,6 +15,7 @@ import trio.lowlevel
 
 import voxtrio
 from voxtrio import (
+    ErrorEvent,
     InputTranscriptionCompleted,
     InputTranscriptionDelta,
     MemoryTranscriptStore,
@@ -23,6 +24,7 @@ from voxtrio import (
     ReplyPlayed,
     SessionConnected,
     SessionReconnected,
+    SessionReconnecting,
 )
 from voxtrio.audio import AudioFormat, AudioFrame, concat_frames
 from voxtrio.codecs.convert import convert_oneshot
@@ -155,3 +157,10 @@ async def test_go_away_reconnects_with_the_latest_handle() -> None:
         assert handle in server.sessions.by_handle
         assert second.service.resumed_from == handle
         assert first.closed_by == "client"
+        (back,) = recorder.of(SessionReconnected)
+        assert back.reason == "go_away"
+        assert back.resumed
+        (going,) = recorder.of(SessionReconnecting)
+        assert going.reason.startswith("go_away: ")
+        assert going.delay_s == 0
+        assert not recorder.of(ErrorEvent)
