@@ -4,7 +4,6 @@ segment controls, closing, cancellation from outside, bad arguments, stats."""
 from __future__ import annotations
 
 import itertools
-import math
 from functools import partial
 from typing import Any
 
@@ -33,13 +32,10 @@ from voxtrio.messages import (
     ReplyAudio,
     ReplyDone,
     SendText,
-    SessionConnected,
     ToolResult,
 )
 from voxtrio.runtime import SessionClosedError, open_session
 from voxtrio.testing.inprocess import RecordingProvider
-
-from .cancel_helpers import cancel_later
 
 PROVIDER_FORMAT = AudioFormat(24_000)
 INPUTS = [AudioFormat(48_000, 2), AudioFormat(44_100, 1), AudioFormat(16_000, 1)]
@@ -289,32 +285,6 @@ def without_text_ids(controls: list[LinkInput]) -> list[LinkInput]:
 # ------------------------------------------------------------- events, closing
 
 
-async def test_events_reach_subscribers_and_end_with_the_session() -> None:
-    with trio.fail_after(30):
-        provider = RecordingProvider()
-        got: list[Event] = []
-        async with open_session(provider) as session:
-            sub = session.subscribe()
-            await provider.connected.wait()
-            await provider.emit(InputTranscriptionCompleted("item_1", "hi", pts=480))
-            await provider.emit(ErrorEvent("rate limited", code="rate_limit"))
-
-            async def reader() -> None:
-                async for event in sub:
-                    got.append(event)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader)
-                await trio.testing.wait_all_tasks_blocked()
-                assert len(got) == 3
-                await session.aclose()  # the subscription ends: the reader returns
-        assert got == [
-            SessionConnected("recording", len(provider.instructions[0])),
-            InputTranscriptionCompleted("item_1", "hi", pts=480),
-            ErrorEvent("rate limited", code="rate_limit"),
-        ]
-
-
 async def test_queued_events_stay_readable_after_aclose() -> None:
     """aclose() stops the session; the block goes on, and what was queued for a
     subscriber can still be read, then the subscription ends."""
@@ -378,49 +348,6 @@ async def test_the_session_nests_in_an_app_nursery_and_leaves_nothing(
 async def _drain(channel: trio.abc.ReceiveChannel[Any]) -> None:
     async for _ in channel:
         pass
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    steps=st.none() | st.integers(0, 80),
-    cancel_at=st.floats(0.0, 3.0),
-    body_s=st.none() | st.floats(0.0, 3.0),
-    inside=st.booleans(),
-)
-def test_cancel_from_outside_at_any_point(
-    steps: int | None, cancel_at: float, body_s: float | None, inside: bool
-) -> None:
-    """Cancelled from outside after ``steps`` scheduler checkpoints (start-up) or at
-    ``cancel_at`` seconds (running, or while leaving after ``body_s``): the session
-    never hangs, raises nothing but the cancellation, and leaves no task behind."""
-    provider = RecordingProvider()
-    fmt = AudioFormat(48_000, 2)
-    pcm = noise(48_000 * 2, 2)
-
-    async def main() -> None:
-        before = trio.lowlevel.current_statistics().tasks_living
-        with trio.fail_after(1000):
-            async with trio.open_nursery() as app:
-                app.start_soon(cancel_later, app.cancel_scope, steps, cancel_at)
-                async with open_session(
-                    provider, capture=ArrayCapture(pcm, fmt, realtime=True)
-                ) as session:
-                    sub = session.subscribe(max_buffer=2)
-                    app.start_soon(_drain, session.output)
-                    if inside:
-                        app.start_soon(_drain, sub)
-                    await provider.connected.wait()
-                    await provider.emit(ReplyAudio(noise(24_000, 1), 24_000, "r", "i"))
-                    await provider.emit(InputTranscriptionCompleted("i0", "hi"))
-                    if body_s is None:
-                        await trio.sleep_forever()
-                    await trio.sleep(body_s)
-                # Left by itself before the cancel: wait for it.
-                await trio.sleep(math.inf)
-        assert app.cancel_scope.cancelled_caught
-        assert trio.lowlevel.current_statistics().tasks_living == before
-
-    autojump(main)
 
 
 # -------------------------------------------------------------- bad arguments

@@ -1,7 +1,9 @@
 """open_session with a transcript store: the conversation survives a restart, every
 transcript a subscriber saw is stored when the session closes or is cancelled,
 snapshots on (re)connect see every event sent before them, and tool results are
-stored. (Store faults, defaults and misuse: test_session_store_faults.py.)
+stored. (Store faults, defaults and misuse: test_session_store_faults.py. A
+reconnect over the wire folding in what arrived before, and a tool call with its
+result surviving one, run for both providers in test_both_providers.py.)
 
 Sessions run against the loopback OpenAI Realtime server (real websockets on
 127.0.0.1, real time) or against in-process providers (``autojump_clock`` where
@@ -41,7 +43,6 @@ from voxtrio.messages import (
     ReplyDone,
     ReplyTextDone,
     SessionConnected,
-    SessionReconnected,
     ToolCall,
     ToolResult,
 )
@@ -345,31 +346,6 @@ async def _take(sub: voxtrio.Subscription, n: int, kind: type[Any]) -> AsyncIter
                 return
 
 
-async def test_a_reconnect_over_the_wire_folds_in_what_arrived_before() -> None:
-    """The loopback sends transcripts and a reply, then closes the connection; the
-    link reconnects and the new connection's session.update has them all."""
-    with trio.fail_after(30):
-        async with (
-            loopback() as server,
-            open_session(openai(server), instructions=BASE, realtime_playback=False) as session,
-        ):
-            sub = session.subscribe(max_buffer=10_000)
-            await wait_for(sub, SessionConnected)
-            conn = server.current
-            for n in range(50):
-                await conn.send_transcript(f"utterance {n}", deltas=True)
-            await conn.send_reply("Noted, all fifty.")
-            await conn.close()
-            await wait_for(sub, SessionReconnected)
-            second = await sent_instructions(server, 2)
-        assert server.internal_errors == []
-    assert second.startswith(BASE)
-    assert context_lines(second) == [
-        *(user_line(f"utterance {n}") for n in range(50)),
-        assistant_line("Noted, all fifty."),
-    ]
-
-
 # -------------------------------------------------------------------- 4. tool results
 
 
@@ -405,49 +381,3 @@ async def test_a_tool_result_is_stored_published_and_folded_in() -> None:
         '{"city": "Oslo"}',
     )
     assert (result.call_id, result.name, result.output) == ("call_1", "weather", "rain, 7 degrees")
-
-
-async def test_a_tool_call_over_the_wire_and_its_result_survive_a_reconnect() -> None:
-    """The model's function call comes from the loopback server; the app's result
-    goes back as a function_call_output item; after the connection is closed the
-    next session.update holds both."""
-    item = {
-        "id": "item_fc1",
-        "object": "realtime.item",
-        "type": "function_call",
-        "status": "completed",
-        "call_id": "call_9",
-        "name": "book_taxi",
-        "arguments": '{"at": "09:00"}',
-    }
-    with trio.fail_after(30):
-        async with loopback() as server, open_session(openai(server), instructions=BASE) as session:
-            sub = session.subscribe()
-            await wait_for(sub, SessionConnected)
-            conn = server.current
-            await conn.send_event(
-                {
-                    "type": "response.output_item.done",
-                    "response_id": "resp_1",
-                    "output_index": 0,
-                    "item": item,
-                }
-            )
-            assert await wait_for(sub, ToolCall) == ToolCall(
-                "call_9", "book_taxi", '{"at": "09:00"}'
-            )
-            await session.send_tool_result("call_9", "booked")
-            created = await conn.wait_for_event("conversation.item.create")
-            await conn.close()
-            await wait_for(sub, SessionReconnected)
-            second = await sent_instructions(server, 2)
-        assert server.internal_errors == []
-    assert created["item"] == {
-        "type": "function_call_output",
-        "call_id": "call_9",
-        "output": "booked",
-    }
-    assert context_lines(second) == [
-        '[tool call] name="book_taxi" call_id="call_9" arguments="{\\"at\\": \\"09:00\\"}"',
-        '[tool result] name="book_taxi" call_id="call_9" output="booked"',
-    ]

@@ -13,6 +13,9 @@ connection itself that the link consumes and never forwards to the session:
   need it, the configuration); audio may flow. The link holds audio back until then
   only when the codec's ``wait_for_ready`` is true (Gemini: ``setupComplete``).
 * :class:`GoAway` -- the server will close soon; reconnect proactively.
+* :class:`ConnectionExpiry` -- the provider ends this connection at a set time
+  (a session time limit); the link moves to a new one before then, at a quiet
+  moment.
 * :class:`ResumptionHandle` -- a handle the link keeps and passes to the next
   connection's ``connect_messages`` so the provider can resume the session.
 
@@ -41,6 +44,7 @@ from ..messages import Event, LinkInput
 __all__ = [
     "MAX_ERROR_TEXT",
     "Capabilities",
+    "ConnectionExpiry",
     "GoAway",
     "LinkSignal",
     "Ready",
@@ -162,6 +166,24 @@ class GoAway(LinkSignal):
     """
 
     time_left_s: float | None = None
+
+
+@attrs.frozen
+class ConnectionExpiry(LinkSignal):
+    """The provider ends this connection at a set time (a session time limit).
+
+    The link moves to a new connection before then, at a moment with nothing in
+    flight (see :class:`~voxtrio.actors.link.ReconnectPolicy`, ``expiry_margin_s``),
+    and treats a close once that moment has come as the scheduled end, not as a
+    fault.
+
+    Attributes:
+        at_unix_s: when the connection ends, in seconds since the Unix epoch (the
+            provider's wall clock; a codec has no clock, so the link turns it into
+            time left against its own).
+    """
+
+    at_unix_s: float
 
 
 @attrs.frozen

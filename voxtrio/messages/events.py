@@ -53,7 +53,12 @@ class SessionConnected:
 
 @attrs.frozen
 class SessionReconnecting:
-    """The link lost its connection and will retry after ``delay_s`` seconds."""
+    """The link lost its connection and will retry after ``delay_s`` seconds.
+
+    ``reason`` says why; for a move the provider scheduled (no fault, delay 0) it
+    starts with the reason code (``go_away: ...``, ``session_expiring: ...``,
+    ``session_expired: ...``).
+    """
 
     attempt: int
     delay_s: float
@@ -62,12 +67,20 @@ class SessionReconnecting:
 
 @attrs.frozen
 class SessionReconnected:
-    """The link is connected again, after ``attempt`` attempts; buffered audio follows."""
+    """The link is connected again, after ``attempt`` attempts; buffered audio follows.
+
+    ``reason`` is why the previous connection ended: ``"connection_lost"`` (a
+    fault, reported as an ``ErrorEvent`` too), or a move the provider scheduled:
+    ``"go_away"`` (the server asked), ``"session_expiring"`` (the link moved
+    before the provider's session time limit), ``"session_expired"`` (the provider
+    closed at its time limit).
+    """
 
     provider: str
     attempt: int
     instructions_chars: int = 0
     resumed: bool = False
+    reason: str = ""
 
 
 @attrs.frozen

@@ -250,7 +250,8 @@ class WsConnection:
                         if self._scope.cancel_called:
                             return
                 elif isinstance(event, Ping):
-                    await self._send_control(ws.send(event.response()))
+                    if ws.state is ConnectionState.OPEN:  # not after our close frame
+                        await self._send_control(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     if ws.state is ConnectionState.REMOTE_CLOSING:  # the client closed
                         await self._send_control(ws.send(event.response()))

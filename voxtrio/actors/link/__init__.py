@@ -9,7 +9,9 @@ messages into events and link signals. Split by job:
   wake-up).
 * :mod:`.transport` -- the websocket: wsproto over a trio stream the link owns.
 * :mod:`.retry` -- the reconnect policy and the connect/retry loop.
-* :mod:`.connection` -- one connection's life: connect messages, reader, writer.
+* :mod:`.connection` -- one connection's life: connect messages, reader, writer,
+  and the moves (goAway, a session's time limit).
+* :mod:`.activity` -- what a connection has in flight, so a move cuts nothing short.
 * :mod:`.guard` -- ``ws://`` only to the loopback unless allowed; the filter that
   takes the link's secrets out of every log record on the path.
 
@@ -28,9 +30,28 @@ Life of a link::
                                 │  ─▶ SessionReconnected
                                 ├─ GoAway from the server ─▶ SessionReconnecting
                                 │  (delay 0, no error) ─▶ connect again at once
+                                ├─ ConnectionExpiry (the session's time limit)
+                                │  ─▶ from expiry_margin_s before it, the first
+                                │  quiet moment (expiry_floor_s before it at the
+                                │  latest) ─▶ the same move, "session_expiring";
+                                │  a close once that window opened is the
+                                │  scheduled end ("session_expired"), no fault
                                 └─ refused for good (the codec's verdict on the
                                    HTTP status or close code) ─▶ one ErrorEvent
                                    (not recoverable), no retry, the link ends
+
+**Moves** (goAway, a session's time limit) close the old connection before
+opening the new one. The writer first stops at an input boundary, so every input
+is wholly written on the old connection (and reaches the server ahead of the close
+frame) or waits for the new one: a move loses and repeats nothing, and audio keeps
+buffering in the outbox while the new connection is set up (a few ms against the
+loopback). Opening the new connection first would save that gap but run two
+sessions at once: with resumption, the handle the new one resumes from is only
+final once the old one stops taking input (a session forked at the handle would
+lose what the old one consumed after it); without it (OpenAI), the transcript that
+seeds the new session would miss whatever the old one was still doing. The
+expiry move waits for a quiet moment (see
+:class:`~voxtrio.actors.link.activity.Activity`) for the same reason.
 
 Every input waits in an ordered outbox and leaves it only once all of its wire
 messages were written, so one that failed to go out is written on the next

@@ -4,12 +4,22 @@ reader and a writer until the connection ends (see :mod:`voxtrio.actors.link`)."
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
 
-from ...codecs.wire import GoAway, LinkSignal, Ready, ResumptionHandle, Verdict, WireCodec, excerpt
+from ...codecs.wire import (
+    ConnectionExpiry,
+    GoAway,
+    LinkSignal,
+    Ready,
+    ResumptionHandle,
+    Verdict,
+    WireCodec,
+    excerpt,
+)
 from ...messages import (
     ErrorEvent,
     Event,
@@ -21,6 +31,7 @@ from ...messages import (
     ToolResult,
 )
 from ..base import DropCounter, InstructionsSource
+from .activity import Activity
 from .outbox import Outbox
 from .retry import Fatal, ReconnectPolicy, Retry
 from .transport import (
@@ -38,8 +49,36 @@ __all__ = ["Link"]
 log = logging.getLogger("voxtrio.link")
 
 
-class _GoAway(Exception):
-    """The server asked us to move to a new connection."""
+#: How long nothing must be in flight before an expiring connection is moved: a
+#: turn the provider just ended may be followed by its reply a moment later.
+SETTLE_S = 1.0
+
+
+class _Move(Exception):
+    """The connection ends on schedule (the server's goAway, the session's time
+    limit): move to a new one. ``code`` names why (``SessionReconnected.reason``)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@attrs.define
+class _Expiry:
+    """When an expiring connection moves, in trio time: from ``start`` at the first
+    quiet moment, at ``force`` whatever is in flight; it ends at ``deadline``."""
+
+    start: float
+    force: float
+    deadline: float
+
+    @classmethod
+    def plan(cls, now: float, left_s: float, policy: ReconnectPolicy) -> _Expiry:
+        deadline = now + max(0.0, left_s)
+        # A session shorter than twice the margin moves halfway, not at once.
+        start = max(deadline - policy.expiry_margin_s, now + max(0.0, left_s) / 2)
+        force = max(start, deadline - policy.expiry_floor_s)
+        return cls(start, force, deadline)
 
 
 class Link:
@@ -76,6 +115,15 @@ class Link:
         #: connections, passed to the next connect; never logged).
         self.resumption_handle: str | None = None
         self._got_ready = False  # this connection saw Ready (or needs none)
+        #: The wall clock a :class:`ConnectionExpiry` is read against (tests).
+        self.wall_clock: Callable[[], float] = time.time
+        #: What the current connection has in flight (for a move at a quiet moment).
+        self.activity = Activity(transcribes=False)
+        #: The current connection's planned end, once the provider named one.
+        self.expiry: _Expiry | None = None
+        #: Why the last connection that was up ended (SessionReconnected.reason).
+        self.end_reason = ""
+        self._moving: _Move | None = None  # the current connection is being moved
 
     # ------------------------------------------------------------- reporting
 
@@ -156,6 +204,7 @@ class Link:
         """Configure the connection, then run it; returns how it ended."""
         # Up only once the provider answered (see ReconnectPolicy).
         self.confirmed = self._got_ready = False
+        self.expiry = None  # this connection's, once the provider names it
         handle = self.resumption_handle if codec.capabilities.resumption else None
         try:
             if handle is not None and self.base_instructions is not None:
@@ -171,12 +220,15 @@ class Link:
                 if reconnecting:
                     log.info("%s: reconnected to %s", self.name, self.target.safe_url)
                     resumed = handle is not None
-                    await self.emit(SessionReconnected(self.name, attempt, len(text), resumed))
+                    back = SessionReconnected(
+                        self.name, attempt, len(text), resumed, reason=self.end_reason
+                    )
+                    await self.emit(back)
                 else:
                     log.info("%s: connected to %s", self.name, self.target.safe_url)
                     await self.emit(SessionConnected(self.name, len(text)))
 
-            ended: ConnectionClosed | _GoAway = await self._run_connected(ws, codec, announce)
+            ended: ConnectionClosed | _Move = await self._run_connected(ws, codec, announce)
         except ConnectionClosed as exc:
             ended = exc
         refused = isinstance(ended, ConnectionClosed) and ended.code is not None
@@ -188,7 +240,8 @@ class Link:
             log.info("%s: resumption refused; the next connection starts afresh", self.name)
             self.resumption_handle = None
             self.outbox.forget_resends()
-        if isinstance(ended, _GoAway):
+        if isinstance(ended, _Move):
+            self.end_reason = ended.code
             return Retry(str(ended), was_up=True, planned=True)
         if ended.code is None:
             detail = f"lost the connection to {self.name} ({ended.reason or 'no close frame'})"
@@ -197,53 +250,144 @@ class Link:
             detail += f": {excerpt(ended.reason)})" if ended.reason else ")"
         if codec.classify_close(ended.code, ended.reason) is Verdict.FATAL:
             return Fatal(detail, "connection_refused")
+        if self.confirmed and self._in_expiry_window():
+            # The provider ended the session at its time limit (before the link
+            # found a quiet moment to move): its scheduled end, not a fault.
+            self.end_reason = "session_expired"
+            return Retry(f"session_expired: {detail}", was_up=True, planned=True)
+        if self.confirmed:
+            self.end_reason = "connection_lost"
         return Retry(detail, was_up=self.confirmed)
+
+    def _in_expiry_window(self) -> bool:
+        """The current connection's planned end is near: from the start of its
+        move window on, a close is its scheduled end."""
+        return self.expiry is not None and trio.current_time() >= self.expiry.start
 
     async def _run_connected(
         self, ws: WebSocket, codec: WireCodec, announce: Callable[[], Awaitable[None]]
-    ) -> ConnectionClosed | _GoAway:
+    ) -> ConnectionClosed | _Move:
         """Read and write until the connection ends; returns why it ended.
-        ``announce`` reports the connection once it is ready, before any input."""
+        ``announce`` reports the connection once it is ready, before any input.
+
+        A move (goAway, the session's time limit) stops the writer at an input
+        boundary -- every input is then either wholly written on this connection or
+        left in the outbox for the next -- and only then ends the connection (its
+        close frame follows what was written), so a move loses and repeats nothing.
+        """
         ready = trio.Event()
+        go = trio.Event()  # the writer may start: ready, or moving before it was
+        self.activity = Activity(transcribes=codec.capabilities.input_transcription)
+        self.expiry = None
+        self._moving = None
         if not codec.wait_for_ready:
             ready.set()
+            go.set()
             self._got_ready = True
             await announce()
-        ended: list[ConnectionClosed | _GoAway] = []
-
-        async def read(scope: trio.CancelScope) -> None:
-            try:
-                await self._reader(ws, codec, ready, announce)
-            except (ConnectionClosed, _GoAway) as exc:
-                ended.append(exc)
-                scope.cancel()
-
-        async def write(scope: trio.CancelScope) -> None:
-            try:
-                await ready.wait()
-                await self._writer(ws, codec)
-            except ConnectionClosed as exc:
-                ended.append(exc)
-                # What the server sent before it closed is still queued, or in the
-                # reader's hands while it waits to emit (backpressure): the reader
-                # drains it and ends at the close. Bounded, for a reader that
-                # never gets rid of what it holds.
-                await trio.sleep(self.policy.connect_timeout_s)
-                scope.cancel()
+        ended: list[ConnectionClosed | _Move] = []
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(read, nursery.cancel_scope)
-            nursery.start_soon(write, nursery.cancel_scope)
+            scope = nursery.cancel_scope
+            planner = trio.CancelScope()
+
+            def move(why: _Move) -> None:
+                """Stop the writer at its next input boundary, then end."""
+                if self._moving is not None:
+                    return
+                log.info("%s: %s", self.name, str(why))
+                self._moving = why
+                planner.cancel()
+                go.set()
+                self.outbox.wake()
+                # A writer stuck in a send (the server stopped reading) is not
+                # waited for without end.
+                nursery.start_soon(give_up_on_writer, why)
+
+            async def give_up_on_writer(why: _Move) -> None:
+                await trio.sleep(self.policy.connect_timeout_s)
+                ended.append(why)
+                scope.cancel()
+
+            def expires(signal: ConnectionExpiry) -> None:
+                nonlocal planner
+                left_s = signal.at_unix_s - self.wall_clock()
+                if left_s <= 0:
+                    # Already over by our clock: the clocks disagree (a new session
+                    # would say the same), so moving would only start a loop of
+                    # moves. The provider's close at its limit is then a fault.
+                    log.warning(
+                        "%s: the session's end is %.0f s in the past by this clock; "
+                        "not planning a move (is the clock right?)",
+                        self.name,
+                        -left_s,
+                    )
+                    return
+                planner.cancel()  # a later limit replaces an earlier one
+                self.expiry = _Expiry.plan(trio.current_time(), left_s, self.policy)
+                planner = trio.CancelScope()
+                if self._moving is None:
+                    nursery.start_soon(self._move_before_expiry, self.expiry, planner, move)
+
+            async def read() -> None:
+                try:
+                    await self._reader(ws, codec, ready, go, announce, move, expires)
+                except ConnectionClosed as exc:
+                    ended.append(exc)
+                    scope.cancel()
+
+            async def write() -> None:
+                try:
+                    await go.wait()
+                    await self._writer(ws, codec)
+                except ConnectionClosed as exc:
+                    ended.append(exc)
+                    # What the server sent before it closed is still queued, or in the
+                    # reader's hands while it waits to emit (backpressure): the reader
+                    # drains it and ends at the close. Bounded, for a reader that
+                    # never gets rid of what it holds.
+                    await trio.sleep(self.policy.connect_timeout_s)
+                    scope.cancel()
+                else:  # stopped for a move, at an input boundary
+                    assert self._moving is not None
+                    ended.append(self._moving)
+                    scope.cancel()
+
+            nursery.start_soon(read)
+            nursery.start_soon(write)
         if not ended:  # pragma: no cover - both loops run until one of them ends
             raise AssertionError("the connection's loops ended without a reason")
         return ended[0]
+
+    async def _move_before_expiry(
+        self, expiry: _Expiry, scope: trio.CancelScope, move: Callable[[_Move], None]
+    ) -> None:
+        """Move the connection at the first quiet moment from ``expiry.start``, or at
+        ``expiry.force`` whatever is in flight."""
+        with scope:
+            await trio.sleep_until(expiry.start)
+            with trio.move_on_at(expiry.force):
+                await self.activity.wait_quiet(SETTLE_S)
+            now = trio.current_time()
+            left = expiry.deadline - now
+            quiet = "" if self.activity.idle else f", not quiet ({self.activity!r})"
+            move(
+                _Move(
+                    f"{self.name} ends this session in {left:.1f} s; "
+                    f"moving to a new connection{quiet}",
+                    "session_expiring",
+                )
+            )
 
     async def _reader(
         self,
         ws: WebSocket,
         codec: WireCodec,
         ready: trio.Event,
+        go: trio.Event,
         announce: Callable[[], Awaitable[None]],
+        move: Callable[[_Move], None],
+        expires: Callable[[ConnectionExpiry], None],
     ) -> None:
         while True:
             data = await ws.receive()
@@ -253,11 +397,14 @@ class Link:
                     if not ready.is_set():
                         await announce()  # before anything this connection reports
                     ready.set()
+                    go.set()
                     self._got_ready = self.confirmed = True
                 elif isinstance(item, GoAway):
                     left = item.time_left_s
                     left_text = "" if left is None else f", {left:.1f} s left"
-                    raise _GoAway(f"{self.name} asked to reconnect (goAway{left_text})")
+                    move(_Move(f"{self.name} asked to reconnect (goAway{left_text})", "go_away"))
+                elif isinstance(item, ConnectionExpiry):
+                    expires(item)
                 elif isinstance(item, ResumptionHandle):
                     # Not resumable right now still names the handle to keep.
                     self.resumption_handle = item.handle
@@ -270,6 +417,7 @@ class Link:
                 elif isinstance(item, LinkSignal):
                     pass  # a signal this link does not act on
                 else:
+                    self.activity.received(item)
                     await self.emit(self._redacted(item))
 
     async def _writer(self, ws: WebSocket, codec: WireCodec) -> None:
@@ -277,7 +425,9 @@ class Link:
         messages were written; a text or tool result is then reported, once."""
         box = self.outbox
         while True:
-            await box.wait_nonempty()
+            await box.wait_nonempty(lambda: self._moving is not None)
+            if self._moving is not None:
+                return  # at an input boundary: the next connection writes the rest
             peeked = box.peek(self.policy.max_batch_frames)
             # A resend is the wire messages written before, as they were: this
             # connection's codec may have other state than the one that wrote them.
@@ -285,5 +435,7 @@ class Link:
             for wire in wires:
                 await ws.send(wire)
             box.pop(peeked.count, wires)
-            if peeked.first_write and isinstance(peeked.message, SendText | ToolResult):
-                await self.emit(peeked.message)
+            if peeked.first_write:
+                self.activity.written(peeked.message)
+                if isinstance(peeked.message, SendText | ToolResult):
+                    await self.emit(peeked.message)

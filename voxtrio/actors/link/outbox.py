@@ -317,8 +317,10 @@ class Outbox:
 
     # ----------------------------------------------------------------- waiting
 
-    async def wait_nonempty(self) -> None:
-        while not self._items:
+    async def wait_nonempty(self, stop: Callable[[], bool] | None = None) -> None:
+        """Wait until something waits to be written, or ``stop()`` (checked at
+        every :meth:`wake`) is true."""
+        while not self._items and not (stop is not None and stop()):
             await self._lot.park()
 
     async def wait_not_full(self, connected: Callable[[], bool]) -> None:

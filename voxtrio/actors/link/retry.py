@@ -45,6 +45,16 @@ class ReconnectPolicy:
             ``keepalive_interval_s + keepalive_timeout_s`` after the last byte it
             sent (plus scheduling delay), even when the link's own writes are stuck
             because the server stopped reading.
+        expiry_margin_s: for a provider that ends its sessions at a set time
+            (:class:`~voxtrio.codecs.wire.ConnectionExpiry`; OpenAI: 60 minutes),
+            how long before the end the link starts looking for a quiet moment --
+            no reply in flight, the user not speaking, no transcription or tool
+            call outstanding -- to move to a new connection (re-seeded with the
+            transcript). Default 60 s. A session shorter than twice the margin
+            moves halfway through.
+        expiry_floor_s: the latest the link waits for that quiet moment: this
+            long before the end it moves anyway. Default 5 s; at most
+            ``expiry_margin_s``.
 
     A connection counts as *up* -- resetting the attempt counter and the backoff --
     only once the provider confirmed it (the codec's ``Ready``, or for a codec that
@@ -62,11 +72,20 @@ class ReconnectPolicy:
     max_batch_frames: int = 10
     keepalive_interval_s: float = 10.0
     keepalive_timeout_s: float = 10.0
+    expiry_margin_s: float = 60.0
+    expiry_floor_s: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        for name in ("initial_backoff_s", "max_backoff_s", "outage_buffer_s", "connect_timeout_s"):
+        for name in (
+            "initial_backoff_s",
+            "max_backoff_s",
+            "outage_buffer_s",
+            "connect_timeout_s",
+            "expiry_margin_s",
+            "expiry_floor_s",
+        ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
@@ -78,6 +97,11 @@ class ReconnectPolicy:
                 raise ValueError(f"{name} must be finite and > 0, got {value!r}")
         if not 0 <= self.jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        if self.expiry_floor_s > self.expiry_margin_s:
+            raise ValueError(
+                f"expiry_floor_s ({self.expiry_floor_s!r}) must not exceed "
+                f"expiry_margin_s ({self.expiry_margin_s!r})"
+            )
         if self.max_batch_frames < 1:
             raise ValueError(f"max_batch_frames must be >= 1, got {self.max_batch_frames}")
 
@@ -92,7 +116,8 @@ class Retry(Exception):
 
     Attributes:
         was_up: it had been established (the attempt counter starts over).
-        planned: the server asked for the move (goAway): no error, no backoff.
+        planned: the connection ended on schedule (goAway, a session time limit):
+            no error, no backoff.
     """
 
     def __init__(self, message: str, *, was_up: bool = False, planned: bool = False) -> None:
@@ -129,19 +154,21 @@ async def serve(
 
     ``max_attempts`` bounds the consecutive failed attempts: from the start, the
     first attempt counts; after a lost connection, the reconnect attempts do. A
-    planned move (goAway) reconnects at once, with a ``SessionReconnecting`` of
-    delay 0 and no error.
+    planned move (goAway, a session time limit) reconnects at once, with a
+    ``SessionReconnecting`` of delay 0 and no error.
     """
     failures = 0  # consecutive failed attempts
     retry = 0  # retries since the start, or since the connection was lost
     reconnecting = False  # a connection was up before
     reason = ""
+    planned = False  # the last connection ended on schedule (goAway, time limit)
     delay: float | None = None
     while True:
         if retry:
             if delay is None:
                 delay = policy.backoff_s(retry, rng)
-            log.warning("%s: retry %d in %.2f s (%s)", name, retry, delay, redact(reason))
+            level = logging.INFO if planned else logging.WARNING
+            log.log(level, "%s: retry %d in %.2f s (%s)", name, retry, delay, redact(reason))
             await emit(SessionReconnecting(retry, delay, redact(reason)))
             await trio.sleep(delay)
         delay = None
@@ -153,6 +180,7 @@ async def serve(
             return
         except Retry as exc:
             reason = str(exc)
+            planned = exc.planned and exc.was_up
             if exc.was_up:
                 reconnecting = True
                 failures = 0

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
@@ -37,7 +38,7 @@ from ...messages import (
     SpeechStopped,
     ToolCall,
 )
-from ..wire import LinkSignal, Ready, excerpt
+from ..wire import ConnectionExpiry, LinkSignal, Ready, excerpt
 from ._json import Malformed, get_int, get_obj, get_opt, get_opt_str, get_str
 from .state import ConnectionState
 
@@ -198,7 +199,21 @@ class Decoder:
             self.state.session_id = session_id
         if ev["type"] == "session.updated":
             self.state.configured = True
-        return [Ready(session_id=self.state.session_id)]
+            return [Ready(session_id=self.state.session_id)]
+        out: _Decoded = [Ready(session_id=self.state.session_id)]
+        # The session's time limit (60 minutes): the link moves before it. Only
+        # session.created sets it; a session.update cannot change it.
+        # A value of another type is ignored rather than failing the whole event
+        # (which would lose the Ready); the link then has no limit to plan for.
+        expires_at = session.get("expires_at")
+        if (
+            isinstance(expires_at, int | float)
+            and not isinstance(expires_at, bool)
+            and math.isfinite(expires_at)
+            and expires_at > 0
+        ):
+            out.append(ConnectionExpiry(float(expires_at)))
+        return out
 
     def _error(self, ev: dict[str, Any]) -> _Decoded:
         err = get_obj(ev, "error", "error")

@@ -60,7 +60,10 @@ class OpenAIRealtime(ApiKeyProvider):
         config: the whole session configuration as one
             :class:`~voxtrio.codecs.openai_realtime.OpenAIRealtimeConfig`, instead of
             the keywords above (which must then keep their defaults).
-        reconnect: retry, backoff and outage-buffer policy of the link.
+        reconnect: retry, backoff and outage-buffer policy of the link, and when
+            it moves the session before the service's 60-minute limit
+            (``expiry_margin_s``, ``expiry_floor_s``; see
+            ``docs/session-lifetimes.md``).
         ssl_context: for ``wss://`` (a verifying default context when None).
         max_message_size: the largest server message accepted, in bytes.
         allow_insecure: accept a ``ws://`` ``base_url`` to a host that is not the

@@ -11,6 +11,7 @@ back in order, under one lock, so that nothing another task sends can come betwe
 from __future__ import annotations
 
 import math
+import time
 import typing
 import urllib.parse
 from collections.abc import Sequence
@@ -81,6 +82,12 @@ class LoopbackConnection(WsConnection):
             intent=self.intent,
         )
         self._rescheduled = trio.Event()  # the service may have a new wake-up time
+        #: The session's time limit (``OpenAILoopback.session_lifetime_s``): its
+        #: wall-clock end goes into ``session.created`` as ``expires_at``, and the
+        #: connection is closed with 1001 when it runs out (trio time).
+        self.lifetime_s = server.session_lifetime_s
+        if self.lifetime_s is not None:
+            self.service.session["expires_at"] = int(time.time() + self.lifetime_s)
 
     def __repr__(self) -> str:
         return (
@@ -244,8 +251,15 @@ class LoopbackConnection(WsConnection):
             if self.script.close_at_once is None:  # else: not a word
                 await self._emit(self.service.start())
             nursery.start_soon(self._pace)
+            if self.lifetime_s is not None:
+                nursery.start_soon(self._expire, self.lifetime_s)
             await self._read_loop()
             nursery.cancel_scope.cancel()
+
+    async def _expire(self, lifetime_s: float) -> None:
+        """End the session at its time limit, as the service does: a 1001 close."""
+        await trio.sleep(lifetime_s)
+        await self.close(1001, "Your session hit the maximum duration of 60 minutes.")
 
     async def _on_message(self, data: str | bytes) -> None:
         outputs = self.service.receive(data, now=trio.current_time())

@@ -37,6 +37,10 @@ class OpenAILoopback(WsServer[LoopbackConnection]):
         max_message_bytes: larger client messages close the connection (1009).
         internal_errors: events the server could not process (a bug, or an odd event
             the checks let through); tests should find it empty.
+        session_lifetime_s: each session's time limit (the service's is 60
+            minutes): ``session.created`` carries ``expires_at`` (wall clock) and
+            the connection is closed with 1001 when the limit runs out (trio time,
+            so ``autojump_clock`` runs an hour at once). None: no limit.
     """
 
     PATH: Final = "/v1/realtime"
@@ -49,7 +53,11 @@ class OpenAILoopback(WsServer[LoopbackConnection]):
         api_key: str | None = None,
         max_message_bytes: int = 16 * 1024 * 1024,
         handshake_timeout_s: float = 10.0,
+        session_lifetime_s: float | None = None,
     ) -> None:
+        if session_lifetime_s is not None and not session_lifetime_s > 0:
+            raise ValueError(f"session_lifetime_s must be > 0, got {session_lifetime_s!r}")
+        self.session_lifetime_s = session_lifetime_s
         self.scripts: list[ConnectionScript] = list(scripts)
         self.default_script = default_script or ConnectionScript()
         self.api_key = api_key
@@ -152,6 +160,7 @@ async def open_openai_loopback(
     default_script: ConnectionScript | None = None,
     api_key: str | None = None,
     max_message_bytes: int = 16 * 1024 * 1024,
+    session_lifetime_s: float | None = None,
 ) -> AsyncIterator[OpenAILoopback]:
     """Run a loopback OpenAI Realtime server on 127.0.0.1 (a free port).
 
@@ -160,6 +169,7 @@ async def open_openai_loopback(
         default_script: for connections beyond ``scripts`` (default: plain).
         api_key: require ``Authorization: Bearer <api_key>`` (else 401).
         max_message_bytes: the largest client message accepted.
+        session_lifetime_s: each session's time limit (see :class:`OpenAILoopback`).
 
     On exit every open connection gets a close frame (1001) and its TCP stream is
     closed; no task outlives the block.
@@ -169,6 +179,7 @@ async def open_openai_loopback(
         default_script=default_script,
         api_key=api_key,
         max_message_bytes=max_message_bytes,
+        session_lifetime_s=session_lifetime_s,
     )
     async with serve_ws(server):
         yield server
