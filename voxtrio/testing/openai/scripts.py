@@ -104,7 +104,9 @@ class ConnectionScript:
             reply after the client sent their outputs says what they returned.
         session_lifetime_s: how long the session lives, for the ``expires_at`` of
             ``session.created`` (the real service: 60 minutes). Reported only: the
-            server does not close the session then.
+            server does not close the session then. A limit the server enforces
+            (the 1001 close) is ``open_openai_loopback(session_lifetime_s=...)``,
+            which then sets ``expires_at`` for every connection instead.
     """
 
     reject_status: int | None = None
