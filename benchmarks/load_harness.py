@@ -104,6 +104,7 @@ class LoadResult:
     errors: Counter[str] = attrs.Factory(Counter)
     seen_to_disk_s: list[float] = attrs.Factory(list)
     sent_to_disk_s: list[float] = attrs.Factory(list)
+    lag_s: list[float] = attrs.Factory(list)  # event-loop lag: a 10 ms sleep's overshoot
     rss: list[tuple[float, float]] = attrs.Factory(list)  # (s since start, MB)
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
@@ -120,8 +121,8 @@ class LoadResult:
     cpu_s: float = 0.0
 
     def quantile(self, which: str, q: float) -> float:
-        """The ``q`` quantile (0..1, nearest rank) of ``seen_to_disk_s`` or
-        ``sent_to_disk_s``; NaN when empty."""
+        """The ``q`` quantile (0..1, nearest rank) of ``seen_to_disk_s``,
+        ``sent_to_disk_s`` or ``lag_s``; NaN when empty."""
         values: list[float] = sorted(getattr(self, which))
         if not values:
             return math.nan
@@ -166,6 +167,8 @@ class LoadResult:
             "sent_p50_s": self.quantile("sent_to_disk_s", 0.5),
             "sent_p99_s": self.quantile("sent_to_disk_s", 0.99),
             "sent_max_s": self.quantile("sent_to_disk_s", 1.0),
+            "lag_p99_s": self.quantile("lag_s", 0.99),
+            "lag_max_s": self.quantile("lag_s", 1.0),
             "rss_before_mb": self.rss_before_mb,
             "rss_peak_mb": max((m for _, m in self.rss), default=math.nan),
             "rss_after_mb": self.rss_after_mb,
@@ -465,6 +468,14 @@ async def _sample(result: LoadResult, every_s: float) -> None:
         await trio.sleep(every_s)
 
 
+async def _lag(result: LoadResult) -> None:
+    """How late the event loop wakes a task (what every session's timers suffer)."""
+    while True:
+        due = trio.current_time() + 0.01
+        await trio.sleep_until(due)
+        result.lag_s.append(trio.current_time() - due)
+
+
 async def run_load(plan: LoadPlan, db: Path) -> LoadResult:
     """Run ``plan`` with the shared store at ``db`` (a new file); see the module
     docstring for what is measured. Must run in a trio run of its own (the task and
@@ -498,6 +509,7 @@ async def run_load(plan: LoadPlan, db: Path) -> LoadResult:
             await provider.ready.wait()
             async with trio.open_nursery() as sampler:
                 sampler.start_soon(_sample, result, plan.sample_every_s)
+                sampler.start_soon(_lag, result)
                 async with trio.open_nursery() as nursery:
                     for port, state in zip(provider.ports, states, strict=True):
                         nursery.start_soon(_app, port, store, state, stop, progress)
