@@ -55,22 +55,32 @@ def main(quick: bool = False) -> Table:
                       rss_mb=" ".join(f"{m:.0f}" for _, m in result.rss))  # fmt: skip
     print(f"seed {seed}: {sessions} sessions x {seconds:g} s, a turn per {turn_s:g} s, "
           f"a fault per {fault_s:g} s per session")  # fmt: skip
-    print(f"sent {row['sent']}  seen {row['seen']}  stored {row['stored']}  "
-          f"lost {row['lost']}  incomplete {row['incomplete']}  unseen {row['unseen']}")
-    print(f"faults {row['faults']} ({table.meta['faults']}); connections {row['connections']}; "
-          f"errors: {table.meta['errors']}; hung {row['hung']}")
-    print(f"seen-to-disk p50 {row['seen_p50_s']:.3f} p99 {row['seen_p99_s']:.3f} "
-          f"max {row['seen_max_s']:.3f} s (bound {DURABILITY_BOUND_S} s: "
-          f"{'met' if bound_met else 'MISSED'}); sent-to-disk p50 {row['sent_p50_s']:.3f} "
-          f"p99 {row['sent_p99_s']:.3f} max {row['sent_max_s']:.3f} s")
-    print(f"RSS {row['rss_before_mb']:.0f} -> peak {row['rss_peak_mb']:.0f} MB "
-          f"({row['rss_mb_per_session']:.3f} MB/session), last-half slope "
-          f"{row['rss_slope_mb_per_s']:.3f} MB/s ({'flat' if flat else 'GROWING'}); "
-          f"samples: {table.meta['rss_mb']}")
-    print(f"fds {row['fds_before']} -> {row['fds_open']} (peak) -> {row['fds_after']}; "
-          f"tasks {row['tasks_before']} -> {row['tasks_after']}; voxtrio threads left "
-          f"{row['threads_after']}; loop lag p99 {row['lag_p99_s']:.3f} max "
-          f"{row['lag_max_s']:.3f} s; cpu {row['cpu_s']:.1f} s of {row['wall_s']:.1f} s")
+    print(
+        f"sent {row['sent']}  seen {row['seen']}  stored {row['stored']}  "
+        f"lost {row['lost']}  incomplete {row['incomplete']}  unseen {row['unseen']}"
+    )
+    print(
+        f"faults {row['faults']} ({table.meta['faults']}); connections {row['connections']}; "
+        f"errors: {table.meta['errors']}; hung {row['hung']}"
+    )
+    print(
+        f"seen-to-disk p50 {row['seen_p50_s']:.3f} p99 {row['seen_p99_s']:.3f} "
+        f"max {row['seen_max_s']:.3f} s (bound {DURABILITY_BOUND_S} s: "
+        f"{'met' if bound_met else 'MISSED'}); sent-to-disk p50 {row['sent_p50_s']:.3f} "
+        f"p99 {row['sent_p99_s']:.3f} max {row['sent_max_s']:.3f} s"
+    )
+    print(
+        f"RSS {row['rss_before_mb']:.0f} -> peak {row['rss_peak_mb']:.0f} MB "
+        f"({row['rss_mb_per_session']:.3f} MB/session), last-half slope "
+        f"{row['rss_slope_mb_per_s']:.3f} MB/s ({'flat' if flat else 'GROWING'}); "
+        f"samples: {table.meta['rss_mb']}"
+    )
+    print(
+        f"fds {row['fds_before']} -> {row['fds_open']} (peak) -> {row['fds_after']}; "
+        f"tasks {row['tasks_before']} -> {row['tasks_after']}; voxtrio threads left "
+        f"{row['threads_after']}; loop lag p99 {row['lag_p99_s']:.3f} max "
+        f"{row['lag_max_s']:.3f} s; cpu {row['cpu_s']:.1f} s of {row['wall_s']:.1f} s"
+    )
     return table
 
 

@@ -22,7 +22,10 @@ normal close); then the harness checks and measures:
 * **seen-to-disk**: from the app seeing the transcript (the hub hands an item to
   the store's writer before it publishes the event, so this is a lower bound) and
   **sent-to-disk**, from the server sending it (an upper bound: it adds the
-  network, the link and the hub) to the return of the ``append`` that committed it;
+  network, the link and the hub) to the end of the ``COMMIT`` that made it durable
+  (in the store's thread); **seen-to-ack**, to the return of the ``append`` (the
+  writer resumed by the event loop); the event loop's **lag** (a 10 ms sleep's
+  overshoot), which every session's timers suffer;
 * **RSS** every second (``/proc/self/statm``) and its slope over the last half of
   the run; MB per session = (RSS at the end of the load - RSS before) / sessions;
 * **fds** (``/proc/self/fd``), **trio tasks** and **threads** before the servers
@@ -64,6 +67,8 @@ from voxtrio.testing import (
     open_openai_loopback,
 )
 
+from .bench_store_shared import TimedSqliteStore
+
 __all__ = ["LoadPlan", "LoadResult", "count_tasks", "open_fds", "rss_mb", "run_load"]
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
@@ -104,6 +109,7 @@ class LoadResult:
     errors: Counter[str] = attrs.Factory(Counter)
     seen_to_disk_s: list[float] = attrs.Factory(list)
     sent_to_disk_s: list[float] = attrs.Factory(list)
+    seen_to_ack_s: list[float] = attrs.Factory(list)
     lag_s: list[float] = attrs.Factory(list)  # event-loop lag: a 10 ms sleep's overshoot
     rss: list[tuple[float, float]] = attrs.Factory(list)  # (s since start, MB)
     rss_before_mb: float = 0.0
@@ -122,7 +128,7 @@ class LoadResult:
 
     def quantile(self, which: str, q: float) -> float:
         """The ``q`` quantile (0..1, nearest rank) of ``seen_to_disk_s``,
-        ``sent_to_disk_s`` or ``lag_s``; NaN when empty."""
+        ``sent_to_disk_s``, ``seen_to_ack_s`` or ``lag_s``; NaN when empty."""
         values: list[float] = sorted(getattr(self, which))
         if not values:
             return math.nan
@@ -164,6 +170,8 @@ class LoadResult:
             "seen_p50_s": self.quantile("seen_to_disk_s", 0.5),
             "seen_p99_s": self.quantile("seen_to_disk_s", 0.99),
             "seen_max_s": self.quantile("seen_to_disk_s", 1.0),
+            "ack_p99_s": self.quantile("seen_to_ack_s", 0.99),
+            "ack_max_s": self.quantile("seen_to_ack_s", 1.0),
             "sent_p50_s": self.quantile("sent_to_disk_s", 0.5),
             "sent_p99_s": self.quantile("sent_to_disk_s", 0.99),
             "sent_max_s": self.quantile("sent_to_disk_s", 1.0),
@@ -491,7 +499,7 @@ async def run_load(plan: LoadPlan, db: Path) -> LoadResult:
     stop = trio.Event()
     provider = _Provider()
     progress = _Progress(plan.sessions)
-    sqlite = SqliteTranscriptStore(db)
+    sqlite = TimedSqliteStore(db)
     store = _TimedStore(sqlite)
     command = [sys.executable, "-m", "benchmarks.load_harness", "serve",
                json.dumps(attrs.asdict(plan))]  # fmt: skip
@@ -532,7 +540,7 @@ async def run_load(plan: LoadPlan, db: Path) -> LoadResult:
     result.faults = provider.faults
     result.connections = provider.connections
     result.provider_errors = provider.internal_errors
-    _check(result, states, provider, store, SqliteTranscriptStore(db))
+    _check(result, states, provider, store, sqlite.durable, SqliteTranscriptStore(db))
     gc.collect()
     await trio.lowlevel.checkpoint()
     result.fds_after = open_fds()
@@ -552,6 +560,7 @@ def _check(
     states: Sequence[_Session],
     provider: _Provider,
     store: _TimedStore,
+    durable: dict[tuple[str, str], float],
     reader: SqliteTranscriptStore,
 ) -> None:
     """Compare what was sent, seen and stored (read back by a fresh connection)."""
@@ -573,11 +582,13 @@ def _check(
                 result.stored += 1
                 if stored.text != text or sent is None or sent[0] != text:
                     result.incomplete.append((state.session_id, item_id))
-                committed = store.committed.get((state.session_id, f"user:{item_id}"))
-                if committed is not None:
-                    result.seen_to_disk_s.append(committed - seen_at)
+                key = (state.session_id, f"user:{item_id}")
+                if key in durable:
+                    result.seen_to_disk_s.append(durable[key] - seen_at)
                     if sent is not None:
-                        result.sent_to_disk_s.append(committed - sent[1])
+                        result.sent_to_disk_s.append(durable[key] - sent[1])
+                if key in store.committed:
+                    result.seen_to_ack_s.append(store.committed[key] - seen_at)
     result.unseen = sum(1 for (s, i) in provider.sent if i not in states[s].seen)
     result.ended = sum(s.ended for s in states)
 
