@@ -3,7 +3,7 @@ against loopback servers (in a child process) that drop and close connections at
 random. See :mod:`benchmarks.load_harness` for what is run and measured.
 
     python -m benchmarks reliability          # 300 sessions for 60 s (RELIABILITY.md)
-    python -m benchmarks --quick reliability  # 60 sessions for 10 s
+    python -m benchmarks --quick reliability  # 30 sessions for 5 s (a smoke run)
 
 ``VOXTRIO_LOAD_SEED`` picks the fault schedule (default 13); the seed is in the table.
 The durability bound (:data:`~voxtrio.stores.DURABILITY_BOUND_S`) is met when the
@@ -27,7 +27,7 @@ from .results import Table
 
 #: (sessions, seconds, a turn every .. s, a fault every .. s per session on average)
 FULL = (300, 60.0, 1.0, 10.0)
-QUICK = (60, 10.0, 0.5, 2.0)
+QUICK = (30, 5.0, 0.5, 2.0)
 
 
 def run(plan: LoadPlan) -> LoadResult:
