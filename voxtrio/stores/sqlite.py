@@ -367,6 +367,17 @@ class SqliteTranscriptStore(ThreadedStore):
                 for session_id, items in batches
                 for i in items
             ]
+            if len(rows) <= _CHUNK_ROWS:
+                # One statement outside BEGIN/COMMIT is a transaction of its own
+                # (autocommit: atomic, durable when it returns), and two calls into
+                # SQLite fewer -- each a GIL release and retake (see _CHUNK_ROWS).
+                try:
+                    conn.execute(_upsert(len(rows)), [v for row in rows for v in row])
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                self._after_commit(conn, len(rows))
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(rows), _CHUNK_ROWS):
