@@ -27,7 +27,9 @@ normal close); then the harness checks and measures:
   writer resumed by the event loop); the event loop's **lag** (a 10 ms sleep's
   overshoot), which every session's timers suffer;
 * **RSS** every second (``/proc/self/statm``) and its slope over the last half of
-  the run; MB per session = (RSS at the end of the load - RSS before) / sessions;
+  the run; MB per session = (peak RSS under load - RSS before) / sessions; and the
+  Python heap's allocated blocks (``sys.getallocatedblocks()``) and their slope,
+  which the C allocator's arenas (RSS grows in steps) do not blur;
 * **fds** (``/proc/self/fd``), **trio tasks** and **threads** before the servers
   start and after everything closed (the store too);
 * **hangs**: sessions that had not ended ``hang_after_s`` after they were told to.
@@ -112,6 +114,7 @@ class LoadResult:
     seen_to_ack_s: list[float] = attrs.Factory(list)
     lag_s: list[float] = attrs.Factory(list)  # event-loop lag: a 10 ms sleep's overshoot
     rss: list[tuple[float, float]] = attrs.Factory(list)  # (s since start, MB)
+    blocks: list[tuple[float, float]] = attrs.Factory(list)  # (s, Python heap blocks)
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
     fds_before: int = 0
@@ -136,14 +139,13 @@ class LoadResult:
 
     def rss_slope_mb_per_s(self) -> float:
         """Least-squares slope of RSS over the last half of the samples (MB/s)."""
-        half = self.rss[len(self.rss) // 2 :]
-        if len(half) < 2:
-            return math.nan
-        xs = [t for t, _ in half]
-        ys = [m for _, m in half]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        den = sum((x - mx) ** 2 for x in xs)
-        return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
+        return _slope(self.rss)
+
+    def blocks_slope_per_s(self) -> float:
+        """Least-squares slope of the Python heap's allocated blocks
+        (``sys.getallocatedblocks()``) over the last half of the samples (blocks/s):
+        what Python objects the run keeps, without the C allocator's arenas."""
+        return _slope(self.blocks)
 
     def rss_per_session_mb(self) -> float:
         """(Peak RSS under load - RSS before) / sessions."""
@@ -182,6 +184,7 @@ class LoadResult:
             "rss_after_mb": self.rss_after_mb,
             "rss_mb_per_session": self.rss_per_session_mb(),
             "rss_slope_mb_per_s": self.rss_slope_mb_per_s(),
+            "blocks_slope_per_s": self.blocks_slope_per_s(),
             "fds_before": self.fds_before,
             "fds_open": self.fds_open,
             "fds_after": self.fds_after,
@@ -192,6 +195,18 @@ class LoadResult:
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
         }
+
+
+def _slope(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope over the last half of ``samples`` (NaN: too few)."""
+    half = samples[len(samples) // 2 :]
+    if len(half) < 2:
+        return math.nan
+    xs = [t for t, _ in half]
+    ys = [m for _, m in half]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
 # ------------------------------------------------------------------ process gauges
@@ -471,7 +486,9 @@ async def _app(
 async def _sample(result: LoadResult, every_s: float) -> None:
     started = time.perf_counter()
     while True:
-        result.rss.append((time.perf_counter() - started, rss_mb()))
+        now = time.perf_counter() - started
+        result.rss.append((now, rss_mb()))
+        result.blocks.append((now, float(sys.getallocatedblocks())))
         result.fds_open = max(result.fds_open, open_fds())
         await trio.sleep(every_s)
 
