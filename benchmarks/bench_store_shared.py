@@ -11,7 +11,8 @@ own part is from its ``append`` being called to the ``COMMIT`` (queue and commit
 what cross-session batching decides). Items not
 committed when the writers close are counted as lost. The event loop's lag (how
 late a 10 ms sleep wakes) is measured alongside: every timer of every session
-suffers it, the writer's flush timer included.
+suffers it, the writer's flush timer included; and so are the garbage collector's
+pauses (the longest, and their sum), one cause of that lag.
 
     python -m benchmarks store_shared          # 1, 50, 200 and 300 sessions, 5 s
     python -m benchmarks --quick store_shared  # 50 sessions, 1 s
@@ -19,6 +20,7 @@ suffers it, the writer's flush timer included.
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
 import tempfile
@@ -101,6 +103,20 @@ async def _session(
         recorder.close()
 
 
+class _GcPauses:
+    """A ``gc.callbacks`` entry noting how long each collection stopped the world."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+
+
 async def _lag(lags: list[float]) -> None:
     """How late the event loop wakes a task from a 10 ms sleep."""
     while True:
@@ -118,6 +134,8 @@ async def _run(path: Path, sessions: int, seconds: float, interval_s: float) -> 
     turns = max(1, int(seconds / interval_s))
     handed: dict[tuple[str, str], float] = {}
     lags: list[float] = []
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
     with TimedSqliteStore(path) as sqlite:
         store = _TimedStore(sqlite)
         started = time.perf_counter()
@@ -128,6 +146,7 @@ async def _run(path: Path, sessions: int, seconds: float, interval_s: float) -> 
                     nursery.start_soon(_session, store, index, turns, interval_s, handed)
             outer.cancel_scope.cancel()
         wall = time.perf_counter() - started
+        gc.callbacks.remove(pauses)
         stored = sum(len(sqlite.items(f"s{i}")) for i in range(sessions))
     latencies = sorted(sqlite.durable[k] - t for k, t in handed.items() if k in sqlite.durable)
     acks = sorted(store.committed[k] - t for k, t in handed.items() if k in store.committed)
@@ -148,6 +167,8 @@ async def _run(path: Path, sessions: int, seconds: float, interval_s: float) -> 
         "ack_max_s": acks[-1] if acks else float("nan"),
         "lag_p99_s": lags[int(0.99 * (len(lags) - 1))] if lags else float("nan"),
         "lag_max_s": lags[-1] if lags else float("nan"),
+        "gc_max_s": max(pauses.pauses, default=0.0),
+        "gc_total_s": sum(pauses.pauses),
         "wall_s": wall,
     }
 
@@ -160,7 +181,8 @@ def main(quick: bool = False) -> Table:
     print(
         f"{'sessions':>8} {'items':>7} {'lost':>5} {'appends':>8} "
         f"{'p50 s':>7} {'p99 s':>7} {'max s':>7} {'bound':>6} "
-        f"{'store99':>7} {'storemx':>7} {'ack p99':>7} {'ack max':>7} {'lag p99':>7} {'lag max':>7}"
+        f"{'store99':>7} {'storemx':>7} {'ack p99':>7} {'ack max':>7} "
+        f"{'lag p99':>7} {'lag max':>7} {'gc max':>7} {'gc sum':>7}"
     )
     met = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +195,8 @@ def main(quick: bool = False) -> Table:
                 f"{r['p50_s']:>7.3f} {r['p99_s']:>7.3f} {r['max_s']:>7.3f} "
                 f"{'met' if ok else 'MISSED':>6} {r['store_p99_s']:>7.3f} {r['store_max_s']:>7.3f} "
                 f"{r['ack_p99_s']:>7.3f} {r['ack_max_s']:>7.3f} "
-                f"{r['lag_p99_s']:>7.3f} {r['lag_max_s']:>7.3f}"
+                f"{r['lag_p99_s']:>7.3f} {r['lag_max_s']:>7.3f} "
+                f"{r['gc_max_s']:>7.3f} {r['gc_total_s']:>7.3f}"
             )
             table.add(sessions=sessions, **r, bound_met=ok)
     table.meta.update(bound_s=DURABILITY_BOUND_S, seconds=seconds, interval_s=interval_s,
