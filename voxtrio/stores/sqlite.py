@@ -211,9 +211,12 @@ class SqliteTranscriptStore(ThreadedStore):
 
     Share one store between all the sessions of a process (and open the file in one
     process only): appends from every session are committed together, one
-    transaction per lot (see :mod:`voxtrio.stores.threaded`), so 200 sessions on
-    one file still meet :data:`~voxtrio.stores.base.DURABILITY_BOUND_S`. Separate
-    stores on the same file contend for SQLite's single write lock instead.
+    transaction per lot (see :mod:`voxtrio.stores.threaded`), so the store's own
+    part of :data:`~voxtrio.stores.base.DURABILITY_BOUND_S` stays small with
+    hundreds of sessions (the rest is the event loop's; figures in RELIABILITY.md).
+    Separate stores on the same file contend for SQLite's single write lock instead.
+    WAL checkpoints run in a thread and connection of the store's own (see
+    ``_Checkpointer``), not inside a commit; :meth:`close` ends that thread.
 
     Faults keep their real cause: a locked database (``database is locked``, after
     ``busy_timeout_s``), a read-only file or directory, a full disk, and a file
@@ -227,7 +230,8 @@ class SqliteTranscriptStore(ThreadedStore):
 
     Args:
         path: the database file; its directory must exist.
-        synchronous: ``"NORMAL"`` (commits survive a killed process) or ``"FULL"``
+        synchronous: ``"NORMAL"`` (commits survive a killed process; the last ones
+            before a power loss or kernel crash may be rolled back) or ``"FULL"``
             (they also survive a power loss, at the cost of an fsync per commit).
         busy_timeout_s: how long a write waits for a lock held by another process.
     """

@@ -12,10 +12,11 @@ One store may serve every session of a process. Appends are queued; one worker
 thread at a time drains the queue, committing *everything queued so far* -- the
 batches of every session that appended meanwhile -- in one transaction, then the
 next lot, until the queue is empty. So N sessions flushing together cost one commit,
-not N, and each append waits for at most the commit in flight and its own: with 200
-sessions on one SQLite file an item is still seen on disk within
-:data:`~voxtrio.stores.base.DURABILITY_BOUND_S` (``benchmarks/bench_store_shared.py``).
-If a shared transaction fails, every append in it gets the error.
+not N, and each append waits for at most the commit in flight and its own; the
+callers of one transaction are woken by one call into their trio run. What this
+costs of :data:`~voxtrio.stores.base.DURABILITY_BOUND_S` with hundreds of sessions
+is measured by ``benchmarks/bench_store_shared.py`` (the store's part, beside the
+event loop's lag). If a shared transaction fails, every append in it gets the error.
 
 Cancellation: an append cancelled while queued is taken out of the queue (nothing of
 it is written); one cancelled while its transaction runs returns at once (it does not
