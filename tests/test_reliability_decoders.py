@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import typing
 from typing import Any
 
@@ -218,9 +219,14 @@ def _wire(obj: Any, as_bytes: bool) -> str | bytes:
     return text.encode() if as_bytes else text
 
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: 400 examples per run (CI); VOXTRIO_LONG=1: 4,000. Each fuzz test is marked long.
+FUZZ_EXAMPLES = 4000 if os.environ.get("VOXTRIO_LONG") == "1" else 400
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
+@pytest.mark.long
 @FUZZ
 @given(events=st.lists(openai_events | openai_mutants, min_size=1, max_size=6))
 def test_openai_decode_never_raises_on_shaped_events(events: list[dict[str, Any]]) -> None:
@@ -229,6 +235,7 @@ def test_openai_decode_never_raises_on_shaped_events(events: list[dict[str, Any]
         _checked(codec.decode(json.dumps(event)))
 
 
+@pytest.mark.long
 @FUZZ
 @given(
     messages=st.lists(gemini_messages | gemini_mutants, min_size=1, max_size=6),
@@ -242,6 +249,7 @@ def test_gemini_decode_never_raises_on_shaped_messages(
         _checked(codec.decode(_wire(message, as_bytes)))
 
 
+@pytest.mark.long
 @FUZZ
 @given(
     data=st.text(max_size=200)

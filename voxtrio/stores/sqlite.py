@@ -10,6 +10,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
@@ -36,13 +37,31 @@ _SCHEMA: Final = (
     ") WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS items_by_seq ON items (session_id, seq)",
 )
-_UPSERT: Final = (
-    "INSERT INTO items (session_id, item_key, seq, kind, data, updated_s)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+_ROW: Final = "(?, ?, ?, ?, ?, ?)"
+_COLUMNS: Final = len(_ROW.split(","))
+#: Rows per INSERT statement. One statement per chunk, not one per row: each step of a
+#: statement releases and retakes the GIL, and while the event loop's thread is busy
+#: every retake can wait a whole switch interval (5 ms), so a transaction of N
+#: single-row steps could take N x 5 ms. 256 x 6 parameters is far below SQLite's
+#: limit of 32,766 (builds before 3.32 allow 999 parameters: 166 rows).
+_CHUNK_ROWS: Final = 256 if sqlite3.sqlite_version_info >= (3, 32) else 999 // _COLUMNS
+_UPSERT_TAIL: Final = (
     " ON CONFLICT (session_id, item_key) DO UPDATE SET"
     " seq = excluded.seq, kind = excluded.kind, data = excluded.data,"
     " updated_s = excluded.updated_s"
 )
+
+
+def _upsert(rows: int) -> str:
+    """An INSERT of ``rows`` rows, each replacing the stored row with its key. Rows
+    with the same key in one statement are applied in order (the last one wins)."""
+    return (
+        "INSERT INTO items (session_id, item_key, seq, kind, data, updated_s) VALUES "
+        + ", ".join([_ROW] * rows)
+        + _UPSERT_TAIL
+    )
+
+
 _SELECT: Final = "SELECT data FROM items WHERE session_id = ? ORDER BY seq, item_key"
 _OWNER_ONLY: Final = 0o600
 _NEARLY_FULL: Final = 256 * 1024  # free bytes below which an I/O error means "disk full"
@@ -99,6 +118,89 @@ def _create_owner_only(path: str) -> None:
     os.close(fd)
 
 
+#: The writer asks for a checkpoint after this many commits or rows, whichever first
+#: (SQLite's own automatic checkpoint would run at ~1000 WAL pages, in a commit).
+_CHECKPOINT_COMMITS: Final = 100
+_CHECKPOINT_ROWS: Final = 1000
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database from a connection and a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold,
+    and with ``synchronous=NORMAL`` it is where the fsyncs happen: that commit -- and
+    every append queued behind it, from all the sessions sharing the store -- waits
+    for the disk. So the writer turns it off and asks this thread instead; a
+    ``PASSIVE`` checkpoint takes no write lock, so commits go on meanwhile. If a
+    checkpoint fails (a full disk, a read-only file), :attr:`failed` is set and the
+    writer goes back to SQLite's automatic checkpoints (the WAL must not grow for
+    ever); the writer's own commits report the fault.
+    """
+
+    def __init__(self, path: str, busy_ms: int) -> None:
+        self._path = path
+        self._busy_ms = busy_ms
+        self._cond = threading.Condition()
+        self._due = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.failed = False
+        self.runs = 0  # checkpoints done (for tests)
+
+    def request(self) -> None:
+        """Ask for a checkpoint soon (from the writer, after commits). Never blocks
+        on the disk."""
+        with self._cond:
+            if self._stopping or self.failed:
+                return
+            self._due = True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="voxtrio sqlite checkpoint", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                with self._cond:
+                    while not self._due and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping:
+                        return
+                    self._due = False
+                try:
+                    if conn is None:  # mode=rw: never creates a file the writer lost
+                        uri = f"file:{urllib.parse.quote(self._path)}?mode=rw"
+                        conn = sqlite3.connect(
+                            uri, uri=True, timeout=self._busy_ms / 1000, isolation_level=None,
+                            check_same_thread=False,
+                        )  # fmt: skip
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.runs += 1
+                except sqlite3.Error:
+                    self.failed = True
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self) -> None:
+        """Stop the thread (after the checkpoint in progress) and close its
+        connection; a later :meth:`request` starts them again. Blocks."""
+        with self._cond:
+            self._stopping = True
+            thread, self._thread = self._thread, None
+            self._cond.notify()
+        if thread is not None:
+            thread.join()
+        with self._cond:
+            self._stopping = False
+            self._due = False
+
+
 class SqliteTranscriptStore(ThreadedStore):
     """Items in an SQLite file: one writer connection, WAL mode, owner-only files.
 
@@ -109,9 +211,12 @@ class SqliteTranscriptStore(ThreadedStore):
 
     Share one store between all the sessions of a process (and open the file in one
     process only): appends from every session are committed together, one
-    transaction per lot (see :mod:`voxtrio.stores.threaded`), so 200 sessions on
-    one file still meet :data:`~voxtrio.stores.base.DURABILITY_BOUND_S`. Separate
-    stores on the same file contend for SQLite's single write lock instead.
+    transaction per lot (see :mod:`voxtrio.stores.threaded`), so the store's own
+    part of :data:`~voxtrio.stores.base.DURABILITY_BOUND_S` stays small with
+    hundreds of sessions (the rest is the event loop's; figures in RELIABILITY.md).
+    Separate stores on the same file contend for SQLite's single write lock instead.
+    WAL checkpoints run in a thread and connection of the store's own (see
+    ``_Checkpointer``), not inside a commit; :meth:`close` ends that thread.
 
     Faults keep their real cause: a locked database (``database is locked``, after
     ``busy_timeout_s``), a read-only file or directory, a full disk, and a file
@@ -125,7 +230,8 @@ class SqliteTranscriptStore(ThreadedStore):
 
     Args:
         path: the database file; its directory must exist.
-        synchronous: ``"NORMAL"`` (commits survive a killed process) or ``"FULL"``
+        synchronous: ``"NORMAL"`` (commits survive a killed process; the last ones
+            before a power loss or kernel crash may be rolled back) or ``"FULL"``
             (they also survive a power loss, at the cost of an fsync per commit).
         busy_timeout_s: how long a write waits for a lock held by another process.
     """
@@ -153,6 +259,8 @@ class SqliteTranscriptStore(ThreadedStore):
         self._file_id: tuple[int, int] | None = None  # of the file the connection opened
         self._lock = threading.Lock()  # one SQLite call at a time, whatever the thread
         self._closed = False
+        self._checkpointer = _Checkpointer(text, self._busy_ms)
+        self._since_checkpoint = (0, 0)  # commits and rows since the last request
         super().__init__()
 
     def __repr__(self) -> str:
@@ -184,6 +292,8 @@ class SqliteTranscriptStore(ThreadedStore):
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"could not switch {base} to WAL mode ({mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if not self._checkpointer.failed:  # checkpoints off the commit path
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _SCHEMA:
@@ -224,6 +334,7 @@ class SqliteTranscriptStore(ThreadedStore):
         now = _file_id(str(self._path))
         if now == self._file_id:
             return
+        self._checkpointer.stop()  # its connection holds the lost files open too
         self._conn.close()
         self._conn = None
         if now is None:
@@ -255,21 +366,47 @@ class SqliteTranscriptStore(ThreadedStore):
             self._check_file()
             conn = self._connect()
             now = time.time()
-            # A generator: each row is encoded just before SQLite steps it, and SQLite
-            # releases the GIL while it steps, so the event loop's thread is never held
-            # up for a whole batch.
-            rows = (
+            rows = [
                 (session_id, _key_text(i.key), i.seq, _kind(i), encode_item(i), now)
                 for session_id, items in batches
                 for i in items
-            )
+            ]
+            if len(rows) <= _CHUNK_ROWS:
+                # One statement outside BEGIN/COMMIT is a transaction of its own
+                # (autocommit: atomic, durable when it returns), and two calls into
+                # SQLite fewer -- each a GIL release and retake (see _CHUNK_ROWS).
+                try:
+                    conn.execute(_upsert(len(rows)), [v for row in rows for v in row])
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                self._after_commit(conn, len(rows))
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_UPSERT, rows)
+                for start in range(0, len(rows), _CHUNK_ROWS):
+                    chunk = rows[start : start + _CHUNK_ROWS]
+                    conn.execute(_upsert(len(chunk)), [v for row in chunk for v in row])
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
                 raise
+            self._after_commit(conn, len(rows))
+
+    def _after_commit(self, conn: sqlite3.Connection, rows: int) -> None:
+        """Ask for a checkpoint now and then (or, if checkpoints in their own thread
+        failed, let SQLite checkpoint in the commits again)."""
+        if self._checkpointer.failed:
+            if self._since_checkpoint != (-1, -1):
+                conn.execute("PRAGMA wal_autocheckpoint = 1000")
+                self._since_checkpoint = (-1, -1)
+            return
+        commits, written = self._since_checkpoint
+        commits, written = commits + 1, written + rows
+        if commits >= _CHECKPOINT_COMMITS or written >= _CHECKPOINT_ROWS:
+            self._checkpointer.request()
+            commits, written = 0, 0
+        self._since_checkpoint = (commits, written)
 
     def _items_sync(self, session_id: str) -> list[Item]:
         with self._lock:
@@ -300,6 +437,7 @@ class SqliteTranscriptStore(ThreadedStore):
         """Close the connection (SQLite checkpoints the WAL). Idempotent; blocks."""
         with self._lock:
             self._closed = True
+            self._checkpointer.stop()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -12,10 +12,11 @@ One store may serve every session of a process. Appends are queued; one worker
 thread at a time drains the queue, committing *everything queued so far* -- the
 batches of every session that appended meanwhile -- in one transaction, then the
 next lot, until the queue is empty. So N sessions flushing together cost one commit,
-not N, and each append waits for at most the commit in flight and its own: with 200
-sessions on one SQLite file an item is still seen on disk within
-:data:`~voxtrio.stores.base.DURABILITY_BOUND_S` (``benchmarks/bench_store_shared.py``).
-If a shared transaction fails, every append in it gets the error.
+not N, and each append waits for at most the commit in flight and its own; the
+callers of one transaction are woken by one call into their trio run. What this
+costs of :data:`~voxtrio.stores.base.DURABILITY_BOUND_S` with hundreds of sessions
+is measured by ``benchmarks/bench_store_shared.py`` (the store's part, beside the
+event loop's lag). If a shared transaction fails, every append in it gets the error.
 
 Cancellation: an append cancelled while queued is taken out of the queue (nothing of
 it is written); one cancelled while its transaction runs returns at once (it does not
@@ -55,10 +56,25 @@ class _Ticket:
     error: BaseException | None = None
 
 
-def _deliver(ticket: _Ticket, error: BaseException | None) -> None:
-    ticket.error = error
-    with contextlib.suppress(trio.RunFinishedError):  # its run is over: nobody to tell
-        ticket.token.run_sync_soon(ticket.done.set)
+def _deliver(group: Sequence[_Ticket], error: BaseException | None) -> None:
+    """Wake the callers of ``group``: one call into each trio run, not one per ticket.
+
+    Each ``run_sync_soon`` writes to the run's wake-up socket, which releases the
+    GIL; while the event loop's thread is busy, taking it back can wait a whole
+    switch interval (5 ms), so waking 50 callers one by one could take 250 ms.
+    """
+    by_run: dict[trio.lowlevel.TrioToken, list[_Ticket]] = {}
+    for ticket in group:
+        ticket.error = error
+        by_run.setdefault(ticket.token, []).append(ticket)
+    for token, tickets in by_run.items():
+        with contextlib.suppress(trio.RunFinishedError):  # its run is over: nobody to tell
+            token.run_sync_soon(_set_all, tickets)
+
+
+def _set_all(tickets: Sequence[_Ticket]) -> None:
+    for ticket in tickets:
+        ticket.done.set()
 
 
 class ThreadedStore:
@@ -160,8 +176,7 @@ class ThreadedStore:
                 self._append_many_sync(batches)
             except BaseException as exc:  # the callers' to raise (a fault or a bug)
                 error = exc
-            for ticket in group:
-                _deliver(ticket, error)
+            _deliver(group, error)
 
     async def aclose(self) -> None:
         """Release the store, in a worker thread."""
@@ -172,4 +187,3 @@ class ThreadedStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
