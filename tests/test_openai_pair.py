@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from voxtrio.codecs.audio import AudioFormat, AudioFrame
 from voxtrio.codecs.openai_realtime import OpenAIRealtimeCodec, ServerVad
-from voxtrio.codecs.wire import LinkSignal, Ready
+from voxtrio.codecs.wire import ConnectionExpiry, LinkSignal, Ready
 from voxtrio.messages import (
     CancelReply,
     CommitInput,
@@ -86,7 +86,11 @@ def check(pair: OpenAICodecPair) -> None:
 def test_connect_configures_the_service_as_the_codec_asked() -> None:
     pair = OpenAICodecPair(OpenAIRealtimeCodec(voice="cedar", transcription_model="whisper-1"))
     events = pair.connect("Be brief.")
-    assert [type(e) for e in events] == [Ready, Ready]  # session.created, session.updated
+    # session.created (ready, and when the session ends), session.updated
+    assert [type(e) for e in events] == [Ready, ConnectionExpiry, Ready]
+    expiry = events[1]
+    assert isinstance(expiry, ConnectionExpiry)
+    assert expiry.at_unix_s == int(pair.service.created_at + 3600)  # the service's 60 minutes
     assert pair.codec.configured
     assert pair.service.instructions == ["Be brief."]
     assert pair.service.session["audio"]["output"]["voice"] == "cedar"
