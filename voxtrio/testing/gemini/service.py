@@ -173,7 +173,7 @@ class GeminiService:
     @property
     def next_wakeup(self) -> float | None:
         """When a paced message falls due (None: nothing waits)."""
-        return None if self.auto is None or self.closed else self.auto.next_wakeup
+        return None if self.auto is None or self.closed is not None else self.auto.next_wakeup
 
     def advance_to(self, now: float) -> list[Outgoing]:
         """The paced messages due by ``now`` (the owner's clock, as given to
