@@ -178,7 +178,8 @@ class AutoTurns:
 
     @property
     def model_turn_in_progress(self) -> bool:
-        """Part of a model turn went out and its ``turnComplete`` has not."""
+        """A model turn is under way (partly sent, or waiting behind another under
+        ``NO_INTERRUPTION``) and its ``turnComplete`` has not gone out."""
         return any(s.model for s in self._steps)
 
     @property
