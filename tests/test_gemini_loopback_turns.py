@@ -39,7 +39,7 @@ from voxtrio.audio import AudioFormat, AudioFrame
 from voxtrio.codecs.convert import convert_oneshot
 from voxtrio.codecs.gemini_live import AutomaticVad, GeminiLiveCodec, GeminiLiveConfig
 from voxtrio.codecs.transcript import AssistantItem, UserItem
-from voxtrio.codecs.wire import LinkSignal
+from voxtrio.codecs.wire import LinkSignal, ResumptionHandle
 from voxtrio.messages import EndOfInput, Event, FrameBatch
 from voxtrio.runtime import Session
 from voxtrio.testing import EnergyVad as TopLevelVad
@@ -364,6 +364,28 @@ def test_no_interruption_answers_the_later_turn_after_the_first() -> None:
     assert len(d.of(InputTranscriptionCompleted)) == 2
 
 
+def test_each_turn_complete_is_followed_by_a_resumption_update() -> None:
+    """So the client learns what was consumed (it keeps unconfirmed audio for a
+    resume, and pushes back past 5 s of it)."""
+    d = Driver(GeminiTurns())
+    d.audio(np.concatenate([tone16(300), silence16(500)]))
+    last = d.service.sent[-1]
+    assert d.service.sent[-2]["serverContent"] == {"turnComplete": True}
+    update = last["sessionResumptionUpdate"]
+    assert update["resumable"] is True
+    assert update["lastConsumedClientMessageIndex"] == len(d.service.records) - 1
+    (handle,) = d.of(ResumptionHandle)
+    assert handle.handle == update["newHandle"]
+    # Interrupted turns too; and none when the script says so.
+    p = Driver(PACED)
+    p.audio(np.concatenate([tone16(300), silence16(500), tone16(100)]))
+    assert "sessionResumptionUpdate" in p.service.sent[-1]
+    assert p.service.sent[-2]["serverContent"] == {"turnComplete": True}
+    quiet = Driver(GeminiTurns(resumption_updates=False))
+    quiet.audio(np.concatenate([tone16(300), silence16(500)]))
+    assert not [m for m in quiet.service.sent if "sessionResumptionUpdate" in m]
+
+
 def test_the_turn_script_is_checked() -> None:
     for bad in ({"transcript_pieces": 0}, {"reply_chunk_ms": 0}, {"reply_ms": -1},
                 {"vad_rms_threshold": 0.0}, {"reply_tone_hz": float("nan")}):  # fmt: skip
@@ -464,6 +486,37 @@ async def test_the_demo_file_gets_one_turn_and_one_reply() -> None:
     ]
 
 
+async def test_two_utterances_are_two_turns_and_all_the_audio_arrives() -> None:
+    """Longer than the link's 5 s budget of unconfirmed audio: the update after each
+    turn lets it go on; each utterance is one transcription and one reply, stored in
+    order."""
+    pcm = np.concatenate([WAV_PCM, np.zeros((48_000, 2), np.int16), WAV_PCM])
+    want = convert_oneshot(pcm, WAV_FMT, IN16)
+    store = MemoryTranscriptStore()
+    played: list[AudioFrame] = []
+    with trio.fail_after(30):
+        async with open_gemini_loopback(api_key=KEY) as server:
+            async with session_with(server, pcm, WAV_FMT, played, store=store) as (_, rec):
+                await rec.wait_for(ReplyPlayed, 2)
+                conn = server.connections[0]
+                await server.wait_until(lambda: conn.service.audio_stream_ends == 1)
+            check_server(server)
+    np.testing.assert_array_equal(conn.service.connection_audio, want)
+    stops = [ms for kind, ms in EnergyVad(rate=16_000).push(want) if kind == "stop"]
+    assert len(stops) == 2
+    assert [t.end_ms for t in conn.service.user_turns] == stops
+    assert [e.transcript for e in rec.of(InputTranscriptionCompleted)] == [
+        "loopback utterance 1", "loopback utterance 2"
+    ]  # fmt: skip
+    assert [d.status for d in rec.of(ReplyDone)] == ["completed", "completed"]
+    assert sum(f.samples for f in played) == 2 * 400 * 24
+    items = [i for i in store.items("call-1") if isinstance(i, UserItem | AssistantItem)]
+    assert [i.text for i in items] == [
+        "loopback utterance 1", "Hello from the loopback provider.",
+        "loopback utterance 2", "Hello from the loopback provider.",
+    ]  # fmt: skip
+
+
 async def test_manual_activity_takes_the_turn_at_activity_end() -> None:
     """GeminiLive(turn_detection=None): the codec brackets the input in activityStart /
     activityEnd; the service's VAD stays out, so the turn ends at the end of the input
@@ -496,14 +549,9 @@ async def test_speaking_over_a_paced_reply_interrupts_it() -> None:
     """The demo file, a second of silence, the demo file again, as fast as the session
     sends it; the reply to the first turn is paced (10 s of audio), so the second
     utterance reaches the server while it is still being sent: ``interrupted``, and
-    the session reports ReplyInterrupted; the second turn is answered next.
-
-    The server confirms what it consumed (``resumption_every``), as the real service
-    does: the link keeps unconfirmed audio for a resume and pushes back past its
-    5 s budget, and this input is longer."""
+    the session reports ReplyInterrupted; the second turn is answered next."""
     pcm = np.concatenate([WAV_PCM, np.zeros((48_000, 2), np.int16), WAV_PCM])
-    script = GeminiScript(turns=GeminiTurns(reply_ms=10_000, pace_replies=True),
-                          resumption_every=5)  # fmt: skip
+    script = GeminiScript(turns=GeminiTurns(reply_ms=10_000, pace_replies=True))
     played: list[AudioFrame] = []
     with trio.fail_after(60):
         async with open_gemini_loopback(api_key=KEY, default_script=script) as server:

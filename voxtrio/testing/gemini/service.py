@@ -38,7 +38,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 import numpy as np
 
-from .turns import AutoTurns, GeminiTurns, UserTurn
+from .turns import RESUMPTION_UPDATE, AutoTurns, GeminiTurns, UserTurn
 
 __all__ = [
     "CloseConnection",
@@ -180,7 +180,13 @@ class GeminiService:
         :meth:`receive`)."""
         if self.auto is None or self.closed is not None:
             return []
-        return self._encode(*self.auto.advance_to(now))
+        return self._turn_messages(self.auto.advance_to(now))
+
+    def _turn_messages(self, messages: list[dict[str, Any]]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for m in messages:
+            out += self.resumption_update() if m is RESUMPTION_UPDATE else self._encode(m)
+        return out
 
     def receive(self, data: str | bytes, *, now: float = 0.0) -> list[Outgoing]:
         """Read one client message; returns what the service sends in answer.
@@ -215,7 +221,7 @@ class GeminiService:
             return self._reject(index, obj, problem)
         self.records.append(ClientRecord(index, obj))
         if kind != "setup":
-            return self._encode(*self._turn_out)
+            return self._turn_messages(self._turn_out)
         if self.refuse_resumption and (body.get("sessionResumption") or {}).get("handle"):
             self.closed = CloseConnection(1011, "The session could not be resumed.")
             return [self.closed]

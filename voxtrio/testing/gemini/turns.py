@@ -18,6 +18,11 @@ turns its messages into frames). As on the real service:
   With ``activityHandling: NO_INTERRUPTION`` nothing is interrupted: a turn that ends
   during a model turn is answered after it.
 
+After each ``turnComplete`` it sends a resumable ``sessionResumptionUpdate`` (when
+the setup asked for resumption), as the service does once the session is resumable
+again: the client learns what was consumed, and stops keeping it for a resume (the
+link pushes back once 5 s of audio wait unconfirmed).
+
 Paced (:attr:`GeminiTurns.pace_replies`), a model turn goes out in real time: one
 chunk per chunk's length of audio, ``generationComplete`` with the last chunk and
 ``turnComplete`` once the last chunk would have played (the real service waits for
@@ -38,11 +43,15 @@ import numpy as np
 from ..canned import reply_tone, split_text
 from ..vad import EnergyVad
 
-__all__ = ["AutoTurns", "GeminiTurns", "TurnEnd", "UserTurn"]
+__all__ = ["RESUMPTION_UPDATE", "AutoTurns", "GeminiTurns", "TurnEnd", "UserTurn"]
 
 INPUT_RATE: Final = 16_000
 REPLY_RATE: Final = 24_000
 REPLY_MIME: Final = f"audio/pcm;rate={REPLY_RATE}"
+
+#: Stands for a ``sessionResumptionUpdate`` among the messages :class:`AutoTurns`
+#: returns (compared by identity): the owner, which knows what was consumed, makes it.
+RESUMPTION_UPDATE: Final[dict[str, Any]] = {"sessionResumptionUpdate": {}}
 
 #: What ended a user turn: the VAD heard enough silence, the client's
 #: ``activityEnd``, or its ``audioStreamEnd``.
@@ -84,6 +93,8 @@ class GeminiTurns:
         reply_ms: the length of the reply audio (a tone at ``reply_tone_hz``).
         reply_chunk_ms: audio per ``modelTurn`` message.
         pace_replies: send reply audio in real time, so a user can barge in.
+        resumption_updates: a ``sessionResumptionUpdate`` after each
+            ``turnComplete`` (when the client's setup has ``sessionResumption``).
     """
 
     vad: bool = True
@@ -97,6 +108,7 @@ class GeminiTurns:
     reply_tone_hz: float = attrs.field(default=440.0, validator=_positive)
     reply_chunk_ms: int = attrs.field(default=100, validator=_at_least(1))
     pace_replies: bool = False
+    resumption_updates: bool = True
 
     def reply_audio(self) -> np.ndarray:
         """The reply audio: int16 mono at 24 kHz, ``reply_ms * 24`` samples."""
@@ -153,6 +165,7 @@ class AutoTurns:
         #: the client marks turns itself (``activityStart``/``activityEnd``)
         self.manual = auto.get("disabled") is True
         self.barge_in = realtime.get("activityHandling") != "NO_INTERRUPTION"
+        self._updates = script.resumption_updates and "sessionResumption" in setup
         self.vad: EnergyVad | None = None
         if not self.manual and script.vad:
             self.vad = EnergyVad(
@@ -243,7 +256,11 @@ class AutoTurns:
         return [
             {"serverContent": {"interrupted": True}},
             {"serverContent": {"turnComplete": True}},
+            *self._update(),
         ]
+
+    def _update(self) -> list[dict[str, Any]]:
+        return [RESUMPTION_UPDATE] if self._updates else []
 
     def _end(self, why: TurnEnd, end_ms: int, now: float) -> list[dict[str, Any]]:
         if not self._open:
@@ -287,9 +304,9 @@ class AutoTurns:
             "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 20},
         }
         if s.pace_replies:  # after the last chunk has played
-            steps.append(_Step(due, [done], model=True))
+            steps.append(_Step(due, [done, *self._update()], model=True))
         else:
-            steps[-1].messages.append(done)
+            steps[-1].messages += [done, *self._update()]
         return steps
 
 
