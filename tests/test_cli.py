@@ -251,7 +251,7 @@ async def test_a_rejected_key_exits_1_with_one_line(tmp_path: Path) -> None:
 
 def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) -> None:
     result = voxtrio_cli("run", WAV, "--fast", "--provider", "gemini-loopback", "--json",
-                         cwd=tmp_path)  # fmt: skip
+                         "--session-id", "gem-1", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     summary = records[-1]
@@ -262,6 +262,26 @@ def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) 
     # Gemini takes 16 kHz; every captured second went out, in 20 ms frames.
     assert summary["captured_audio_s"] == summary["input_audio_s"]
     assert summary["audio_sent_s"] >= summary["input_audio_s"]
+    # The loopback heard one utterance and answered it, as the OpenAI one does.
+    heard = [r["transcript"] for r in records if r["type"] == "InputTranscriptionCompleted"]
+    assert heard == ["loopback utterance 1"]
+    said = [r["text"] for r in records if r["type"] == "ReplyTextDone"]
+    assert said == ["Hello from the loopback provider."]
+    assert [r["status"] for r in records if r["type"] == "ReplyDone"] == ["completed"]
+    assert summary["reply_audio_s"] == 0.4
+    with voxtrio.SqliteTranscriptStore(tmp_path / "out" / "transcript.sqlite3") as store:
+        items = [i for i in store.items("gem-1") if isinstance(i, UserItem | AssistantItem)]
+    assert [(type(i), i.text) for i in items] == [
+        (UserItem, "loopback utterance 1"),
+        (AssistantItem, "Hello from the loopback provider."),
+    ]
+    # And without --json, the lines a user reads.
+    plain = voxtrio_cli("run", WAV, "--fast", "--provider", "gemini-loopback", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.count("user said: ") == 1
+    assert USER_LINE in plain.stdout
+    assert plain.stdout.count("assistant said: ") == 1
+    assert ASSISTANT_LINE in plain.stdout
 
 
 async def test_gemini_with_a_key_talks_to_the_given_url(tmp_path: Path) -> None:

@@ -202,9 +202,10 @@ def system_text(conn: Any) -> str:
 
 async def test_a_drop_without_a_handle_carries_the_transcript_in_the_new_setup() -> None:
     """No resumption updates, so no handle: after a drop the new setup's
-    systemInstruction holds the earlier turns."""
+    systemInstruction holds the earlier turns (the test's own: the service takes none)."""
     with trio.fail_after(30):
-        async with open_gemini_loopback(api_key=KEY) as server:
+        silent = GeminiScript(turns=None)
+        async with open_gemini_loopback(api_key=KEY, default_script=silent) as server:
             async with wav_session(server, WAV_PATH) as (_, recorder):
                 first = await server.wait_for_connection()
                 await first.wait_for_messages(2)
@@ -359,8 +360,11 @@ async def test_a_session_that_resumes_sends_the_base_instructions_only() -> None
     the base); after a drop with a handle the resumed setup carries the session's base
     instructions and not the turns the service still holds."""
     with trio.fail_after(30):
-        scripts = (GeminiScript(resumption_every=1),)
-        async with open_gemini_loopback(api_key=KEY, scripts=scripts) as server:
+        scripts = (GeminiScript(resumption_every=1, turns=None),)  # the test's turns only
+        silent = GeminiScript(turns=None)
+        async with open_gemini_loopback(
+            api_key=KEY, scripts=scripts, default_script=silent
+        ) as server:
             async with wav_session(server, WAV_PATH) as (_, recorder):
                 first = await server.wait_for_connection()
                 await first.wait_for_messages(3)

@@ -96,9 +96,11 @@ async def gemini_session(
 
 async def test_a_turn_end_to_end() -> None:
     """48 kHz stereo in arrives as the one-shot 16 kHz conversion; a transcript in
-    five pieces is one completed transcription; the reply audio plays."""
+    five pieces is one completed transcription; the reply audio plays. The test
+    speaks for the service (no turns of its own)."""
     with trio.fail_after(30):
-        async with open_gemini_loopback(api_key=KEY) as server:
+        silent = GeminiScript(turns=None)
+        async with open_gemini_loopback(api_key=KEY, default_script=silent) as server:
             capture = voxtrio.ArrayCapture(WAV_PCM, WAV_FMT)
             played: list[AudioFrame] = []
             store = MemoryTranscriptStore()

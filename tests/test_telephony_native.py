@@ -32,7 +32,7 @@ from voxtrio.codecs.media_stream import Start
 from voxtrio.runtime.provider import Provider
 from voxtrio.telephony import MediaStreamServer, serve_media_streams
 from voxtrio.testing import ConnectionScript, OpenAILoopback, open_openai_loopback
-from voxtrio.testing.gemini import GeminiLoopback, open_gemini_loopback, oracle
+from voxtrio.testing.gemini import GeminiLoopback, GeminiScript, open_gemini_loopback, oracle
 from voxtrio.testing.openai.replies import reply_tone
 from voxtrio.testing.telephony import open_telephony_call
 
@@ -216,7 +216,9 @@ async def test_a_g711_session_on_gemini_is_decoded_resampled_and_reencoded(law: 
         reply = np.round(8000 * np.sin(2 * np.pi * 440 * np.arange(7200) / 24000))
         reply_pcm = reply.astype(np.int16).reshape(-1, 1)
         played: list[AudioFrame] = []
-        async with open_gemini_loopback(api_key=GEMINI_KEY) as server:
+        # The test answers itself: the server's own turns are off.
+        quiet = GeminiScript(turns=None)
+        async with open_gemini_loopback(api_key=GEMINI_KEY, default_script=quiet) as server:
             fmt = AudioFormat(8000, encoding=law)  # type: ignore[arg-type]
             async with (
                 trio.open_nursery() as nursery,
@@ -257,8 +259,9 @@ async def test_an_alaw_phone_call_on_gemini() -> None:
     with trio.fail_after(30):
         call_audio = a_call("alaw")
         reply_pcm = np.full((4800, 1), 3000, np.int16)
+        quiet = GeminiScript(turns=None)  # the test answers itself
         async with (
-            open_gemini_loopback(api_key=GEMINI_KEY) as server,
+            open_gemini_loopback(api_key=GEMINI_KEY, default_script=quiet) as server,
             front_door(lambda _s: gemini(server), realtime_playback=False) as door,
         ):
             async with open_telephony_call(door.url, call_sid="CA-g", encoding="alaw") as call:

@@ -53,7 +53,9 @@ class Blocked:
 
 
 def _script(name: str, args: dict[str, Any]) -> GeminiScript:
-    return GeminiScript(tool_calls=(GeminiToolCall(name, args, after=1, call_id="fc_1"),))
+    # turns=None: the only model turn is the one after the tool's result.
+    call = GeminiToolCall(name, args, after=1, call_id="fc_1")
+    return GeminiScript(tool_calls=(call,), turns=None)
 
 
 async def test_a_function_tool_runs_and_gemini_goes_on() -> None:

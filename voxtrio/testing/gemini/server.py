@@ -4,7 +4,11 @@ websocket transport (:mod:`voxtrio.testing.wsserver`).
 Each connection runs a sans-IO :class:`~voxtrio.testing.gemini.service.GeminiService`
 (sessions shared through one :class:`~voxtrio.testing.gemini.service.GeminiSessions`,
 so resumption works across connections); this module is only the adapter: the path,
-the key check, the per-connection scripts::
+the key check, the per-connection scripts, the clock of paced replies. By default
+the service takes turns by itself, as the real one does with automatic activity
+detection (:mod:`voxtrio.testing.gemini.turns`: it hears speech in the audio and
+answers with a canned transcript and reply); ``GeminiScript(turns=None)`` keeps it
+silent unless the test speaks for it::
 
     async with open_gemini_loopback(api_key="test") as server:
         provider = GeminiLive(model="gemini-live-test", api_key="test", base_url=server.url)
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -32,6 +37,7 @@ from wsproto.events import Request
 
 from ..wsserver import Rejection, WsConnection, WsServer, serve_ws
 from .service import CloseConnection, GeminiService, GeminiSessions, Outgoing
+from .turns import GeminiTurns
 
 __all__ = [
     "GeminiConnection",
@@ -76,6 +82,8 @@ class GeminiScript:
         answer_tool_results: after each ``toolResponse``, a model turn whose
             transcript says what the tools returned (``"The <name> tool returned
             <response as JSON>."``), as the model goes on by itself.
+        turns: how the service takes turns by itself (:class:`GeminiTurns`: VAD,
+            canned transcripts and replies, pacing); None: never by itself.
     """
 
     reject_status: int | None = None
@@ -90,6 +98,7 @@ class GeminiScript:
     refuse_resumption: bool = False
     tool_calls: tuple[GeminiToolCall, ...] = ()
     answer_tool_results: bool = True
+    turns: GeminiTurns | None = attrs.field(factory=GeminiTurns)
 
 
 class GeminiConnection(WsConnection):
@@ -112,7 +121,9 @@ class GeminiConnection(WsConnection):
             sessions=server.sessions,
             binary=script.binary,
             refuse_resumption=script.refuse_resumption,
+            turns=script.turns,
         )
+        self._rescheduled = trio.Event()
         self.setup_at: float | None = None
         self.go_away_at: float | None = None
 
@@ -138,11 +149,27 @@ class GeminiConnection(WsConnection):
         if key is not None and self.header("x-goog-api-key") != key:
             async with self._send_lock:
                 await self._close_locked(1008, "API key not valid. Please pass a valid API key.")
-        await self._read_loop()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pace)
+            await self._read_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _pace(self) -> None:
+        """Send paced messages as they fall due (see :attr:`GeminiService.next_wakeup`)."""
+        while True:
+            self._rescheduled = trio.Event()
+            due = self.service.next_wakeup
+            with trio.move_on_at(math.inf if due is None else due):
+                await self._rescheduled.wait()
+            outgoing = self.service.advance_to(trio.current_time())
+            if outgoing:
+                await self.send(outgoing)
+                self.server._changed()
 
     async def _on_message(self, data: str | bytes) -> None:
         answered = len(self.service.tool_responses)
-        await self.send(self.service.receive(data))
+        await self.send(self.service.receive(data, now=trio.current_time()))
+        self._rescheduled.set()  # the message may have scheduled (or cut) a turn
         new = self.service.tool_responses[answered:]
         if new and self.script.answer_tool_results:
             said = " ".join(

@@ -4,9 +4,15 @@
 returns the server messages to send; a test (or the loopback server) scripts what
 the model does with the other methods -- a transcript in pieces, a reply, an
 interruption, a goAway, a resumption update, a tool call -- each returning the
-messages to send. It never raises on client input: a bad message is recorded with
-its problem and answered with a :class:`CloseConnection`, as the service closes a
-connection on an invalid message.
+messages to send. Given a :class:`~voxtrio.testing.gemini.turns.GeminiTurns`, it
+also takes turns by itself, as the real service does (:mod:`.turns`): it hears the
+user's turns (energy VAD, or the client's activity marks), transcribes them and
+answers with canned reply audio; paced replies fall due over time
+(:attr:`~GeminiService.next_wakeup`, :meth:`~GeminiService.advance_to`).
+
+It never raises on client input: a bad message is recorded with its problem and
+answered with a :class:`CloseConnection`, as the service closes a connection on an
+invalid message.
 
 Sessions outlive connections through a shared :class:`GeminiSessions`: a
 ``sessionResumptionUpdate`` stores the session's state (the audio consumed so far)
@@ -31,6 +37,8 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 import numpy as np
+
+from .turns import RESUMPTION_UPDATE, AutoTurns, GeminiTurns, UserTurn
 
 __all__ = [
     "CloseConnection",
@@ -84,6 +92,16 @@ class GeminiSessions:
 
     by_handle: dict[str, SessionState] = attrs.field(factory=dict)
     issued: int = 0
+    #: user turns transcribed so far, across the connections
+    utterances: int = 0
+
+    def next_transcript(self, turns: GeminiTurns) -> str:
+        """The canned transcript of the next user turn (see
+        :attr:`~voxtrio.testing.gemini.turns.GeminiTurns.transcripts`)."""
+        self.utterances += 1
+        if turns.transcripts:
+            return turns.transcripts[(self.utterances - 1) % len(turns.transcripts)]
+        return f"loopback utterance {self.utterances}"
 
     def new_handle(self, state: SessionState) -> str:
         self.issued += 1
@@ -100,6 +118,8 @@ class GeminiService:
         binary: send JSON in binary frames (the real service does); else text.
         refuse_resumption: close a ``setup`` that names a handle (1011), as the
             service does with a handle it no longer holds.
+        turns: take turns by itself (:mod:`.turns`); None (default): only what the
+            scripting methods send.
     """
 
     def __init__(
@@ -108,8 +128,14 @@ class GeminiService:
         sessions: GeminiSessions | None = None,
         binary: bool = True,
         refuse_resumption: bool = False,
+        turns: GeminiTurns | None = None,
     ) -> None:
         self.sessions = sessions if sessions is not None else GeminiSessions()
+        self.turns = turns
+        #: the automatic turns, once the setup arrived (None without ``turns``)
+        self.auto: AutoTurns | None = None
+        self._now = 0.0
+        self._turn_out: list[dict[str, Any]] = []  # turn messages the message caused
         self.binary = binary
         self.refuse_resumption = refuse_resumption
         self.records: list[ClientRecord] = []
@@ -139,10 +165,37 @@ class GeminiService:
         then this connection's."""
         return _pcm(self._base_audio + b"".join(self._audio))
 
-    def receive(self, data: str | bytes) -> list[Outgoing]:
-        """Read one client message; returns what the service sends in answer."""
+    @property
+    def user_turns(self) -> list[UserTurn]:
+        """The user turns the service took by itself, in order."""
+        return [] if self.auto is None else list(self.auto.turns)
+
+    @property
+    def next_wakeup(self) -> float | None:
+        """When a paced message falls due (None: nothing waits)."""
+        return None if self.auto is None or self.closed is not None else self.auto.next_wakeup
+
+    def advance_to(self, now: float) -> list[Outgoing]:
+        """The paced messages due by ``now`` (the owner's clock, as given to
+        :meth:`receive`)."""
+        if self.auto is None or self.closed is not None:
+            return []
+        return self._turn_messages(self.auto.advance_to(now))
+
+    def _turn_messages(self, messages: list[dict[str, Any]]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for m in messages:
+            out += self.resumption_update() if m is RESUMPTION_UPDATE else self._encode(m)
+        return out
+
+    def receive(self, data: str | bytes, *, now: float = 0.0) -> list[Outgoing]:
+        """Read one client message; returns what the service sends in answer.
+
+        ``now`` is the owner's clock (seconds), for paced turns."""
         if self.closed is not None:
             return []
+        self._now = now
+        self._turn_out = []
         index = len(self.records)
         try:
             obj = json.loads(data)
@@ -150,7 +203,7 @@ class GeminiService:
             return self._reject(index, None, "not JSON")
         if not isinstance(obj, dict) or len(obj) != 1:
             return self._reject(index, None, "not an object with exactly one message field")
-        (kind, body), = obj.items()
+        ((kind, body),) = obj.items()
         if self.setup is None and kind != "setup":
             return self._reject(index, obj, f"the first message must be setup, got {kind}")
         if not isinstance(body, dict):
@@ -168,10 +221,12 @@ class GeminiService:
             return self._reject(index, obj, problem)
         self.records.append(ClientRecord(index, obj))
         if kind != "setup":
-            return []
+            return self._turn_messages(self._turn_out)
         if self.refuse_resumption and (body.get("sessionResumption") or {}).get("handle"):
             self.closed = CloseConnection(1011, "The session could not be resumed.")
             return [self.closed]
+        if self.turns is not None:
+            self.auto = AutoTurns(self.turns, body, self.sessions.next_transcript)
         return self._encode(self._setup_complete())
 
     def _reject(self, index: int, obj: dict[str, Any] | None, problem: str) -> list[Outgoing]:
@@ -198,7 +253,7 @@ class GeminiService:
     def _on_realtime(self, body: dict[str, Any]) -> str | None:
         if len(body) != 1:
             return "realtimeInput carries exactly one of audio, text, activity, streamEnd"
-        (kind, value), = body.items()
+        ((kind, value),) = body.items()
         if kind == "audio":
             if not isinstance(value, dict) or value.get("mimeType") != _MIME:
                 return f"audio must be {_MIME}"
@@ -209,8 +264,12 @@ class GeminiService:
             if len(raw) % 2:
                 return "audio is not whole 16-bit samples"
             self._audio.append(raw)
+            if self.auto is not None:
+                self._turn_out += self.auto.audio(_pcm(raw).reshape(-1), self._now)
         elif kind == "audioStreamEnd" and value is True:
             self.audio_stream_ends += 1
+            if self.auto is not None:
+                self._turn_out += self.auto.stream_end(self._now)
         elif kind in ("activityStart", "activityEnd") and value == {}:
             manual = ((self.setup or {}).get("realtimeInputConfig") or {}).get(
                 "automaticActivityDetection", {}
@@ -218,6 +277,10 @@ class GeminiService:
             if not manual:
                 return f"{kind} needs automatic activity detection disabled"
             self.activity.append(kind[len("activity") :].lower())
+            if self.auto is not None:
+                auto = self.auto
+                marked = auto.activity_start if kind == "activityStart" else auto.activity_end
+                self._turn_out += marked(self._now)
         elif kind == "text" and isinstance(value, str):
             self.texts.append(value)
         else:

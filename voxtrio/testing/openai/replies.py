@@ -17,15 +17,10 @@ from typing import Any
 import numpy as np
 
 from ...codecs.g711 import alaw_encode, mulaw_encode
+from ..canned import reply_tone
 from .events import RATE, SAMPLES_PER_MS, words
 
-__all__ = ["Reply", "reply_tone"]
-
-
-def reply_tone(ms: int, hz: float) -> np.ndarray:
-    """A quarter-scale sine of ``ms`` ms at ``hz``: int16 mono at 24 kHz."""
-    t = np.arange(ms * SAMPLES_PER_MS, dtype=np.float64) / RATE
-    return np.round(0.25 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+__all__ = ["Reply", "reply_tone"]  # reply_tone: shared, from voxtrio.testing.canned
 
 
 def _wire_audio(piece: np.ndarray, encoding: str) -> bytes:

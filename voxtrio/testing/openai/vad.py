@@ -1,84 +1,20 @@
-"""An energy-threshold voice activity detector, as the fake service's turn detection."""
+"""The fake service's input audio buffer and its turn detection.
+
+The energy VAD itself is shared with the Gemini loopback: it lives in
+:mod:`voxtrio.testing.vad` and is re-exported here (the old import path).
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
 
 from ...codecs.g711 import alaw_decode, mulaw_decode
+from ..vad import EnergyVad
 from .events import RATE, ms_or
-from .events import SAMPLES_PER_MS as _SAMPLES_PER_MS
 
 __all__ = ["EnergyVad", "InputAudio"]
-
-
-class EnergyVad:
-    """A simple voice activity detector: RMS energy over 10 ms blocks.
-
-    Speech starts at the first block at or above ``rms_threshold`` (reported
-    ``prefix_padding_ms`` earlier, not before 0) and stops once
-    ``silence_duration_ms`` of blocks below it followed (reported at the end of that
-    silence, as the service does). Pure and chunking-invariant: the events do not
-    depend on how the audio is split across :meth:`push` calls.
-    """
-
-    def __init__(
-        self,
-        *,
-        rms_threshold: float = 500.0,
-        prefix_padding_ms: int = 300,
-        silence_duration_ms: int = 500,
-        block_ms: int = 10,
-    ) -> None:
-        if not rms_threshold > 0 or not math.isfinite(rms_threshold):
-            raise ValueError(f"rms_threshold must be > 0, got {rms_threshold!r}")
-        if prefix_padding_ms < 0 or silence_duration_ms < 0 or block_ms < 1:
-            raise ValueError("padding and silence must be >= 0 ms, blocks >= 1 ms")
-        self.rms_threshold = float(rms_threshold)
-        self.prefix_padding_ms = prefix_padding_ms
-        self.silence_duration_ms = silence_duration_ms
-        self._block = block_ms * _SAMPLES_PER_MS
-        self._pending = np.zeros(0, dtype=np.int16)
-        self.position = 0  # samples consumed in whole blocks
-        self.speaking = False
-        self._silence = 0
-
-    def reset(self) -> None:
-        """Forget speech in progress (after a clear or a manual commit); time goes on."""
-        self.speaking = False
-        self._silence = 0
-
-    def push(self, pcm: np.ndarray) -> list[tuple[Literal["start", "stop"], int]]:
-        """Feed mono int16 samples; returns ``("start", audio_start_ms)`` and
-        ``("stop", audio_end_ms)`` events, in order."""
-        data = np.concatenate((self._pending, np.asarray(pcm, dtype=np.int16).reshape(-1)))
-        whole = len(data) - len(data) % self._block
-        self._pending = data[whole:]
-        out: list[tuple[Literal["start", "stop"], int]] = []
-        if not whole:
-            return out
-        blocks = data[:whole].reshape(-1, self._block).astype(np.float64)
-        loud = np.sqrt(np.mean(blocks * blocks, axis=1)) >= self.rms_threshold
-        silence_needed = self.silence_duration_ms * _SAMPLES_PER_MS
-        for is_loud in loud.tolist():
-            start = self.position
-            self.position += self._block
-            if not self.speaking:
-                if is_loud:
-                    self.speaking = True
-                    self._silence = 0
-                    ms = max(0, start // _SAMPLES_PER_MS - self.prefix_padding_ms)
-                    out.append(("start", ms))
-            elif is_loud:
-                self._silence = 0
-            else:
-                self._silence += self._block
-                if self._silence >= silence_needed:
-                    self.speaking = False
-                    out.append(("stop", self.position // _SAMPLES_PER_MS))
-        return out
 
 
 class InputAudio:
