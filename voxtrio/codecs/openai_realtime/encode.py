@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
+import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -32,6 +33,13 @@ __all__ = ["Encoder"]
 _SILENCE_MARGIN_MS: Final = 200
 
 _PCM_FORMAT: Final[dict[str, Any]] = {"type": "audio/pcm", "rate": OPENAI_RATE}
+
+# The constant parts of an input_audio_buffer.append (the event id and audio go between).
+_APPEND_HEAD: Final = '{"type":"input_audio_buffer.append","event_id":"'
+_APPEND_MID: Final = '","audio":"'
+_APPEND_TAIL: Final = '"}'
+#: int16 arrays are little-endian in memory: tobytes() is the wire order already.
+_NATIVE_LE: Final = sys.byteorder == "little"
 
 
 class Encoder:
@@ -196,29 +204,41 @@ class Encoder:
         return self._event({"type": "conversation.item.create", "item": item})
 
     def _audio(self, frames: Sequence[AudioFrame]) -> list[str]:
-        for frame in frames:  # check everything before changing any state
+        # One pass over the frames (this runs per live frame): check everything,
+        # noting the runs of contiguous pts, before changing any state.
+        chunks: list[bytes] = []
+        starts: list[tuple[int, int]] = []  # (offset into the batch, pts) of each run
+        offset = 0
+        next_pts: int | None = self.state.next_pts
+        end = 0
+        for frame in frames:
             if not isinstance(frame, AudioFrame):
                 raise TypeError(f"a FrameBatch holds AudioFrames, got {type(frame).__name__}")
-            if frame.sample_rate != OPENAI_RATE or frame.channels != 1:
+            pcm = frame.pcm
+            samples, channels = pcm.shape
+            if frame.sample_rate != OPENAI_RATE or channels != 1:
                 raise ValueError(
                     f"OpenAI Realtime takes 24000 Hz mono audio; got {frame.sample_rate} Hz, "
-                    f"{frame.channels} channel(s): convert it first"
+                    f"{channels} channel(s): convert it first"
                 )
-        chunks: list[bytes] = []
-        for frame in frames:
-            if frame.samples:
-                self.state.note_audio(frame)
-                chunks.append(frame.to_bytes())
+            if samples:
+                pts = frame.pts
+                if pts != next_pts:
+                    starts.append((offset, pts))
+                next_pts = end = pts + samples
+                offset += samples
+                chunks.append(pcm.tobytes() if _NATIVE_LE else pcm.astype("<i2").tobytes())
         if not chunks:
             return []
-        raw = b"".join(chunks)
+        self.state.note_run(starts, offset, end)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         step = self.config.append_step
+        if len(raw) <= step:
+            return [self._append(raw)]
         return [self._append(raw[i : i + step]) for i in range(0, len(raw), step)]
 
     def _append(self, pcm: bytes) -> str:
-        audio = base64.b64encode(pcm).decode("ascii")
-        # Built by hand: json.dumps would scan megabytes of base64 for escapes.
-        return (
-            f'{{"type":"input_audio_buffer.append","event_id":"{self.state.event_id()}",'
-            f'"audio":"{audio}"}}'
-        )
+        # Built by hand around the base64 (json.dumps would scan megabytes of it for
+        # escapes), from the envelope's constant parts.
+        audio = binascii.b2a_base64(pcm, newline=False).decode("ascii")
+        return "".join((_APPEND_HEAD, self.state.event_id(), _APPEND_MID, audio, _APPEND_TAIL))
