@@ -47,6 +47,7 @@ from voxtrio.runtime import open_session
 from voxtrio.testing.inprocess import RecordingProvider
 
 FRAME_MS = 20
+TARGET_RATIO = 0.40  # the issue's: the session over the websocket vs in-process
 ROOT = str(Path(__file__).resolve().parents[1])  # for the server's child process
 
 
@@ -227,6 +228,18 @@ async def measure(seconds: float, repeats: int) -> Table:
             row["client_us_per_frame"] = best_cpu / frames * 1e6
         table.add(**row)
     print(f"client CPU (server in another process): {best_cpu / frames * 1e6:.1f} us per frame")
+    # The target is the session's (the client's): judged on the row whose server runs in
+    # another process; the same-process row also pays for its server (wsproto unmasking
+    # in Python, JSON parsing, base64 decoding), shown for comparison.
+    remote = (frames / best["client only"]) / ref
+    local = (frames / best["websocket"]) / ref
+    met = remote >= TARGET_RATIO
+    table.meta.update(ratio_remote_server=remote, ratio_same_process=local, target_met=met)
+    print(
+        f"target (full session over the websocket >= {TARGET_RATIO:.0%} of the in-process "
+        f"session): {'MET' if met else 'NOT MET'} ({remote:.2f} with the server in another "
+        f"process; {local:.2f} with it in this process, its own cost included)"
+    )
     return table
 
 
