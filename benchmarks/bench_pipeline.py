@@ -9,10 +9,11 @@ each path's best run is reported (machine noise only ever slows a run down).
 
 A session run is timed from entering ``open_session`` until the provider has the last
 frame (so session start-up is included); the bare loop from its first push to its
-flush. Columns: output frames per wall-clock second, the ratio to the bare loop over
-200 ms chunks, the messages the capture sent, and the cost per capture chunk beyond
-the bare work at the same chunk size (``(t_actor - t_bare) / chunks``): what one chunk's
-trip through two channel hops and three tasks costs. A null pipeline (three tasks, two
+flush (this process's CPU time, ``results.clock``). Columns: output frames per second,
+the ratio to the bare loop over 200 ms chunks, the messages the capture sent, and the
+cost per capture chunk beyond the bare work at the same chunk size
+(``(t_actor - t_bare) / chunks``): what one chunk's trip through two channel hops and
+three tasks costs. A null pipeline (three tasks, two
 hops, no work) measures the raw hop cost on this machine for comparison.
 
 Targets: (issue 3) the actor pipeline with ArrayCapture's default chunks at >= 50% of
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import gc
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
-from benchmarks.results import Table
+from benchmarks.results import Table, clock
 from voxtrio.actors.capture import ArrayCapture
 from voxtrio.codecs import AudioFormat
 from voxtrio.codecs.convert import Converter, convert_oneshot
@@ -71,14 +71,14 @@ def run_bare(pcm: Int16, chunk_ms: int) -> Result:
     step = SOURCE.sample_rate * chunk_ms // 1000
     conv = Converter(SOURCE, TARGET, FRAME_MS)
     frames = samples = chunks = 0
-    t0 = time.perf_counter()
+    t0 = clock()
     for i in range(0, pcm.shape[0], step):
         out = conv.push(pcm[i : i + step])
         frames += len(out)
         samples += sum(f.samples for f in out)
         chunks += 1
     out = conv.flush()
-    elapsed = time.perf_counter() - t0
+    elapsed = clock() - t0
     frames += len(out)
     samples += sum(f.samples for f in out)
     return elapsed, frames, samples, chunks
@@ -92,10 +92,10 @@ def run_actors(pcm: Int16, chunk_ms: int | None) -> Result:
 
     async def session() -> None:
         nonlocal elapsed, messages
-        t0 = time.perf_counter()
+        t0 = clock()
         async with open_session(provider, capture=capture) as s:
             await provider.input_ended.wait()
-            elapsed = time.perf_counter() - t0
+            elapsed = clock() - t0
             messages = s.stats().edges["capture"].messages
 
     trio.run(session)
@@ -119,14 +119,14 @@ def hop_cost(messages: int) -> float:
                 async for m in a_rx:
                     await b_tx.send(m)
 
-        t0 = time.perf_counter()
+        t0 = clock()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(source)
             nursery.start_soon(middle)
             async with b_rx:
                 async for _ in b_rx:
                     pass
-        return (time.perf_counter() - t0) / messages
+        return (clock() - t0) / messages
 
     return trio.run(main)
 
