@@ -173,7 +173,16 @@ def test_run_json_prints_one_object_per_event_and_a_summary(tmp_path: Path) -> N
     [latency] = summary["turn_latency_ms"]
     assert latency is not None
     assert latency >= 0
-    assert "measured by the CLI" in summary["turn_latency_source"]
+    # From the runtime's TurnMetrics, not measured by the CLI.
+    assert "TurnMetrics" in summary["turn_latency_source"]
+    [turn] = summary["turns"]
+    assert turn["speech_to_played_ms"] == latency
+    assert turn["speech_to_first_audio_ms"] is not None
+    assert turn["first_audio_to_played_ms"] is not None
+    assert turn["speech_to_played_ms"] == pytest.approx(
+        turn["speech_to_first_audio_ms"] + turn["first_audio_to_played_ms"], abs=0.2
+    )
+    assert summary["turn_latency_p50_ms"] == latency  # one turn: its own median
     assert (tmp_path / "o" / "reply.wav").exists()
 
 
@@ -372,16 +381,19 @@ def busy(tally: Tally) -> bool:
     return tally.busy
 
 
-def test_tally_measures_turn_latency_from_speech_stopped_to_the_first_reply() -> None:
+def test_tally_keeps_the_runtimes_turn_metrics_and_knows_when_a_turn_is_open() -> None:
     tally = Tally()
     tally.feed(voxtrio.SpeechStarted(), 1.0)
     assert busy(tally)
     tally.feed(voxtrio.SpeechStopped(), 2.0)
     assert busy(tally)  # a reply is awaited
     tally.audio_out(2_400, 24_000, 2.25)
-    tally.feed(voxtrio.ReplyTextDelta("hi"), 2.5)  # not the first reply output
-    assert tally.latencies_ms == [pytest.approx(250.0)]
+    assert not busy(tally)  # the reply began (its audio reached the output)
+    tally.feed(voxtrio.ReplyTextDelta("hi"), 2.5)
     assert tally.reply_s == pytest.approx(0.1)
+    metrics = voxtrio.TurnMetrics("r", 0.2, 0.05, 0.25, 100)
+    tally.feed(metrics, 2.55)
+    assert tally.turns == [metrics]
     tally.feed(voxtrio.ReplyStarted("r"), 2.6)
     assert busy(tally)
     tally.feed(voxtrio.ReplyPlayed("r", 100), 3.0)

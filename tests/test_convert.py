@@ -228,3 +228,21 @@ async def test_frame_batches_are_refused_as_input() -> None:
             pytest.RaisesExc(TypeError, match="FrameBatch"), flatten_subgroups=True
         ):
             await run_convert([FrameBatch((frame,))])
+
+
+async def test_convert_is_cancelled_between_queued_chunks() -> None:
+    """Chunks already queued are taken without a scheduler pass each, but a cancel is
+    still seen at the next chunk: none is converted after it."""
+    dst = AudioFormat(24_000, 1)
+    chunk = np.zeros((960, 2), dtype=np.int16)
+    with trio.fail_after(5):
+        in_tx, in_rx = trio.open_memory_channel[AudioFrame](100)
+        out_tx, out_rx = trio.open_memory_channel[LinkInput](100)
+        for k in range(50):
+            in_tx.send_nowait(AudioFrame(chunk, 48_000, k * 960))
+        counter = EdgeCounter("convert")
+        with trio.CancelScope() as scope:
+            scope.cancel()  # cancelled before it ran: it must not drain the queue
+            await convert.run(in_rx, out_tx, target=dst, counter=counter)
+        assert counter.frames == 0
+        assert out_rx.statistics().current_buffer_used == 0

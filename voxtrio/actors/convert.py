@@ -67,9 +67,23 @@ async def run(
             # The frames of one push or flush are contiguous: count them by pts.
             counter.sent(len(frames), frames[-1].end_pts - frames[0].pts, frames[0].sample_rate)
 
+    receive_nowait = receive.receive_nowait
     with receive, send:
         task_status.started()
-        async for msg in receive:
+        while True:
+            # What is queued already is taken without receive()'s scheduler pass per
+            # message (chunks that queued up are converted in one go); the wait is
+            # only for an empty channel. Cancellation is still seen at every message.
+            try:
+                msg = receive_nowait()
+                await trio.lowlevel.checkpoint_if_cancelled()
+            except trio.WouldBlock:
+                try:
+                    msg = await receive.receive()
+                except trio.EndOfChannel:
+                    break
+            except trio.EndOfChannel:
+                break
             if isinstance(msg, AudioFrame):
                 if (
                     source is None

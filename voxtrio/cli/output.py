@@ -26,10 +26,11 @@ __all__ = ["Output", "Tally", "describe", "event_record"]
 class Tally:
     """Counts and timings of one run, fed every event as it arrives.
 
-    Turn latency is measured here, on one clock: from ``SpeechStopped`` (as the
-    subscription receives it) to the first reply text after it or the first reply
-    audio frame handed to the output, whichever comes first. (A ``TurnMetrics`` event from the
-    runtime will replace this measurement.)
+    Turn latency is not measured here: the runtime's :class:`voxtrio.TurnMetrics`
+    events (one per reply played out or cut, from ``voxtrio.codecs.turns``) are kept
+    as they arrive, and the summary reads its percentiles from
+    ``session.stats().turns``. ``awaiting_reply`` only tells :attr:`busy` that a reply
+    is still to come after the user stopped speaking.
     """
 
     last_event_s: float = 0.0
@@ -39,15 +40,15 @@ class Tally:
     reconnects: int = 0
     interruptions: int = 0
     errors: int = 0
-    latencies_ms: list[float | None] = attrs.Factory(list)
-    awaiting_reply_since: float | None = None
+    turns: list[voxtrio.TurnMetrics] = attrs.Factory(list)
+    awaiting_reply: bool = False
     fatal: voxtrio.ErrorEvent | None = None
     capture_failed: voxtrio.ErrorEvent | None = None
 
     @property
     def busy(self) -> bool:
         """A turn is open: speech, a reply awaited after it, or a reply playing."""
-        return self.speech_active or self.open_replies > 0 or self.awaiting_reply_since is not None
+        return self.speech_active or self.open_replies > 0 or self.awaiting_reply
 
     @property
     def failure(self) -> str | None:
@@ -62,14 +63,15 @@ class Tally:
                 self.speech_active = True
             case voxtrio.SpeechStopped():
                 self.speech_active = False
-                self.awaiting_reply_since = now
-                self.latencies_ms.append(None)
+                self.awaiting_reply = True
             case voxtrio.ReplyStarted():
                 self.open_replies += 1
             case voxtrio.ReplyPlayed():
                 self.open_replies = max(0, self.open_replies - 1)
             case voxtrio.ReplyTextDelta() | voxtrio.ReplyTextDone():
-                self._replied(now)
+                self.awaiting_reply = False
+            case voxtrio.TurnMetrics():
+                self.turns.append(event)
             case voxtrio.ReplyInterrupted():
                 self.interruptions += 1
             case voxtrio.SessionReconnected():
@@ -84,12 +86,7 @@ class Tally:
     def audio_out(self, samples: int, rate_hz: int, now: float) -> None:
         """Reply audio reached the output (reply audio is not an event subscribers get)."""
         self.reply_s += samples / rate_hz
-        self._replied(now)
-
-    def _replied(self, now: float) -> None:
-        if self.awaiting_reply_since is not None:
-            self.latencies_ms[-1] = (now - self.awaiting_reply_since) * 1000
-            self.awaiting_reply_since = None
+        self.awaiting_reply = False
 
 
 def describe(event: voxtrio.Event) -> tuple[str, str | None] | None:
@@ -219,11 +216,14 @@ class Output:
         latencies = s["turn_latency_ms"]
         turns = (
             ", ".join(
-                f"turn {i}: " + ("no reply" if ms is None else f"{ms:.0f} ms")
+                f"turn {i}: " + ("no speech before it" if ms is None else f"{ms:.0f} ms")
                 for i, ms in enumerate(latencies, 1)
             )
             or "no turns"
         )
+        p50, p95 = s["turn_latency_p50_ms"], s["turn_latency_p95_ms"]
+        if p50 is not None and p95 is not None:
+            turns += f"  (p50 {p50:.0f} ms, p95 {p95:.0f} ms)"
         reply_to = f" -> {s['reply_wav']}" if s["reply_wav"] else ""
         lines = [
             self._style("summary", None, bold=True),
@@ -236,8 +236,8 @@ class Output:
             f"  drops         {s['dropped_frames']} frames;  reconnects {s['reconnects']};  "
             f"interruptions {s['interruptions']};  errors {s['errors']}",
             f"  turn latency  {turns}",
-            "                (measured by this command: speech stopped -> first reply text"
-            " or reply audio at the output)",
+            "                (TurnMetrics: end of user speech -> first reply audio handed"
+            " to the output)",
             f"  transcript    {s['db']} (voxtrio transcript --db {s['db']} "
             f"--session-id {s['session_id']})",
         ]

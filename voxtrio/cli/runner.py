@@ -30,8 +30,9 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 LOOPBACK_KEY = "loopback-key"  # the in-process server's key; not a secret
 LATENCY_SOURCE = (
-    "measured by the CLI: SpeechStopped as its subscription received it -> the first "
-    "ReplyTextDelta/ReplyTextDone received or reply audio frame handed to the output"
+    "TurnMetrics.speech_to_played_s (voxtrio.codecs.turns): the provider's end of user "
+    "speech -> the reply's first frame handed to the output; p50/p95 from "
+    "session.stats().turns"
 )
 
 E = TypeVar("E", bound=BaseException)
@@ -320,12 +321,30 @@ def _summary(
         "reconnects": tally.reconnects,
         "interruptions": tally.interruptions,
         "errors": tally.errors,
-        "turn_latency_ms": [None if v is None else round(v, 1) for v in tally.latencies_ms],
+        "turn_latency_ms": [_ms(t.speech_to_played_s) for t in tally.turns],
+        "turn_latency_p50_ms": _ms(stats.turns.speech_to_played_p50_s),
+        "turn_latency_p95_ms": _ms(stats.turns.speech_to_played_p95_s),
+        "turns": [
+            {
+                "response_id": t.response_id,
+                "speech_to_first_audio_ms": _ms(t.speech_to_first_audio_s),
+                "first_audio_to_played_ms": _ms(t.first_audio_to_played_s),
+                "speech_to_played_ms": _ms(t.speech_to_played_s),
+                "reply_played_ms": t.reply_played_ms,
+                "interrupted": t.interrupted,
+                "underruns": t.underruns,
+            }
+            for t in tally.turns
+        ],
         "turn_latency_source": LATENCY_SOURCE,
         "db": str(opts.db),
         "interrupted": code == EXIT_INTERRUPTED,
         "exit_code": code,
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 def _find(exc: BaseException, kind: type[E]) -> E | None:

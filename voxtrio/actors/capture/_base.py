@@ -73,7 +73,15 @@ class _Sender:
                     await self.report()
                 return
         else:
-            await self._send.send(frame)
+            # A source that can wait: straight into the channel while it has room (no
+            # scheduler pass per chunk: the chunks queue up and the converter takes
+            # them in one go), waiting only when it is full. Cancellation is still
+            # seen here at every chunk.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                self._send.send_nowait(frame)
+            except trio.WouldBlock:
+                await self._send.send(frame)
         c.sent(1, frame.samples, frame.sample_rate)
 
     async def failed(self, message: str) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
+import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -39,6 +40,13 @@ _SILENCE_CODE: Final = {"mulaw": 0xFF, "alaw": 0xD5}
 def _wire_format(name: str) -> dict[str, Any]:
     """A ``format`` object: PCM names its rate; G.711 (8 kHz by definition) does not."""
     return dict(_PCM_FORMAT) if name == "audio/pcm" else {"type": name}
+
+# The constant parts of an input_audio_buffer.append (the event id and audio go between).
+_APPEND_HEAD: Final = '{"type":"input_audio_buffer.append","event_id":"'
+_APPEND_MID: Final = '","audio":"'
+_APPEND_TAIL: Final = '"}'
+#: int16 arrays are little-endian in memory: tobytes() is the wire order already.
+_NATIVE_LE: Final = sys.byteorder == "little"
 
 
 class Encoder:
@@ -210,35 +218,49 @@ class Encoder:
 
     def _audio(self, frames: Sequence[AudioFrame]) -> list[str]:
         fmt = self.config.audio
-        for frame in frames:  # check everything before changing any state
+        # One pass over the frames (this runs per live frame): check everything,
+        # noting the runs of contiguous pts, before changing any state.
+        chunks: list[bytes] = []
+        starts: list[tuple[int, int]] = []  # (offset into the batch, pts) of each run
+        offset = 0
+        next_pts: int | None = self.state.next_pts
+        end = 0
+        # int16 is little-endian on the wire; G.711 codes are single bytes.
+        swap = fmt.encoding == "pcm16" and not _NATIVE_LE
+        for frame in frames:
             if not isinstance(frame, AudioFrame):
                 raise TypeError(f"a FrameBatch holds AudioFrames, got {type(frame).__name__}")
+            pcm = frame.pcm
+            samples, channels = pcm.shape
             if (
                 frame.sample_rate != fmt.sample_rate
-                or frame.channels != 1
+                or channels != 1
                 or frame.encoding != fmt.encoding
             ):
                 raise ValueError(
                     f"this OpenAI Realtime session takes {fmt.sample_rate} Hz mono "
                     f"{fmt.encoding} audio ({self.config.audio_format}); got "
-                    f"{frame.sample_rate} Hz {frame.encoding}, {frame.channels} channel(s): "
+                    f"{frame.sample_rate} Hz {frame.encoding}, {channels} channel(s): "
                     "convert it first"
                 )
-        chunks: list[bytes] = []
-        for frame in frames:
-            if frame.samples:
-                self.state.note_audio(frame)
-                chunks.append(frame.to_bytes())
+            if samples:
+                pts = frame.pts
+                if pts != next_pts:
+                    starts.append((offset, pts))
+                next_pts = end = pts + samples
+                offset += samples
+                chunks.append(pcm.astype("<i2").tobytes() if swap else pcm.tobytes())
         if not chunks:
             return []
-        raw = b"".join(chunks)
+        self.state.note_run(starts, offset, end)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         step = self.config.append_step
+        if len(raw) <= step:
+            return [self._append(raw)]
         return [self._append(raw[i : i + step]) for i in range(0, len(raw), step)]
 
     def _append(self, pcm: bytes) -> str:
-        audio = base64.b64encode(pcm).decode("ascii")
-        # Built by hand: json.dumps would scan megabytes of base64 for escapes.
-        return (
-            f'{{"type":"input_audio_buffer.append","event_id":"{self.state.event_id()}",'
-            f'"audio":"{audio}"}}'
-        )
+        # Built by hand around the base64 (json.dumps would scan megabytes of it for
+        # escapes), from the envelope's constant parts.
+        audio = binascii.b2a_base64(pcm, newline=False).decode("ascii")
+        return "".join((_APPEND_HEAD, self.state.event_id(), _APPEND_MID, audio, _APPEND_TAIL))

@@ -61,6 +61,16 @@ class ConnectionState:
         self.uncommitted += frame.samples
         self.next_pts = frame.end_pts
 
+    def note_run(self, starts: list[tuple[int, int]], samples: int, next_pts: int) -> None:
+        """Count ``samples`` appended at once, as :meth:`note_audio` frame by frame
+        would: ``starts`` holds (offset into them, pts) where the pts jumped."""
+        for offset, pts in starts:
+            self.break_offsets.append(self.appended + offset)
+            self.break_pts.append(pts)
+        self.appended += samples
+        self.uncommitted += samples
+        self.next_pts = next_pts
+
     def input_pts(self, audio_ms: int) -> int | None:
         """The input ``pts`` of the audio the service names by ``audio_ms`` (ms since
         the first audio appended on this connection), or None before any audio."""
