@@ -19,6 +19,7 @@ a close that loses nothing possible.
 from __future__ import annotations
 
 import contextlib
+import math
 import typing
 from collections.abc import AsyncIterator, Callable
 from typing import Final, Generic, Literal, TypeAlias, TypeVar
@@ -260,6 +261,53 @@ class WsConnection:
                     else:  # the reply to our close
                         self._finish("server", self.close_code, self.close_reason)
                     return
+
+
+_Out = TypeVar("_Out")
+
+
+class PacedService(typing.Protocol[_Out]):
+    """A sans-IO fake service with steps due at times of its own (paced replies)."""
+
+    @property
+    def next_wakeup(self) -> float | None:
+        """When :meth:`advance_to` has something to send (None: nothing waits)."""
+        ...
+
+    def advance_to(self, now: float) -> list[_Out]:
+        """The steps due by ``now`` (trio time)."""
+        ...
+
+
+class Pacer(Generic[_Out]):
+    """Runs a :class:`PacedService`'s due steps on trio's clock, for one connection.
+
+    The connection calls :meth:`rescheduled` after every message the service took
+    (it may have scheduled, moved or cut a step), and runs :meth:`run` in its nursery.
+    """
+
+    def __init__(self, service: PacedService[_Out]) -> None:
+        self.service = service
+        self._rescheduled = trio.Event()
+
+    def rescheduled(self) -> None:
+        """The service may have a new wake-up time."""
+        self._rescheduled.set()
+
+    async def run(
+        self, emit: Callable[[list[_Out]], typing.Awaitable[object]], changed: Callable[[], None]
+    ) -> None:
+        """Forever: wait for the next step (or a reschedule), ``emit`` what is due,
+        then tell the server its state ``changed``."""
+        while True:
+            self._rescheduled = trio.Event()
+            due = self.service.next_wakeup
+            with trio.move_on_at(math.inf if due is None else due):
+                await self._rescheduled.wait()
+            outputs = self.service.advance_to(trio.current_time())
+            if outputs:
+                await emit(outputs)
+                changed()
 
 
 C = TypeVar("C", bound=WsConnection)

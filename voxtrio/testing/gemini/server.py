@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -35,7 +34,7 @@ import attrs
 import trio
 from wsproto.events import Request
 
-from ..wsserver import Rejection, WsConnection, WsServer, serve_ws
+from ..wsserver import Pacer, Rejection, WsConnection, WsServer, serve_ws
 from .service import CloseConnection, GeminiService, GeminiSessions, Outgoing
 from .turns import GeminiTurns
 
@@ -123,7 +122,7 @@ class GeminiConnection(WsConnection):
             refuse_resumption=script.refuse_resumption,
             turns=script.turns,
         )
-        self._rescheduled = trio.Event()
+        self._pacer = Pacer(self.service)
         self.setup_at: float | None = None
         self.go_away_at: float | None = None
 
@@ -150,26 +149,14 @@ class GeminiConnection(WsConnection):
             async with self._send_lock:
                 await self._close_locked(1008, "API key not valid. Please pass a valid API key.")
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pace)
+            nursery.start_soon(self._pacer.run, self.send, self.server._changed)
             await self._read_loop()
             nursery.cancel_scope.cancel()
-
-    async def _pace(self) -> None:
-        """Send paced messages as they fall due (see :attr:`GeminiService.next_wakeup`)."""
-        while True:
-            self._rescheduled = trio.Event()
-            due = self.service.next_wakeup
-            with trio.move_on_at(math.inf if due is None else due):
-                await self._rescheduled.wait()
-            outgoing = self.service.advance_to(trio.current_time())
-            if outgoing:
-                await self.send(outgoing)
-                self.server._changed()
 
     async def _on_message(self, data: str | bytes) -> None:
         answered = len(self.service.tool_responses)
         await self.send(self.service.receive(data, now=trio.current_time()))
-        self._rescheduled.set()  # the message may have scheduled (or cut) a turn
+        self._pacer.rescheduled()  # the message may have scheduled (or cut) a turn
         new = self.service.tool_responses[answered:]
         if new and self.script.answer_tool_results:
             said = " ".join(

@@ -10,7 +10,6 @@ back in order, under one lock, so that nothing another task sends can come betwe
 
 from __future__ import annotations
 
-import math
 import time
 import typing
 import urllib.parse
@@ -21,7 +20,7 @@ import numpy as np
 import trio
 from wsproto.events import Request
 
-from ..wsserver import WsConnection
+from ..wsserver import Pacer, WsConnection
 from .events import error_event
 from .scripts import (
     ClientEventRecord,
@@ -81,7 +80,7 @@ class LoopbackConnection(WsConnection):
             now=trio.current_time(),
             intent=self.intent,
         )
-        self._rescheduled = trio.Event()  # the service may have a new wake-up time
+        self._pacer = Pacer(self.service)  # runs the service's paced reply steps
         #: The session's time limit (``OpenAILoopback.session_lifetime_s``): its
         #: wall-clock end goes into ``session.created`` as ``expires_at``, and the
         #: connection is closed with 1001 when it runs out (trio time).
@@ -231,26 +230,14 @@ class LoopbackConnection(WsConnection):
                     break
                 else:
                     typing.assert_never(out)
-        self._rescheduled.set()
+        self._pacer.rescheduled()
         return ok
-
-    async def _pace(self) -> None:
-        """Give the service the time whenever it has a step due (paced replies)."""
-        while True:
-            self._rescheduled = trio.Event()
-            due = self.service.next_wakeup
-            with trio.move_on_at(math.inf if due is None else due):
-                await self._rescheduled.wait()
-            outputs = self.service.advance_to(trio.current_time())
-            if outputs:
-                await self._emit(outputs)
-                self.server._changed()
 
     async def _run_open(self) -> None:
         async with trio.open_nursery() as nursery:
             if self.script.close_at_once is None:  # else: not a word
                 await self._emit(self.service.start())
-            nursery.start_soon(self._pace)
+            nursery.start_soon(self._pacer.run, self._emit, self.server._changed)
             if self.lifetime_s is not None:
                 nursery.start_soon(self._expire, self.lifetime_s)
             await self._read_loop()
