@@ -293,6 +293,25 @@ def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) 
     assert ASSISTANT_LINE in plain.stdout
 
 
+def test_gemini_loopback_paces_its_reply_with_realtime(tmp_path: Path) -> None:
+    result = voxtrio_cli("run", WAV, "--realtime", "--provider", "gemini-loopback", "--json",
+                         "--linger", "0.5", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = records[-1]
+    reply_s = summary["reply_audio_s"]
+    assert reply_s == pytest.approx(0.4)
+    # The first reply chunk comes with ReplyStarted, the last with ReplyAudioDone
+    # (generationComplete); paced, they are the reply's length less one chunk apart
+    # (0.3 s of 0.4 s here), unpaced a few milliseconds.
+    [started] = [r["t_s"] for r in records if r["type"] == "ReplyStarted"]
+    [audio_done] = [r["t_s"] for r in records if r["type"] == "ReplyAudioDone"]
+    assert audio_done - started >= 0.5 * reply_s
+    # turnComplete (ReplyDone) waits until the last chunk would have played.
+    [done] = [r["t_s"] for r in records if r["type"] == "ReplyDone"]
+    assert done >= audio_done
+
+
 async def test_gemini_with_a_key_talks_to_the_given_url(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with open_gemini_loopback(api_key="gm-test-key") as server:

@@ -20,6 +20,7 @@ import trio
 
 import voxtrio
 from voxtrio.testing import ConnectionScript, open_gemini_loopback, open_openai_loopback
+from voxtrio.testing.gemini import GeminiScript, GeminiTurns
 
 from .output import Output, Tally
 
@@ -136,13 +137,20 @@ def make_provider(opts: RunOptions, base_url: str | None = None) -> voxtrio.Prov
 
 @contextlib.asynccontextmanager
 async def _open_provider(opts: RunOptions) -> AsyncIterator[voxtrio.Provider]:
-    """The provider to talk to: a loopback server in-process, or the real service."""
+    """The provider to talk to: a loopback server in-process, or the real service.
+
+    With ``--realtime`` either loopback sends its reply audio in real time (one
+    chunk per chunk's length), as the real services do; ``--fast`` gets it at once.
+    """
     if opts.provider == "loopback":
         script = ConnectionScript(pace_replies=opts.realtime)
         async with open_openai_loopback(default_script=script, api_key=LOOPBACK_KEY) as server:
             yield make_provider(opts, server.url)
     elif opts.provider == "gemini-loopback":
-        async with open_gemini_loopback(api_key=LOOPBACK_KEY) as gemini:
+        gemini_script = GeminiScript(turns=GeminiTurns(pace_replies=opts.realtime))
+        async with open_gemini_loopback(
+            default_script=gemini_script, api_key=LOOPBACK_KEY
+        ) as gemini:
             yield make_provider(opts, gemini.url)
     else:
         yield make_provider(opts)
