@@ -367,6 +367,48 @@ async def test_ctrl_c_ends_a_realtime_run_cleanly(tmp_path: Path) -> None:
     assert [u.text for u in users] == ["loopback utterance 1"]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a pipe's reader going away is POSIX")
+async def test_a_closed_stdout_ends_the_run_quietly_and_keeps_the_transcript(
+    tmp_path: Path,
+) -> None:
+    # --linger 60, as for Ctrl-C: ending within the guard is the closed pipe's doing.
+    cmd = [sys.executable, "-m", "voxtrio", "run", WAV, "--realtime", "--linger", "60",
+           "--session-id", "piped", "--db", "piped.sqlite3"]  # fmt: skip
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        seen = b""
+        while USER_LINE.encode() not in seen:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, seen
+            seen += chunk
+        await proc.stdout.aclose()  # the reader is done (as `head` exits)
+        with trio.fail_after(15):
+            errors = b"".join([chunk async for chunk in proc.stderr])
+            code = await proc.wait()
+    assert code == 141, (seen, errors)  # 128 + SIGPIPE, as a shell reports `yes | head`
+    assert errors == b""  # no traceback, no "Exception ignored" at exit
+    # The session was closed cleanly: what was seen is in the store.
+    with voxtrio.SqliteTranscriptStore(tmp_path / "piped.sqlite3") as store:
+        users = [i for i in store.items("piped") if isinstance(i, UserItem)]
+    assert [u.text for u in users] == ["loopback utterance 1"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX shell")
+def test_run_piped_into_head_prints_its_lines_and_no_traceback(tmp_path: Path) -> None:
+    script = (f'"{sys.executable}" -m voxtrio run "{WAV}" --realtime --linger 60 | head -3; '
+              'exit "${PIPESTATUS[0]}"')  # fmt: skip
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert len(result.stdout.splitlines()) == 3
+    assert "connected to openai" in result.stdout
+    assert result.stderr == ""
+    assert result.returncode == 141
+
+
 @pytest.mark.long  # a minute or more on the 2-core machine
 def test_bench_quick_runs_the_benchmarks(tmp_path: Path) -> None:
     result = voxtrio_cli("bench", "--quick", "--json", str(tmp_path / "b.json"), cwd=tmp_path,
