@@ -278,6 +278,14 @@ def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) 
     assert said == ["Hello from the loopback provider."]
     assert [r["status"] for r in records if r["type"] == "ReplyDone"] == ["completed"]
     assert summary["reply_audio_s"] == 0.4
+    # One TurnMetrics for the one turn, measured from the end of the user's turn
+    # (the Gemini codec's SpeechStopped, which comes before the reply's first audio).
+    assert [r["type"] for r in records].count("SpeechStopped") == 1
+    [turn] = summary["turns"]
+    assert turn["speech_to_first_audio_ms"] is not None
+    assert turn["speech_to_first_audio_ms"] >= 0
+    assert turn["speech_to_played_ms"] >= turn["speech_to_first_audio_ms"]
+    assert summary["turn_latency_p50_ms"] == turn["speech_to_played_ms"]
     with voxtrio.SqliteTranscriptStore(tmp_path / "out" / "transcript.sqlite3") as store:
         items = [i for i in store.items("gem-1") if isinstance(i, UserItem | AssistantItem)]
     assert [(type(i), i.text) for i in items] == [
@@ -291,6 +299,7 @@ def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) 
     assert USER_LINE in plain.stdout
     assert plain.stdout.count("assistant said: ") == 1
     assert ASSISTANT_LINE in plain.stdout
+    assert re.search(r"turn latency  turn 1: \d+ ms", plain.stdout)
 
 
 def test_gemini_loopback_paces_its_reply_with_realtime(tmp_path: Path) -> None:
