@@ -132,7 +132,8 @@ def _api_key(provider: str) -> str | None:
     "--realtime/--fast",
     default=True,
     show_default=True,
-    help="Pace capture and playback in real time, or stream as fast as possible.",
+    help="Pace capture and playback (and a loopback's replies) in real time, or stream "
+    "as fast as possible.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, then a summary.")
 @click.option(
