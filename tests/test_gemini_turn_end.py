@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import voxtrio
 from voxtrio.codecs.gemini_live import GeminiLiveCodec, GeminiLiveConfig
+from voxtrio.codecs.wire import LinkSignal
 from voxtrio.messages import (
     Event,
     InputTranscriptionCompleted,
@@ -65,7 +66,11 @@ TOOL = msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "clock", "args":
 
 
 def decode_all(c: GeminiLiveCodec, messages: list[str]) -> list[Event]:
-    return [e for m in messages for e in c.decode(m) if not isinstance(e, tuple)]
+    """The events of ``messages`` (link signals left out)."""
+    out: list[Event] = []
+    for m in messages:
+        out += [e for e in c.decode(m) if not isinstance(e, LinkSignal)]
+    return out
 
 
 def test_the_model_turn_ends_the_user_turn_before_the_reply_starts() -> None:
@@ -164,9 +169,7 @@ async def test_a_gemini_loopback_session_reports_one_turn_metrics_per_turn() -> 
             capture = voxtrio.ArrayCapture(speech, voxtrio.AudioFormat(16_000, 1))
             async with (
                 trio.open_nursery() as nursery,
-                voxtrio.open_session(
-                    provider, capture=capture, realtime_playback=False
-                ) as session,
+                voxtrio.open_session(provider, capture=capture, realtime_playback=False) as session,
             ):
                 recorder = Recorder(session.subscribe(max_buffer=100_000))
                 nursery.start_soon(recorder.run)
