@@ -278,6 +278,14 @@ def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) 
     assert said == ["Hello from the loopback provider."]
     assert [r["status"] for r in records if r["type"] == "ReplyDone"] == ["completed"]
     assert summary["reply_audio_s"] == 0.4
+    # One TurnMetrics for the one turn, measured from the end of the user's turn
+    # (the Gemini codec's SpeechStopped, which comes before the reply's first audio).
+    assert [r["type"] for r in records].count("SpeechStopped") == 1
+    [turn] = summary["turns"]
+    assert turn["speech_to_first_audio_ms"] is not None
+    assert turn["speech_to_first_audio_ms"] >= 0
+    assert turn["speech_to_played_ms"] >= turn["speech_to_first_audio_ms"]
+    assert summary["turn_latency_p50_ms"] == turn["speech_to_played_ms"]
     with voxtrio.SqliteTranscriptStore(tmp_path / "out" / "transcript.sqlite3") as store:
         items = [i for i in store.items("gem-1") if isinstance(i, UserItem | AssistantItem)]
     assert [(type(i), i.text) for i in items] == [
@@ -291,6 +299,26 @@ def test_gemini_loopback_runs_the_file_through_a_gemini_session(tmp_path: Path) 
     assert USER_LINE in plain.stdout
     assert plain.stdout.count("assistant said: ") == 1
     assert ASSISTANT_LINE in plain.stdout
+    assert re.search(r"turn latency  turn 1: \d+ ms", plain.stdout)
+
+
+def test_gemini_loopback_paces_its_reply_with_realtime(tmp_path: Path) -> None:
+    result = voxtrio_cli("run", WAV, "--realtime", "--provider", "gemini-loopback", "--json",
+                         "--linger", "0.5", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = records[-1]
+    reply_s = summary["reply_audio_s"]
+    assert reply_s == pytest.approx(0.4)
+    # The first reply chunk comes with ReplyStarted, the last with ReplyAudioDone
+    # (generationComplete); paced, they are the reply's length less one chunk apart
+    # (0.3 s of 0.4 s here), unpaced a few milliseconds.
+    [started] = [r["t_s"] for r in records if r["type"] == "ReplyStarted"]
+    [audio_done] = [r["t_s"] for r in records if r["type"] == "ReplyAudioDone"]
+    assert audio_done - started >= 0.5 * reply_s
+    # turnComplete (ReplyDone) waits until the last chunk would have played.
+    [done] = [r["t_s"] for r in records if r["type"] == "ReplyDone"]
+    assert done >= audio_done
 
 
 async def test_gemini_with_a_key_talks_to_the_given_url(tmp_path: Path) -> None:
@@ -348,6 +376,49 @@ async def test_ctrl_c_ends_a_realtime_run_cleanly(tmp_path: Path) -> None:
     assert [u.text for u in users] == ["loopback utterance 1"]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a pipe's reader going away is POSIX")
+async def test_a_closed_stdout_ends_the_run_quietly_and_keeps_the_transcript(
+    tmp_path: Path,
+) -> None:
+    # --linger 60, as for Ctrl-C: ending within the guard is the closed pipe's doing.
+    cmd = [sys.executable, "-m", "voxtrio", "run", WAV, "--realtime", "--linger", "60",
+           "--session-id", "piped", "--db", "piped.sqlite3"]  # fmt: skip
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        seen = b""
+        while USER_LINE.encode() not in seen:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, seen
+            seen += chunk
+        await proc.stdout.aclose()  # the reader is done (as `head` exits)
+        with trio.fail_after(15):
+            errors = b"".join([chunk async for chunk in proc.stderr])
+            code = await proc.wait()
+    assert code == 141, (seen, errors)  # 128 + SIGPIPE, as a shell reports `yes | head`
+    assert errors == b""  # no traceback, no "Exception ignored" at exit
+    # The session was closed cleanly: what was seen is in the store.
+    with voxtrio.SqliteTranscriptStore(tmp_path / "piped.sqlite3") as store:
+        users = [i for i in store.items("piped") if isinstance(i, UserItem)]
+    assert [u.text for u in users] == ["loopback utterance 1"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX shell")
+def test_run_piped_into_head_prints_its_lines_and_no_traceback(tmp_path: Path) -> None:
+    script = (f'"{sys.executable}" -m voxtrio run "{WAV}" --realtime --linger 60 | head -3; '
+              'exit "${PIPESTATUS[0]}"')  # fmt: skip
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert len(result.stdout.splitlines()) == 3
+    assert "connected to openai" in result.stdout
+    assert result.stderr == ""
+    assert result.returncode == 141
+
+
+@pytest.mark.long  # a minute or more on the 2-core machine
 def test_bench_quick_runs_the_benchmarks(tmp_path: Path) -> None:
     result = voxtrio_cli("bench", "--quick", "--json", str(tmp_path / "b.json"), cwd=tmp_path,
                          timeout=300)  # fmt: skip
@@ -357,6 +428,13 @@ def test_bench_quick_runs_the_benchmarks(tmp_path: Path) -> None:
     assert record["exit_code"] == 0
     assert record["quick"] is True
     assert "== codecs (quick)" in record["output"]
+
+
+def test_the_bench_test_is_marked_long_in_place() -> None:
+    # Marked where it is defined, not from a list of node ids in conftest.py.
+    marks = getattr(test_bench_quick_runs_the_benchmarks, "pytestmark", [])
+    assert "long" in [m.name for m in marks]
+    assert "LONG_ELSEWHERE" not in (ROOT / "tests" / "conftest.py").read_text()
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:

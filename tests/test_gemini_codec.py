@@ -45,6 +45,7 @@ from voxtrio.messages import (
     ReplyTextDelta,
     ReplyTextDone,
     SendText,
+    SpeechStopped,
     ToolCall,
     ToolResult,
     TruncateItem,
@@ -369,6 +370,7 @@ def test_a_whole_turn() -> None:
     assert events == [
         InputTranscriptionDelta("Hel", "t-u1"),
         InputTranscriptionDelta("lo", "t-u1"),
+        SpeechStopped("t-u1"),  # the user's turn ended: first known at the model's turn
         InputTranscriptionCompleted("t-u1", "Hello"),
         ReplyStarted("t-r1"),
         ReplyAudio(pcm, 24_000, "t-r1", "t-r1"),
@@ -388,7 +390,7 @@ def test_interrupted_cancels_the_reply_and_late_pieces_open_a_new_turn() -> None
                       ReplyDone("t-r1", "cancelled")]
     events = c.decode(sdict({"serverContent": {"inputTranscription": {"text": "stop"}}}))
     events += c.decode(sdict({"serverContent": {"turnComplete": True}}))
-    assert events == [InputTranscriptionDelta("stop", "t-u1"),
+    assert events == [InputTranscriptionDelta("stop", "t-u1"), SpeechStopped("t-u1"),
                       InputTranscriptionCompleted("t-u1", "stop")]
     assert c.decode(sdict({"serverContent": {"interrupted": True}})) == []  # nothing open
 

@@ -5,7 +5,9 @@
     voxtrio bench [--quick] [--json FILE] [--plot FILE.png]
 
 Exit codes: 0 success; 1 the session failed (provider unreachable, key rejected, the
-capture failed); 2 bad input or usage; 130 interrupted (Ctrl-C).
+capture failed); 2 bad input or usage; 130 interrupted (Ctrl-C); 141 stdout's reader
+went away (``voxtrio run ... | head -3``: no traceback, the session hung up cleanly and
+the transcript store kept what was seen, as for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ import click
 import voxtrio
 
 from . import runner
-from .runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, RunOptions
+from .output import silence_stdout
+from .runner import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STDOUT_CLOSED,
+    EXIT_USAGE,
+    CliError,
+    RunOptions,
+)
 
 __all__ = ["main"]
 
@@ -51,6 +62,9 @@ class _Group(click.Group):
         except CliError as exc:
             _fail(exc.message)
             return exc.exit_code
+        except BrokenPipeError:  # `voxtrio transcript ... | head`: the reader is done
+            silence_stdout()
+            return EXIT_STDOUT_CLOSED
 
 
 def _fail(message: str) -> None:
@@ -63,7 +77,7 @@ def cli() -> None:
     """voxtrio: realtime voice-AI sessions on trio.
 
     Exit codes: 0 success; 1 the session failed (provider unreachable, key rejected);
-    2 bad input or usage; 130 interrupted.
+    2 bad input or usage; 130 interrupted; 141 stdout was closed (``| head``).
     """
 
 
@@ -118,7 +132,8 @@ def _api_key(provider: str) -> str | None:
     "--realtime/--fast",
     default=True,
     show_default=True,
-    help="Pace capture and playback in real time, or stream as fast as possible.",
+    help="Pace capture and playback (and a loopback's replies) in real time, or stream "
+    "as fast as possible.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, then a summary.")
 @click.option(
@@ -153,7 +168,8 @@ def run(
     """Stream INPUT.wav (16-bit PCM) through a full voice session.
 
     Events are printed as they arrive, the reply audio goes to OUT/reply.wav and the
-    transcript to the database. Ctrl-C hangs up cleanly (exit 130).
+    transcript to the database. Ctrl-C hangs up cleanly (exit 130); so does a closed
+    stdout, e.g. ``| head -3`` (exit 141, no traceback).
     """
     _configure_logging(verbose)
     name = provider or _default_provider()
@@ -287,9 +303,13 @@ def bench(
         cmd, cwd=root, env=env, stdout=subprocess.PIPE, text=True, bufsize=1
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            click.echo(line, nl=False)
-            lines.append(line.rstrip("\n"))
+        try:
+            for line in proc.stdout:
+                click.echo(line, nl=False)
+                lines.append(line.rstrip("\n"))
+        except BrokenPipeError:  # `| head`: stop the runner rather than let it hit EPIPE
+            proc.terminate()
+            raise
     code = proc.returncode
     if json_file is not None:
         # The runner wrote the rows (if it got that far); add what was run and printed,

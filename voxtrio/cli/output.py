@@ -2,11 +2,18 @@
 
 Plain lines when stdout is not a terminal; on a terminal, colour (``click.style``)
 and a progress line for the capture position, redrawn in place.
+
+A reader that goes away (``voxtrio run ... | head -3``) is not an error: the first
+write that meets the closed pipe sets :attr:`Output.stdout_closed`, points stdout at
+the null device (so nothing, not even the interpreter's last flush, fails on it
+again) and drops every later line; the runner then hangs up as for Ctrl-C.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +26,25 @@ import voxtrio
 if TYPE_CHECKING:
     from .runner import RunOptions
 
-__all__ = ["Output", "Tally", "describe", "event_record"]
+__all__ = ["Output", "Tally", "describe", "event_record", "silence_stdout"]
+
+
+def silence_stdout() -> None:
+    """Point file descriptor 1 at the null device, once its reader has gone.
+
+    Python's own advice for a closed pipe (see the ``signal`` module's note on
+    SIGPIPE): output still buffered, and the flush at exit, then go nowhere instead
+    of raising BrokenPipeError again.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file: nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 @attrs.define
@@ -150,6 +175,17 @@ class Output:
         self._tty = tty and not as_json
         self._started = started
         self._progress_shown = False
+        #: stdout's reader went away (a closed pipe); nothing more is written.
+        self.stdout_closed = False
+
+    def _echo(self, text: str, nl: bool = True) -> None:
+        if self.stdout_closed:
+            return
+        try:
+            click.echo(text, nl=nl)
+        except BrokenPipeError:
+            self.stdout_closed = True
+            silence_stdout()
 
     def elapsed(self) -> float:
         return time.monotonic() - self._started
@@ -159,17 +195,17 @@ class Output:
 
     def _line(self, text: str) -> None:
         self.clear_progress()
-        click.echo(text)
+        self._echo(text)
 
     def clear_progress(self) -> None:
         if self._progress_shown:
-            click.echo("\r\x1b[K", nl=False)
+            self._echo("\r\x1b[K", nl=False)
             self._progress_shown = False
 
     def start(self, opts: RunOptions, provider_name: str) -> None:
         fmt = opts.input_format
         if self._json:
-            click.echo(
+            self._echo(
                 json.dumps(
                     {
                         "type": "start",
@@ -192,7 +228,7 @@ class Output:
 
     def event(self, event: voxtrio.Event, t_s: float) -> None:
         if self._json:
-            click.echo(json.dumps(event_record(event, t_s)))
+            self._echo(json.dumps(event_record(event, t_s)))
             return
         described = describe(event)
         if described is not None:
@@ -205,13 +241,13 @@ class Output:
         width = 30
         done = min(width, round(width * captured_s / total_s)) if total_s else width
         bar = "#" * done + "-" * (width - done)
-        click.echo(f"\r\x1b[K  capture [{bar}] {captured_s:5.2f} / {total_s:.2f} s", nl=False)
+        self._echo(f"\r\x1b[K  capture [{bar}] {captured_s:5.2f} / {total_s:.2f} s", nl=False)
         self._progress_shown = True
 
     def summary(self, s: dict[str, Any]) -> None:
         self.clear_progress()
         if self._json:
-            click.echo(json.dumps(s))
+            self._echo(json.dumps(s))
             return
         latencies = s["turn_latency_ms"]
         turns = (
@@ -243,4 +279,4 @@ class Output:
         ]
         if s["interrupted"]:
             lines.append(self._style("  interrupted: the session was closed early", "yellow"))
-        click.echo("\n".join(lines))
+        self._echo("\n".join(lines))

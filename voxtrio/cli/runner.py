@@ -20,6 +20,7 @@ import trio
 
 import voxtrio
 from voxtrio.testing import ConnectionScript, open_gemini_loopback, open_openai_loopback
+from voxtrio.testing.gemini import GeminiScript, GeminiTurns
 
 from .output import Output, Tally
 
@@ -27,6 +28,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the session failed: provider unreachable, key rejected, capture failed
 EXIT_USAGE = 2  # bad input or options
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+#: stdout's reader went away (``| head``): 128 + SIGPIPE, what a shell reports for a
+#: tool the closed pipe ended (``yes | head``); the session was still closed cleanly.
+EXIT_STDOUT_CLOSED = 141
 
 LOOPBACK_KEY = "loopback-key"  # the in-process server's key; not a secret
 LATENCY_SOURCE = (
@@ -136,13 +140,20 @@ def make_provider(opts: RunOptions, base_url: str | None = None) -> voxtrio.Prov
 
 @contextlib.asynccontextmanager
 async def _open_provider(opts: RunOptions) -> AsyncIterator[voxtrio.Provider]:
-    """The provider to talk to: a loopback server in-process, or the real service."""
+    """The provider to talk to: a loopback server in-process, or the real service.
+
+    With ``--realtime`` either loopback sends its reply audio in real time (one
+    chunk per chunk's length), as the real services do; ``--fast`` gets it at once.
+    """
     if opts.provider == "loopback":
         script = ConnectionScript(pace_replies=opts.realtime)
         async with open_openai_loopback(default_script=script, api_key=LOOPBACK_KEY) as server:
             yield make_provider(opts, server.url)
     elif opts.provider == "gemini-loopback":
-        async with open_gemini_loopback(api_key=LOOPBACK_KEY) as gemini:
+        gemini_script = GeminiScript(turns=GeminiTurns(pace_replies=opts.realtime))
+        async with open_gemini_loopback(
+            default_script=gemini_script, api_key=LOOPBACK_KEY
+        ) as gemini:
             yield make_provider(opts, gemini.url)
     else:
         yield make_provider(opts)
@@ -237,7 +248,7 @@ async def _session(
         stats = session.stats()
         await session.aclose()
     # The block has exited: the store has flushed what the session saw.
-    code = _exit_code(tally, stopper.interrupted)
+    code = _exit_code(tally, stopper.interrupted, out.stdout_closed)
     out.summary(_summary(opts, provider, stats, tally, reply_wav, code))
     if tally.failure is not None:
         click.echo(f"voxtrio: error: {' '.join(tally.failure.split())}", err=True)
@@ -248,10 +259,12 @@ def _audio_out(tally: Tally, out: Output, frame: voxtrio.AudioFrame) -> None:
     tally.audio_out(frame.samples, frame.format.sample_rate, out.elapsed())
 
 
-def _exit_code(tally: Tally, interrupted: bool) -> int:
+def _exit_code(tally: Tally, interrupted: bool, stdout_closed: bool = False) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if tally.failure is not None else EXIT_OK
+    if tally.failure is not None:
+        return EXIT_FAILED
+    return EXIT_STDOUT_CLOSED if stdout_closed else EXIT_OK
 
 
 async def _consume(
@@ -266,12 +279,13 @@ async def _consume(
     Over means: the whole input was captured, no turn is open (speech, a reply
     awaited, a reply playing), and nothing arrived for ``linger_s``; or nothing
     arrived for a long while at all (a provider that never answers); or the session
-    failed. The loop wakes every 100 ms to redraw the progress line.
+    failed; or stdout's reader went away (``| head``: the caller hangs up, as for
+    Ctrl-C). The loop wakes every 100 ms to redraw the progress line.
     """
     rate = opts.input_format.sample_rate
     give_up_s = max(10.0, 4 * opts.linger_s)
     input_done_at: float | None = None
-    while True:
+    while not out.stdout_closed:
         with trio.move_on_after(0.1):
             try:
                 event = await events.receive()
@@ -280,7 +294,7 @@ async def _consume(
             now = out.elapsed()
             tally.feed(event, now)
             out.event(event, now)
-            if tally.fatal:
+            if tally.fatal or out.stdout_closed:
                 return
         now = out.elapsed()
         captured = session.stats().edges["capture"].samples

@@ -11,6 +11,15 @@ the turn boundaries the events need:
   one ``InputTranscriptionCompleted`` carries the joined text. Pieces that arrive
   after that start a new user turn (a barge-in, or a transcript that trails the
   reply): nothing is dropped, nothing is reported twice;
+* Gemini sends no speech-stopped signal, so the decoder reports the end of the
+  user's turn when it first learns of it: ``SpeechStopped(item_id)`` just before that
+  turn's ``InputTranscriptionCompleted``, if no reply is in progress yet (at the
+  transcription's ``finished``, at the model turn's first content, at a tool call,
+  at a ``turnComplete`` with no reply). Pieces that trail a reply already started get
+  none: their speech ended before that reply, at a moment nobody was told, and a
+  late ``SpeechStopped`` would date the *next* reply's wait from the wrong moment.
+  It is the client's earliest knowledge, not the server VAD's moment (which comes
+  ``silenceDurationMs`` and the model's think time earlier); see docs/turn-taking.md;
 * a reply starts with the model's first content (``ReplyStarted``), its audio ends at
   ``generationComplete`` (``ReplyAudioDone``), and it ends at ``turnComplete``
   (``ReplyTextDone`` with the joined transcript, ``ReplyDone``) or at ``interrupted``
@@ -45,6 +54,7 @@ from ...messages import (
     ReplyStarted,
     ReplyTextDelta,
     ReplyTextDone,
+    SpeechStopped,
     ToolCall,
     ToolCallCancelled,
 )
@@ -175,10 +185,16 @@ class ServerDecoder:
     # ------------------------------------------------------------- turn bookkeeping
 
     def _end_user_turn(self) -> Decoded:
+        """The user's turn in progress is over: its transcript, and, when no reply has
+        started since it began, ``SpeechStopped`` first (the end of the user's turn,
+        as far as the client can know it; see the module docstring)."""
         turn, self._user = self._user, None
         if turn is None:
             return []
-        return [InputTranscriptionCompleted(turn.item_id, "".join(turn.pieces))]
+        done = InputTranscriptionCompleted(turn.item_id, "".join(turn.pieces))
+        if self._reply is not None:
+            return [done]  # its speech trailed a reply already under way
+        return [SpeechStopped(turn.item_id), done]
 
     def _start_reply(self) -> tuple[_Reply, Decoded]:
         if self._reply is not None:
