@@ -372,6 +372,8 @@ class Outbox:
         while self._sent and self._sent[0].last <= last_index:
             self._kept_ns -= self._sent.popleft().audio_ns
             freed = True
+        if freed and self._kept_ns > self._max_kept_ns:
+            self._release()  # a confirmed control no longer holds the audio after it
         if self._sent and self._sent[0].wires is not None:
             head = self._sent[0]  # consumed up to a message inside it: keep the tail
             assert head.wires is not None
