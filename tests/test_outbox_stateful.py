@@ -356,12 +356,14 @@ def test_a_control_is_never_released() -> None:
     box.put(FrameBatch(tuple(after)))
     _write_all(box)
     assert box.released == 2
-    assert box.unconfirmed == 4 and box.kept_s == 0.06
+    assert box.unconfirmed == 4
+    assert box.kept_s == 0.06
     assert not box.full()
     box.connection_down(resume=True)
     assert drops.frames == 2
     first = box.peek(10)
-    assert first.message is text and not first.first_write
+    assert first.message is text
+    assert not first.first_write
     box.connection_up(retain=False)
     box.pop(first.count, 1)
     rest = box.peek(10)
