@@ -20,33 +20,14 @@ The rules:
   kept, numbered by the wire messages it took (counted per connection from 0, after
   the connect messages), until the provider reports it consumed
   (:meth:`Outbox.consume`, from ``ResumptionHandle.last_consumed_index``).
-* **Late confirmations never stall the link.** Kept audio has its own budget,
-  ``max_kept_s`` (the retention budget), apart from ``max_audio_s``: only audio
-  *waiting* to be written makes the outbox full (:meth:`Outbox.full`), so a
-  provider that confirms late, or never, costs no push-back. When kept audio
-  exceeds ``max_kept_s``, the oldest kept entries are **released**: no longer kept
-  for a resend, remembered only as their last wire index and their frames' sample
-  counts. Only audio-only entries are released, oldest first, and releasing stops
-  at the first kept entry that holds a control (a text, a tool result, an end of
-  input): a control is never released, so it is never lost. That cannot stall
-  either (kept audio never makes the outbox full); behind an unconfirmed control
-  the kept audio can grow past ``max_kept_s`` until the provider confirms the
-  control or the connection ends. (A Gemini ``activityStart`` that the codec
-  writes ahead of a segment's first audio rides inside that audio's entry: the
-  outbox sees wire messages, not what they say, so such an entry counts as audio.)
-  A released entry is delivered once the provider consumes past it; if the
-  connection ends first and the next one resumes, it cannot be resent and its
-  frames are counted as dropped (the app gets ``AudioDropped``: exactly the audio
-  the resumed session never got); if the next one does not resume, it counts as
-  delivered, like everything else written.
-
   When the connection ends (:meth:`Outbox.connection_down`):
 
   - the next connection **resumes** (the link holds a usable handle): the inputs
     not consumed go back to the front of the outbox, in order, and are written
     first on the next connection. The provider kept what it consumed and gets
-    exactly the rest: no audio lost, none twice. A text or tool result written
-    again is not reported again (:attr:`Peeked.first_write` is false).
+    exactly the rest of what is kept: none twice, and no audio lost unless it
+    was released (below). A text or tool result written again is not reported
+    again (:attr:`Peeked.first_write` is false).
   - it **does not resume**: nothing already written is written again, audio or
     control. The provider starts a fresh session, seeded through the instructions
     with the transcript, which already holds every text and tool result as of the
@@ -64,6 +45,28 @@ The rules:
 
   :meth:`Outbox.forget_resends` drops what waits to be resent, for a resumption the
   provider refused: the fresh session is seeded through the instructions instead.
+
+* **Late confirmations never stall the link.** Kept audio has its own budget,
+  ``max_kept_s`` (the retention budget), apart from ``max_audio_s``: only audio
+  *waiting* to be written makes the outbox full (:meth:`Outbox.full`), so a
+  provider that confirms late, or never, costs no push-back. When kept audio
+  exceeds ``max_kept_s`` (checked after each write, and after a confirmation that
+  freed a control), the oldest kept entries are **released**: no longer kept for a
+  resend, remembered only as their last wire index and their frames' count and
+  samples (a few integers per written message). Only audio-only entries are
+  released, oldest first, and releasing stops at the first kept entry that holds a
+  control (a text, a tool result, an end of input, a reply request): a control is
+  never released, so never lost. That cannot stall either, since kept audio never
+  makes the outbox full; behind an unconfirmed control the kept audio grows past
+  ``max_kept_s`` (memory, not push-back) until the provider confirms the control
+  or the connection ends. (A Gemini ``activityStart`` that the codec writes ahead
+  of a segment's first audio rides inside that audio's entry: the outbox sees
+  wire messages, not what they say, so such an entry counts as audio.)
+  A released entry is delivered once the provider consumes past it. If the
+  connection ends first and the next one resumes, it cannot be resent: its frames
+  are counted as dropped (the link reports ``AudioDropped`` at the next attempt:
+  exactly the audio the resumed session never got). If the next one does not
+  resume, it counts as delivered, like everything else written.
 
 Accounting: every frame put is, at any time, in exactly one of: waiting, kept
 (written, unconfirmed, held for a resend), released (written, unconfirmed, no
