@@ -39,7 +39,7 @@ from voxtrio.messages import Event, LinkInput
 from voxtrio.runtime import Session
 from voxtrio.testing.gemini import GeminiLoopback, GeminiScript, open_gemini_loopback
 
-from .loopback_helpers import WAV_PATH, Recorder, drain, own_garbage_only
+from .loopback_helpers import WAV_FMT, WAV_PATH, WAV_PCM, Recorder, drain, own_garbage_only
 from .test_gemini_session import check_server
 
 KEY = "AIza-link-test-Vb5Tq8Ln3Hs"
@@ -84,13 +84,14 @@ def expected_audio(path: str | Path) -> np.ndarray:
 
 @asynccontextmanager
 async def wav_session(
-    server: GeminiLoopback, path: str | Path, **kw: Any
+    server: GeminiLoopback, path: str | Path, policy: ReconnectPolicy = ONE_PER_MESSAGE,
+    **kw: Any,
 ) -> AsyncIterator[tuple[Session, Recorder]]:
     provider = voxtrio.GeminiLive(
         model="gemini-live-test",
         api_key=KEY,
         base_url=server.url,
-        reconnect=ONE_PER_MESSAGE,
+        reconnect=policy,
         seed=5,
     )
     async with (
@@ -189,6 +190,78 @@ def test_audio_is_exact_across_a_drop_with_resumption(plan: tuple[int, int]) -> 
             assert recorder.of(SessionReconnected)[0].resumed
 
     trio.run(main)
+
+
+# ------------------------------------------------------------------ late confirmations
+
+
+def write_long_48k_stereo(path: Path, seconds: float = 12.0) -> Path:
+    """The bundled 48 kHz stereo WAV repeated to ``seconds`` (each copy shifted a
+    little, so no two stretches are alike)."""
+    rate = WAV_FMT.sample_rate
+    n = round(rate * seconds)
+    reps = -(-n // WAV_PCM.shape[0])
+    copies = [np.clip(WAV_PCM.astype(np.int32) + 7 * k, -32768, 32767) for k in range(reps)]
+    pcm = np.concatenate(copies)[:n].astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(WAV_FMT.channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+async def test_a_server_that_never_confirms_gets_all_the_audio(tmp_path: Path) -> None:
+    """The server sends no ``sessionResumptionUpdate`` at all: 12 s of 48 kHz stereo
+    (more than twice the 5 s outage buffer) still arrive whole, as the one-shot
+    16 kHz conversion, with nothing dropped. (Before the retention budget, the
+    audio kept for a resend filled the outage buffer and the link stopped at 5 s.)"""
+    path = write_long_48k_stereo(tmp_path / "long48k.wav")
+    want = expected_audio(path)
+    assert want.shape[0] == 12 * 16_000
+    with trio.fail_after(60):
+        silent = GeminiScript(turns=None)
+        async with open_gemini_loopback(api_key=KEY, default_script=silent) as server:
+            async with wav_session(server, path) as (_, recorder):
+                got = await session_audio_settled(server, want.shape[0])
+            check_server(server)
+    np.testing.assert_array_equal(got, want)
+    assert len(server.accepted) == 1
+    assert not recorder.of(voxtrio.AudioDropped)
+    assert not recorder.of(ErrorEvent)
+
+
+async def test_audio_not_kept_for_a_resend_is_reported_as_dropped(tmp_path: Path) -> None:
+    """Confirmations every 50 messages (1 s), a resend buffer of 0.2 s, a drop after
+    message 130: the written audio beyond the buffer was no longer kept, so the
+    resumed session misses it. The app gets AudioDropped for exactly the samples
+    the server did not get, and they are one stretch: everything before and after
+    it arrives, in order, once."""
+    policy = attrs.evolve(ONE_PER_MESSAGE, resend_buffer_s=0.2)
+    want = expected_audio(WAV_PATH)
+    with trio.fail_after(60):
+        scripts = (GeminiScript(resumption_every=50, drop_after=130, turns=None),)
+        silent = GeminiScript(turns=None)
+        async with open_gemini_loopback(
+            api_key=KEY, scripts=scripts, default_script=silent
+        ) as server:
+            async with wav_session(server, WAV_PATH, policy) as (_, recorder):
+                dropped = await recorder.wait_for(voxtrio.AudioDropped)
+                lost = dropped.samples
+                got = await session_audio_settled(server, want.shape[0] - lost)
+                await recorder.wait_for(SessionReconnected)
+            check_server(server)
+    assert dropped.edge == "link_buffer"
+    assert len(recorder.of(voxtrio.AudioDropped)) == 1
+    assert 0 < lost < want.shape[0]
+    assert got.shape[0] == want.shape[0] - lost  # exactly what was reported, lost
+    # One stretch, from where the resumed session's consumed audio ends.
+    first, second = server.accepted[:2]
+    assert second.service.resumed_from is not None
+    start = got.shape[0] - second.service.connection_audio.shape[0]
+    np.testing.assert_array_equal(got[:start], want[:start])
+    np.testing.assert_array_equal(got[start:], want[start + lost :])
+    assert first.closed_by == "dropped"
 
 
 # ------------------------------------------------------------------ instructions

@@ -61,7 +61,10 @@ the outage buffer is dropped oldest first, counted and reported as
 (``capabilities.resumption``), written inputs are kept until the provider
 reports them consumed, and a resumed connection gets exactly the unconsumed
 ones first; a connection that does not resume gets none of them again (see
-:mod:`voxtrio.actors.link.outbox` for the rule and why).
+:mod:`voxtrio.actors.link.outbox` for the rule and why). Written audio beyond
+``ReconnectPolicy.resend_buffer_s`` is no longer kept (a late confirmation never
+makes the link push back); if a resumed connection misses it, it is reported as
+``AudioDropped(edge="link_buffer")`` at the next connection attempt.
 
 A close the server starts loses nothing on the wire: what the link wrote before
 it saw the close frame reaches the server, the rest stays in the outbox. What
@@ -116,7 +119,9 @@ async def run(
         seed: seeds the backoff jitter (tests).
         live_input: the audio is live and cannot wait (drop the oldest beyond
             ``policy.outage_buffer_s`` while disconnected); False: it can wait, so
-            the link pushes back instead and never drops.
+            the link pushes back instead and never drops by the outage buffer
+            (audio beyond ``policy.resend_buffer_s`` that a resumed connection
+            missed is still reported dropped).
         base_instructions: the instructions without the transcript: sent instead
             of ``instructions()`` on a connection that resumes the provider's
             session (it kept the conversation). None: ``instructions()`` always.

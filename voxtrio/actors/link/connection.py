@@ -107,7 +107,7 @@ class Link:
         self.instructions = instructions
         self.policy = policy
         self.drops = DropCounter("link_buffer")
-        self.outbox = Outbox(policy.outage_buffer_s, self.drops)
+        self.outbox = Outbox(policy.outage_buffer_s, self.drops, policy.resend_buffer_s)
         self.connected = False
         #: The provider answered on the current connection (it counts as up).
         self.confirmed = False
@@ -170,6 +170,11 @@ class Link:
         Every outcome inside the websocket's nursery is carried out as a value, so
         what leaves this method is a plain exception, never a group.
         """
+        # Audio written but not kept for a resend, lost when the last connection
+        # ended before the provider confirmed it (the outbox's retention budget).
+        report = self.drops.report()
+        if report is not None:
+            await self.emit(report)
         codec = self.codec_factory()
         outcome: Retry | Fatal
         try:

@@ -11,24 +11,23 @@ The rules:
   send retried exactly.
 * **Controls are never dropped.**
 * **Live audio has a budget while disconnected.** The link calls
-  :meth:`Outbox.drop_oldest_audio` only while no connection is up: audio beyond
-  ``max_audio_s`` is dropped oldest first, each frame counted once in the
+  :meth:`Outbox.drop_oldest_audio` only while no connection is up: waiting audio
+  beyond ``max_audio_s`` is dropped oldest first, each frame counted once in the
   :class:`~voxtrio.actors.base.DropCounter` (``edge="link_buffer"``). While
   connected a full outbox pushes back instead (:meth:`Outbox.full`).
 * **Resend after resumption.** On a connection whose provider can resume
   (``retain=True`` in :meth:`Outbox.connection_up`), an input that was written is
   kept, numbered by the wire messages it took (counted per connection from 0, after
   the connect messages), until the provider reports it consumed
-  (:meth:`Outbox.consume`, from ``ResumptionHandle.last_consumed_index``). Kept
-  audio still counts toward the budget, so a provider that never confirms makes
-  the link push back rather than grow without bound. When the connection ends
-  (:meth:`Outbox.connection_down`):
+  (:meth:`Outbox.consume`, from ``ResumptionHandle.last_consumed_index``).
+  When the connection ends (:meth:`Outbox.connection_down`):
 
   - the next connection **resumes** (the link holds a usable handle): the inputs
     not consumed go back to the front of the outbox, in order, and are written
     first on the next connection. The provider kept what it consumed and gets
-    exactly the rest: no audio lost, none twice. A text or tool result written
-    again is not reported again (:attr:`Peeked.first_write` is false).
+    exactly the rest of what is kept: none twice, and no audio lost unless it
+    was released (below). A text or tool result written again is not reported
+    again (:attr:`Peeked.first_write` is false).
   - it **does not resume**: nothing already written is written again, audio or
     control. The provider starts a fresh session, seeded through the instructions
     with the transcript, which already holds every text and tool result as of the
@@ -47,10 +46,34 @@ The rules:
   :meth:`Outbox.forget_resends` drops what waits to be resent, for a resumption the
   provider refused: the fresh session is seeded through the instructions instead.
 
-Accounting: every frame put is, at any time, in exactly one of: waiting, written
-and kept (unconfirmed), delivered (written on a connection that did not retain it,
-confirmed, or written on a connection after which the session did not resume), or
-counted as dropped.
+* **Late confirmations never stall the link.** Kept audio has its own budget,
+  ``max_kept_s`` (the retention budget), apart from ``max_audio_s``: only audio
+  *waiting* to be written makes the outbox full (:meth:`Outbox.full`), so a
+  provider that confirms late, or never, costs no push-back. When kept audio
+  exceeds ``max_kept_s`` (checked after each write, and after a confirmation that
+  freed a control), the oldest kept entries are **released**: no longer kept for a
+  resend, remembered only as their last wire index and their frames' count and
+  samples (a few integers per written message). Only audio-only entries are
+  released, oldest first, and releasing stops at the first kept entry that holds a
+  control (a text, a tool result, an end of input, a reply request): a control is
+  never released, so never lost. That cannot stall either, since kept audio never
+  makes the outbox full; behind an unconfirmed control the kept audio grows past
+  ``max_kept_s`` (memory, not push-back) until the provider confirms the control
+  or the connection ends. (A Gemini ``activityStart`` that the codec writes ahead
+  of a segment's first audio rides inside that audio's entry: the outbox sees
+  wire messages, not what they say, so such an entry counts as audio.)
+  A released entry is delivered once the provider consumes past it. If the
+  connection ends first and the next one resumes, it cannot be resent: its frames
+  are counted as dropped (the link reports ``AudioDropped`` at the next attempt:
+  exactly the audio the resumed session never got). If the next one does not
+  resume, it counts as delivered, like everything else written.
+
+Accounting: every frame put is, at any time, in exactly one of: waiting, kept
+(written, unconfirmed, held for a resend), released (written, unconfirmed, no
+longer held: see above), delivered (written on a connection that did not retain
+it, confirmed, or written on a connection after which the session did not resume),
+or counted as dropped (by the outage budget, or released and not consumed before a
+resumption).
 """
 
 from __future__ import annotations
@@ -181,19 +204,42 @@ class _Sent:
     wires: tuple[str | bytes, ...] | None = None
 
 
+@attrs.frozen
+class _Released:
+    """Audio written on this connection, unconfirmed and no longer kept (over the
+    retention budget): wire messages up to ``last``, ``frames`` frames of
+    ``samples`` samples in all."""
+
+    last: int
+    frames: int
+    samples: int
+
+
 class Outbox:
-    """Ordered queue of link inputs with an outage budget for live audio.
+    """Ordered queue of link inputs with an outage budget for live audio and a
+    retention budget for audio kept for a resend.
 
     Args:
-        max_audio_s: the audio kept (waiting and unconfirmed) while disconnected.
+        max_audio_s: the audio waiting to be written that makes the outbox full
+            (push-back while connected); while disconnected, live audio beyond it
+            is dropped.
         drops: where dropped frames are counted.
+        max_kept_s: the audio written and kept unconfirmed (for a resend after a
+            resumption) before the oldest is released (see the module docstring).
+            None: ``max_audio_s``, so a resumption resends at most about the
+            outage buffer.
     """
 
-    def __init__(self, max_audio_s: float, drops: DropCounter) -> None:
+    def __init__(
+        self, max_audio_s: float, drops: DropCounter, max_kept_s: float | None = None
+    ) -> None:
         self._items: collections.deque[_Item] = collections.deque()
         self._sent: collections.deque[_Sent] = collections.deque()
-        self._audio_ns = 0  # waiting + kept
+        self._released: collections.deque[_Released] = collections.deque()
+        self._waiting_ns = 0  # audio in _items
+        self._kept_ns = 0  # audio in _sent
         self._max_audio_ns = round(max_audio_s * _NS)
+        self._max_kept_ns = round((max_audio_s if max_kept_s is None else max_kept_s) * _NS)
         self._retain = False
         self._next_index = 0  # wire messages written on this connection
         self._lot = _Waiters()
@@ -207,16 +253,29 @@ class Outbox:
 
     @property
     def audio_s(self) -> float:
-        """Audio waiting or kept unconfirmed, in seconds."""
-        return self._audio_ns / _NS
+        """Audio waiting or kept unconfirmed (not released), in seconds."""
+        return (self._waiting_ns + self._kept_ns) / _NS
+
+    @property
+    def kept_s(self) -> float:
+        """Audio written on this connection and kept unconfirmed, in seconds."""
+        return self._kept_ns / _NS
 
     @property
     def unconfirmed(self) -> int:
         """Inputs written on this connection and kept until consumed."""
         return sum(len(sent.items) for sent in self._sent)
 
+    @property
+    def released(self) -> int:
+        """Frames written on this connection, unconfirmed and released (no longer
+        kept for a resend)."""
+        return sum(r.frames for r in self._released)
+
     def full(self) -> bool:
-        return self._audio_ns >= self._max_audio_ns
+        """Whether the audio waiting to be written fills ``max_audio_s`` (kept
+        audio does not count: it has the retention budget)."""
+        return self._waiting_ns >= self._max_audio_ns
 
     # ----------------------------------------------------------------- input side
 
@@ -224,24 +283,24 @@ class Outbox:
         """Queue ``msg`` (a batch as its single frames)."""
         if isinstance(msg, FrameBatch):
             self._items.extend(msg.frames)
-            self._audio_ns += _frames_ns(msg.frames)
+            self._waiting_ns += _frames_ns(msg.frames)
         else:
             self._items.append(msg)
             if isinstance(msg, AudioFrame):
-                self._audio_ns += _duration_ns(msg)
+                self._waiting_ns += _duration_ns(msg)
         self._wake()
 
     def drop_oldest_audio(self) -> None:
         """Drop the oldest waiting audio until the budget holds; controls stay, in
         order, and so does a resend (part of a session the provider resumes). For
         live input, while disconnected."""
-        if self._audio_ns <= self._max_audio_ns:
+        if self._waiting_ns <= self._max_audio_ns:
             return
         kept: collections.deque[_Item] = collections.deque()
-        while self._items and self._audio_ns > self._max_audio_ns:
+        while self._items and self._waiting_ns > self._max_audio_ns:
             item = self._items.popleft()
             if isinstance(item, AudioFrame):
-                self._audio_ns -= _duration_ns(item)
+                self._waiting_ns -= _duration_ns(item)
                 self.drops.count(item.samples)
             else:
                 kept.append(item)
@@ -273,29 +332,51 @@ class Outbox:
     def pop(self, count: int, wires: int | Sequence[str | bytes]) -> None:
         """The ``count`` items :meth:`peek` returned were written as ``wires`` (the
         wire messages themselves, kept for a resend; or just how many there were).
-        Kept until consumed if the connection retains, else delivered."""
+        Kept until consumed if the connection retains (the oldest kept audio is
+        released beyond ``max_kept_s``), else delivered."""
         popleft = self._items.popleft
         items: list[_Item] = [popleft() for _ in range(count)]
         first = items[0]
         if isinstance(first, _Resend):  # its inputs again, once written (peek: alone)
             items = [*first.items, *items[1:]]
         audio_ns = _frames_ns(items)
+        self._waiting_ns -= audio_ns
         n = wires if isinstance(wires, int) else len(wires)
         self._next_index += n
         if self._retain and n > 0:
             kept = None if isinstance(wires, int) else tuple(wires)
             self._sent.append(_Sent(tuple(items), self._next_index - 1, audio_ns, kept))
-        else:
-            self._audio_ns -= audio_ns
+            self._kept_ns += audio_ns
+            if self._kept_ns > self._max_kept_ns:
+                self._release()
         self._wake()
+
+    def _release(self) -> None:
+        """Release the oldest kept audio-only entries until kept audio is within
+        ``max_kept_s``; stop at the first entry holding a control."""
+        sent = self._sent
+        while sent and self._kept_ns > self._max_kept_ns:
+            head = sent[0]
+            if not all(isinstance(i, AudioFrame) for i in head.items):
+                return  # a control stays kept, and so does everything after it
+            sent.popleft()
+            self._kept_ns -= head.audio_ns
+            frames = cast(tuple[AudioFrame, ...], head.items)
+            samples = sum(f.samples for f in frames)
+            self._released.append(_Released(head.last, len(frames), samples))
 
     def consume(self, last_index: int) -> None:
         """The provider consumed every wire message up to ``last_index`` (0-based, on
-        this connection): what they carried is delivered and no longer kept."""
+        this connection): what they carried is delivered and no longer kept (or
+        released)."""
         freed = False
+        while self._released and self._released[0].last <= last_index:
+            self._released.popleft()  # delivered
         while self._sent and self._sent[0].last <= last_index:
-            self._audio_ns -= self._sent.popleft().audio_ns
+            self._kept_ns -= self._sent.popleft().audio_ns
             freed = True
+        if freed and self._kept_ns > self._max_kept_ns:
+            self._release()  # a confirmed control no longer holds the audio after it
         if self._sent and self._sent[0].wires is not None:
             head = self._sent[0]  # consumed up to a message inside it: keep the tail
             assert head.wires is not None
@@ -315,9 +396,12 @@ class Outbox:
 
     def connection_down(self, *, resume: bool) -> None:
         """The connection ended; ``resume``: the next one resumes the provider's
-        session, so what it did not consume goes back to the front, in order.
-        Otherwise it counts as delivered (see the module docstring)."""
+        session, so what it did not consume goes back to the front, in order, and
+        released audio it did not consume is counted as dropped (it cannot be
+        resent). Otherwise it counts as delivered (see the module docstring)."""
         if resume:
+            for released in self._released:
+                self.drops.count(released.samples, released.frames)
             again: list[_Item] = []
             for sent in self._sent:
                 if sent.wires is not None:
@@ -330,9 +414,10 @@ class Outbox:
                     else:
                         again.append(_Again(_unwrap(item)))
             self._items.extendleft(reversed(again))
-        else:
-            self._audio_ns -= sum(sent.audio_ns for sent in self._sent)
+            self._waiting_ns += self._kept_ns
+        self._kept_ns = 0
         self._sent.clear()
+        self._released.clear()
         self._retain = False
         self._wake()
 
@@ -343,7 +428,7 @@ class Outbox:
         kept: collections.deque[_Item] = collections.deque()
         for item in self._items:
             if isinstance(item, _Resend):
-                self._audio_ns -= item.audio_ns
+                self._waiting_ns -= item.audio_ns
             elif not isinstance(item, _Again):
                 kept.append(item)
         self._items = kept

@@ -35,6 +35,12 @@ class ReconnectPolicy:
         jitter: each delay is multiplied by a random factor in
             ``[1 - jitter, 1 + jitter]``, so many sessions do not retry in step.
         outage_buffer_s: audio kept while disconnected; older audio is dropped.
+        resend_buffer_s: for a provider that resumes its session (Gemini), the
+            audio written and not yet confirmed that the link keeps to resend after
+            a resumption. Beyond it the oldest is no longer kept: a late (or
+            missing) confirmation never makes the link push back, and if the
+            connection then drops, the audio not kept is reported as
+            ``AudioDropped``. None (the default): ``outage_buffer_s``.
         connect_timeout_s: limit for one connection attempt (TCP + TLS + handshake).
         max_batch_frames: frames sent in one wire message at most.
         keepalive_interval_s: when nothing was received for this long, the link
@@ -68,6 +74,7 @@ class ReconnectPolicy:
     max_backoff_s: float = 8.0
     jitter: float = 0.3
     outage_buffer_s: float = 5.0
+    resend_buffer_s: float | None = None
     connect_timeout_s: float = 10.0
     max_batch_frames: int = 10
     keepalive_interval_s: float = 10.0
@@ -89,6 +96,9 @@ class ReconnectPolicy:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        resend = self.resend_buffer_s
+        if resend is not None and not (resend >= 0 and math.isfinite(resend)):
+            raise ValueError(f"resend_buffer_s must be finite and >= 0, got {resend!r}")
         for name in ("keepalive_interval_s", "keepalive_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (
