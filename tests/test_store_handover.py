@@ -132,11 +132,9 @@ async def test_changes_handed_over_in_order_are_stored_in_order(tmp_path: Path) 
                 recorder: TranscriptRecorder = await nursery.start(run)
                 for version in range(versions):
                     for item in ("a", "b"):
-                        await recorder.record(
-                            InputTranscriptionCompleted(item, f"{item}{version}")
-                        )
+                        await recorder.record(InputTranscriptionCompleted(item, f"{item}{version}"))
                     if version % 7 == 0:
-                        await trio.sleep(0)  # let others' hand-overs interleave
+                        await trio.lowlevel.checkpoint()  # let others' hand-overs interleave
                 recorder.close()
 
         async with trio.open_nursery() as nursery:

@@ -376,9 +376,7 @@ def check_writer_args(
         )
 
 
-async def _load(
-    writer: _Writer, clock: Callable[[], float]
-) -> TranscriptBuilder:
+async def _load(writer: _Writer, clock: Callable[[], float]) -> TranscriptBuilder:
     """The fold of the stored transcript; a fault is reported and the call goes on."""
     try:
         prior = await writer.store.snapshot(writer.session_id)
