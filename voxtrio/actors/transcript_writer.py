@@ -9,7 +9,14 @@ commits pending items to the backend in batches.
 Durability: with the default ``flush_interval_s`` (50 ms) and a healthy disk, an item
 handed over (the ``record`` call returned) is committed within
 :data:`~voxtrio.stores.base.DURABILITY_BOUND_S` (200 ms): it waits at most one interval
-for its batch, then at most for the write in flight and its own. When the recorder is
+for its batch, then at most for the write in flight and its own. With a threaded store
+(SQLite, PostgreSQL) the hand-over puts the items straight into the store's queue with
+that deadline, and the store's thread keeps it, so a busy event loop does not delay
+the commit (only the GIL can: a long garbage collection stops that thread too); this
+actor then only learns the outcomes -- reports and retries failures (writing the newest
+version of each key again, so an older one never lands after a newer one), holds the
+``max_pending`` push-back and the close. Other stores are flushed from this actor's
+timer, on the event loop. When the recorder is
 closed, everything pending is written before the actor returns; when the actor is
 cancelled, it waits (shielded) for the recorder to be closed by its owner -- whose
 last hand-overs are synchronous -- and writes everything pending. Either way the last
