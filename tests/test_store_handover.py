@@ -22,6 +22,9 @@ from voxtrio.actors.transcript_writer import TranscriptRecorder
 from voxtrio.codecs.transcript import Item
 from voxtrio.messages import ErrorEvent, Event, InputTranscriptionCompleted
 from voxtrio.stores import SqliteTranscriptStore
+from voxtrio.stores.postgres import PostgresTranscriptStore
+
+from .pg_helpers import fresh_schema
 
 #: Only a guard: how long a blocked loop waits for a commit before the test fails.
 GUARD_S = 10.0
@@ -70,6 +73,39 @@ async def test_a_handed_over_item_is_committed_while_the_event_loop_is_blocked(
         assert len(texts) == 1
         assert "committed off the loop" in texts[0]
         assert [i.key for i in store.items("s")] == ["user:u1"]
+
+
+class NotingPostgresStore(PostgresTranscriptStore):
+    """Sets ``committed`` in its worker thread when a write has committed."""
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        super().__init__(dsn, schema=schema)
+        self.committed = threading.Event()
+
+    def _append_many_sync(self, batches: Sequence[tuple[str, list[Item]]]) -> None:
+        super()._append_many_sync(batches)
+        self.committed.set()
+
+
+async def test_postgres_commits_a_handed_over_item_while_the_event_loop_is_blocked(
+    pg_dsn: str,
+) -> None:
+    with fresh_schema(pg_dsn) as schema, trio.fail_after(30):
+        store = NotingPostgresStore(pg_dsn, schema)
+        other = PostgresTranscriptStore(pg_dsn, schema=schema)  # another connection
+        try:
+            async with trio.open_nursery() as nursery:
+                run = partial(transcript_writer.run, store=store, session_id="s")
+                recorder: TranscriptRecorder = await nursery.start(run)
+                await recorder.record(InputTranscriptionCompleted("u1", "committed off the loop"))
+                seen = store.committed.wait(GUARD_S)  # the event loop is blocked
+                keys = [i.key for i in other.items("s")] if seen else []
+                recorder.close()
+        finally:
+            store.close()
+            other.close()
+        assert seen, "nothing was committed while the event loop was blocked"
+        assert keys == ["user:u1"]
 
 
 class FailsFirstWrite(SqliteTranscriptStore):
