@@ -101,6 +101,16 @@ class _Writer:
         """Items handed over and not known to be committed (an upper bound)."""
         return len(self.pending) + self.inflight_items
 
+    def forget_written(self) -> None:
+        """Drop the hand-overs known to be committed but not settled yet (at the end,
+        when there is no time left to settle them)."""
+        for entry in list(self.inflight):
+            ticket = entry[0]
+            if ticket.done.is_set() and ticket.error is None:
+                self.inflight.remove(entry)
+                self.inflight_items -= len(ticket.items)
+                self.written += len(ticket.items)
+
     def add_nowait(self, items: Iterable[Item]) -> None:
         """Queue items, whatever is pending already.
 
@@ -472,5 +482,6 @@ async def run(
                     await writer.done.wait()  # the owner's last hand-overs are in
                 if writer.unwritten() and not writer.gave_up:
                     await writer.flush()
+            writer.forget_written()
             if writer.unwritten() and not writer.gave_up:
                 writer.report_lost_nowait(close_timeout_s)
