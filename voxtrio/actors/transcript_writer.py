@@ -9,7 +9,14 @@ commits pending items to the backend in batches.
 Durability: with the default ``flush_interval_s`` (50 ms) and a healthy disk, an item
 handed over (the ``record`` call returned) is committed within
 :data:`~voxtrio.stores.base.DURABILITY_BOUND_S` (200 ms): it waits at most one interval
-for its batch, then at most for the write in flight and its own. When the recorder is
+for its batch, then at most for the write in flight and its own. With a threaded store
+(SQLite, PostgreSQL) the hand-over puts the items straight into the store's queue with
+that deadline, and the store's thread keeps it, so a busy event loop does not delay
+the commit (only the GIL can: a long garbage collection stops that thread too); this
+actor then only learns the outcomes -- reports and retries failures (writing the newest
+version of each key again, so an older one never lands after a newer one), holds the
+``max_pending`` push-back and the close. Other stores are flushed from this actor's
+timer, on the event loop. When the recorder is
 closed, everything pending is written before the actor returns; when the actor is
 cancelled, it waits (shielded) for the recorder to be closed by its owner -- whose
 last hand-overs are synchronous -- and writes everything pending. Either way the last
@@ -18,6 +25,7 @@ writes get at most ``close_timeout_s``; what is not written by then is reported 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import sqlite3
@@ -30,6 +38,7 @@ import trio
 from ..codecs.transcript import Item, TranscriptBuilder
 from ..messages import ErrorEvent, Event
 from ..stores.base import StoreLostError, TranscriptStore, check_session_id, check_store
+from ..stores.threaded import ThreadedStore, _Ticket
 
 __all__ = ["TranscriptRecorder", "check_writer_args", "run"]
 
@@ -55,7 +64,21 @@ class _Writer:
         self.flush_interval_s = flush_interval_s
         self.batch_items = batch_items
         self.max_pending = max_pending
-        self.pending: dict[str, Item] = {}
+        self.pending: dict[str, Item] = {}  # not handed to the store yet
+        # A threaded store whose append is its own takes hand-overs straight into its
+        # queue, with their deadline, so the commit does not wait for this task (nor
+        # for the event loop) to wake: see "Hand-over" in ``add_nowait``.
+        self.direct: ThreadedStore | None = (
+            store
+            if isinstance(store, ThreadedStore) and type(store).append is ThreadedStore.append
+            else None
+        )
+        # Handed to the store, outcome not known yet (submission order, loop time).
+        self.inflight: collections.deque[tuple[_Ticket, float]] = collections.deque()
+        self.inflight_items = 0
+        # The newest version handed over of each key (direct mode): what is written
+        # again after a failure, so an older version never lands after a newer one.
+        self.latest: dict[str, Item] = {}
         self.first_pending_at: float | None = None
         self.input_done = False
         self.failures = 0
@@ -74,9 +97,42 @@ class _Writer:
             self._changed = trio.Event()
         await self._changed.wait()
 
+    def unwritten(self) -> int:
+        """Items handed over and not known to be committed (an upper bound)."""
+        return len(self.pending) + self.inflight_items
+
+    def forget_written(self) -> None:
+        """Drop the hand-overs known to be committed but not settled yet (at the end,
+        when there is no time left to settle them)."""
+        for entry in list(self.inflight):
+            ticket = entry[0]
+            if ticket.done.is_set() and ticket.error is None:
+                self.inflight.remove(entry)
+                self.inflight_items -= len(ticket.items)
+                self.written += len(ticket.items)
+
     def add_nowait(self, items: Iterable[Item]) -> None:
-        """Queue items, whatever is pending already."""
-        for item in items:
+        """Queue items, whatever is pending already.
+
+        Hand-over: with a threaded store, while no write is failing, the items go
+        straight into the store's queue, due ``flush_interval_s`` from now (at once
+        when ``batch_items`` are unwritten); its thread commits them by then with
+        whatever other sessions queued. Otherwise they wait here, coalesced by key,
+        for :meth:`run` to write them.
+        """
+        batch = list(items)
+        if self.direct is not None:
+            for item in batch:
+                self.latest[item.key] = item
+            if batch and self.failures == 0 and not self.pending:
+                urgent = self.unwritten() + len(batch) >= self.batch_items
+                within_s = 0.0 if urgent else self.flush_interval_s
+                ticket = self.direct._submit(self.session_id, batch, within_s)
+                self.inflight.append((ticket, trio.current_time()))
+                self.inflight_items += len(ticket.items)
+                self._changed.set()
+                return
+        for item in batch:
             self.pending[item.key] = item
         if self.first_pending_at is None and self.pending:
             self.first_pending_at = trio.current_time()
@@ -85,23 +141,33 @@ class _Writer:
     async def add(self, items: Iterable[Item]) -> None:
         """Queue items; waits while ``max_pending`` are queued (the disk is behind)."""
         self.add_nowait(items)
-        while len(self.pending) >= self.max_pending:
+        while self.unwritten() >= self.max_pending:
             if self._space.is_set():
                 self._space = trio.Event()
             await self._space.wait()
 
     def finish(self) -> None:
         self.input_done = True
+        if self.direct is not None:
+            self.direct._hurry([ticket for ticket, _ in self.inflight])
         self._changed.set()
         self.done.set()
 
     async def run(self) -> None:
         """Commit batches until the input is done and nothing is pending."""
         while True:
-            while not self.pending and not self.input_done:
-                await self._wait_change()
+            if self.inflight and self.inflight[0][0].done.is_set():
+                if not await self.settle():
+                    await trio.sleep(min(2.0, 0.1 * 2 ** (self.failures - 1)))
+                continue
             if not self.pending:
-                return
+                if self.inflight:
+                    await self.inflight[0][0].done.wait()
+                    continue
+                if self.input_done:
+                    return
+                await self._wait_change()
+                continue
             if not self.input_done and len(self.pending) < self.batch_items:
                 assert self.first_pending_at is not None
                 with trio.move_on_at(self.first_pending_at + self.flush_interval_s):
@@ -112,6 +178,35 @@ class _Writer:
                     return  # give up at the end (reported by write_once)
                 await trio.sleep(min(2.0, 0.1 * 2 ** (self.failures - 1)))
 
+    async def settle(self) -> bool:
+        """Take the outcome of the oldest hand-over (done). Returns False (and
+        reports) if it is the first failure since the last good write."""
+        ticket, _ = self.inflight.popleft()
+        self.inflight_items -= len(ticket.items)
+        self._space.set()
+        if ticket.error is None:
+            self.written += len(ticket.items)
+            await trio.lowlevel.checkpoint()
+            return True
+        exc = ticket.error
+        if not isinstance(exc, _STORE_ERRORS):
+            raise exc  # a bug in the backend
+        # Write the newest versions of its keys again, from here (run's retries).
+        self.pending.update((i.key, self.latest[i.key]) for i in ticket.items)
+        if self.first_pending_at is None:
+            self.first_pending_at = trio.current_time()
+        if isinstance(exc, StoreLostError) and self.resend is not None:
+            self.pending.update((i.key, i) for i in self.resend())
+        if self.failures > 0:
+            # Handed over before the failure was known: one more of the same fault,
+            # already reported; the retries run on their own schedule.
+            await trio.lowlevel.checkpoint()
+            return True
+        self.failures = 1
+        self.last_error = exc
+        await self._report(exc, final=False)
+        return False
+
     async def write_once(self) -> bool:
         """Commit everything pending as one batch. Returns False (and reports) on failure."""
         batch, self.pending, self.first_pending_at = self.pending, {}, None
@@ -119,6 +214,9 @@ class _Writer:
         if not batch:
             await trio.lowlevel.checkpoint()
             return True
+        if self.direct is not None:
+            # A newer version may have gone straight to the store since: write that.
+            batch = {key: self.latest.get(key, item) for key, item in batch.items()}
         self.write_started_at = trio.current_time()
         try:
             await self.store.append(self.session_id, list(batch.values()))
@@ -146,9 +244,13 @@ class _Writer:
         return True
 
     async def flush(self) -> None:
-        """Write whatever is pending, in up to three attempts (for the close path:
-        no more input will come, so a third failure gives up)."""
+        """Learn the outcome of what was handed over, then write whatever is pending,
+        in up to three attempts (for the close path: no more input will come, so a
+        third failure gives up)."""
         self.input_done = True
+        while self.inflight:
+            await self.inflight[0][0].done.wait()
+            await self.settle()
         attempts = 0
         while self.pending and attempts < 3 and not self.gave_up:
             attempts += 1
@@ -196,12 +298,19 @@ class _Writer:
         """Report what is still pending as lost (at the very end, maybe cancelled:
         without waiting; dropped if the error channel is full or gone)."""
         self.gave_up = True
+        # Take back what the store has not begun to write (it may still land if it has).
+        if self.direct is not None:
+            for ticket, _ in self.inflight:
+                self.direct._withdraw(ticket)
         message = (
-            f"gave up storing {len(self.pending)} transcript items of session "
+            f"gave up storing {self.unwritten()} transcript items of session "
             f"{self.session_id!r}: not written within close_timeout_s ({close_timeout_s:g} s)"
         )
-        if self.write_started_at is not None:
-            waited = trio.current_time() - self.write_started_at
+        started = self.write_started_at
+        if started is None and self.inflight:
+            started = self.inflight[0][1]
+        if started is not None:
+            waited = trio.current_time() - started
             message += f"; a write was still waiting on the store after {waited:.1f} s"
         if self.last_error is not None:
             exc = self.last_error
@@ -284,9 +393,7 @@ def check_writer_args(
         )
 
 
-async def _load(
-    writer: _Writer, clock: Callable[[], float]
-) -> TranscriptBuilder:
+async def _load(writer: _Writer, clock: Callable[[], float]) -> TranscriptBuilder:
     """The fold of the stored transcript; a fault is reported and the call goes on."""
     try:
         prior = await writer.store.snapshot(writer.session_id)
@@ -373,7 +480,8 @@ async def run(
                 scope.deadline = min(deadline, trio.current_time() + close_timeout_s)
                 if handed_out:
                     await writer.done.wait()  # the owner's last hand-overs are in
-                if writer.pending and not writer.gave_up:
+                if writer.unwritten() and not writer.gave_up:
                     await writer.flush()
-            if writer.pending and not writer.gave_up:
+            writer.forget_written()
+            if writer.unwritten() and not writer.gave_up:
                 writer.report_lost_nowait(close_timeout_s)

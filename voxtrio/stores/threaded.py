@@ -18,6 +18,19 @@ costs of :data:`~voxtrio.stores.base.DURABILITY_BOUND_S` with hundreds of sessio
 is measured by ``benchmarks/bench_store_shared.py`` (the store's part, beside the
 event loop's lag). If a shared transaction fails, every append in it gets the error.
 
+Committing without the event loop (hand-over deadlines)
+--------------------------------------------------------
+:meth:`ThreadedStore._submit` queues a batch *without awaiting it*, with a deadline
+(``within_s`` from now, on ``time.monotonic``). The draining thread waits -- in the
+thread, on a condition with a timeout, not on the event loop -- until the earliest
+deadline of everything queued has come (or a batch is queued with none), then commits
+all that is queued, as above. So a transcript writer that hands its items over this
+way gets them committed on time even while the event loop is busy (or stalled): the
+loop is needed only to learn the outcome. Batches queued by one caller commit in the
+order they were queued (one draining thread, lots taken from the front of the queue);
+within one lot, a key queued twice for a session is written once, with the version
+queued last.
+
 Cancellation: an append cancelled while queued is taken out of the queue (nothing of
 it is written); one cancelled while its transaction runs returns at once (it does not
 wait for the thread, so a close bound holds even when the database is locked for
@@ -29,7 +42,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import threading
+import time
 from collections.abc import Sequence
 from typing import Self
 
@@ -52,6 +67,8 @@ class _Ticket:
     session_id: str
     items: list[Item]
     token: trio.lowlevel.TrioToken
+    #: When (``time.monotonic``) it must be committing at the latest; -inf: at once.
+    due: float = -math.inf
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
 
@@ -72,6 +89,17 @@ def _deliver(group: Sequence[_Ticket], error: BaseException | None) -> None:
             token.run_sync_soon(_set_all, tickets)
 
 
+def _merged(group: Sequence[_Ticket]) -> list[tuple[str, list[Item]]]:
+    """One batch per session, each key once, with the version queued last (the
+    tickets are in queue order)."""
+    by_session: dict[str, dict[str, Item]] = {}
+    for ticket in group:
+        latest = by_session.setdefault(ticket.session_id, {})
+        for item in ticket.items:
+            latest[item.key] = item
+    return [(session_id, list(latest.values())) for session_id, latest in by_session.items()]
+
+
 def _set_all(tickets: Sequence[_Ticket]) -> None:
     for ticket in tickets:
         ticket.done.set()
@@ -84,6 +112,8 @@ class ThreadedStore:
         self._limiter = trio.CapacityLimiter(1)
         self._queue: collections.deque[_Ticket] = collections.deque()
         self._queue_lock = threading.Lock()
+        self._queue_changed = threading.Condition(self._queue_lock)
+        self._earliest_due = math.inf  # of the queued tickets (maybe too early: harmless)
         self._draining = False  # a worker thread is draining the queue
 
     # -- what a backend provides
@@ -139,30 +169,81 @@ class ThreadedStore:
             await trio.lowlevel.checkpoint()
             return
         ticket = _Ticket(session_id, batch, trio.lowlevel.current_trio_token())
-        with self._queue_lock:
-            self._queue.append(ticket)
-            start = not self._draining
-            self._draining = True
-        if start:
-            trio.lowlevel.start_thread_soon(self._drain, lambda _: None, name="voxtrio store")
+        self._enqueue(ticket)
         try:
             await ticket.done.wait()
         except BaseException:
-            with self._queue_lock, contextlib.suppress(ValueError):
-                self._queue.remove(ticket)  # still queued: never written
+            self._withdraw(ticket)  # still queued: never written
             raise
         if ticket.error is not None:
             raise ticket.error
 
+    def _submit(self, session_id: str, items: Sequence[Item], within_s: float) -> _Ticket:
+        """Queue ``items`` to be committing within ``within_s`` seconds, without
+        waiting: the worker thread keeps the deadline whatever the event loop does.
+
+        Call from a trio task. The returned ticket's ``done`` is set (on the event
+        loop) once the transaction is over, with ``error`` set if it failed. Batches
+        submitted by one task commit in submission order. :meth:`_withdraw` takes a
+        ticket back while it is still queued.
+        """
+        self._check_id(session_id)
+        ticket = _Ticket(
+            session_id,
+            list(items),
+            trio.lowlevel.current_trio_token(),
+            due=time.monotonic() + within_s,
+        )
+        self._enqueue(ticket)
+        return ticket
+
+    def _withdraw(self, ticket: _Ticket) -> bool:
+        """Take ``ticket`` out of the queue; True if it was still queued (then
+        nothing of it is written), False if its transaction ran or is running."""
+        with self._queue_lock:
+            try:
+                self._queue.remove(ticket)
+            except ValueError:
+                return False
+            self._earliest_due = min((t.due for t in self._queue), default=math.inf)
+            return True
+
+    def _hurry(self, tickets: Sequence[_Ticket]) -> None:
+        """Make ``tickets`` due now (those still queued): their caller is closing."""
+        with self._queue_lock:
+            for ticket in tickets:
+                ticket.due = -math.inf
+            if tickets:
+                self._earliest_due = -math.inf
+                self._queue_changed.notify()
+
+    def _enqueue(self, ticket: _Ticket) -> None:
+        with self._queue_lock:
+            self._queue.append(ticket)
+            if ticket.due < self._earliest_due:
+                self._earliest_due = ticket.due
+                self._queue_changed.notify()
+            start = not self._draining
+            self._draining = True
+        if start:
+            trio.lowlevel.start_thread_soon(self._drain, lambda _: None, name="voxtrio store")
+
     def _take_group(self) -> list[_Ticket]:
         """The queued appends for one transaction (empty: the drain is over)."""
         with self._queue_lock:
+            # Wait (in this thread) for the earliest deadline of what is queued.
+            while self._queue:
+                wait_s = self._earliest_due - time.monotonic()
+                if wait_s <= 0:
+                    break
+                self._queue_changed.wait(wait_s)
             group: list[_Ticket] = []
             size = 0
             while self._queue and (not group or size + len(self._queue[0].items) <= _GROUP_ITEMS):
                 ticket = self._queue.popleft()
                 group.append(ticket)
                 size += len(ticket.items)
+            self._earliest_due = min((t.due for t in self._queue), default=math.inf)
             if not group:
                 self._draining = False
             return group
@@ -170,7 +251,7 @@ class ThreadedStore:
     def _drain(self) -> None:
         """In the worker thread: commit queued appends, a group at a time."""
         while group := self._take_group():
-            batches = [(t.session_id, t.items) for t in group]
+            batches = _merged(group)
             error: BaseException | None = None
             try:
                 self._append_many_sync(batches)
