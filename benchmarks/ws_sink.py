@@ -98,12 +98,14 @@ Event: TypeAlias = Message | Ping | Pong | Close
 
 
 class ProtocolError(Exception):
-    """The client broke RFC 6455; ``code`` is the close code to answer with."""
+    """The client broke RFC 6455; ``code`` is the close code to answer with, ``events``
+    what the same bytes completed before the broken frame."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.events: list[Event] = []
 
 
 def unmask(buf: bytes | bytearray, offset: int, n: int, key: bytes) -> bytes:
@@ -134,7 +136,7 @@ class FrameReader:
     :class:`Message` s (continuation frames joined), :class:`Ping`, :class:`Pong` and
     :class:`Close` (control frames may come between a message's fragments). After a
     :class:`Close` nothing more is read. A broken frame raises :class:`ProtocolError`
-    (then the reader is done too).
+    (then the reader is done too), carrying the events completed before it.
     """
 
     __slots__ = ("_buf", "_done", "_kind", "_parts")
@@ -186,8 +188,9 @@ class FrameReader:
                 payload = unmask(buf, start, n, key)
                 pos = start + n
                 self._frame(b0, payload, out)
-        except ProtocolError:
+        except ProtocolError as exc:
             self._done = True
+            exc.events = out
             raise
         finally:
             del buf[:pos]
@@ -261,6 +264,7 @@ class SinkConnection:
         self._pending: list[Message] = []
         self._at = 0
         self._open = True
+        self._closing: bytes | None = None  # the close frame to send once pending is read
 
     async def send(self, data: str | bytes) -> None:
         """Write one message (text for ``str``, binary for bytes). Raises
@@ -275,12 +279,17 @@ class SinkConnection:
     async def receive(self) -> Message | None:
         """The next whole message, or None once the connection is over.
 
-        Pings are answered with pongs on the way; a client's close frame is answered
-        with a close frame echoing its code, then the TCP stream is closed. A protocol
-        error is answered with a close frame carrying its code.
+        Pings are answered with pongs on the way. A client's close frame is answered
+        (a close frame echoing its code, then the TCP stream is closed) once every
+        message before it was returned; so is a protocol error (a close frame with its
+        code). Nothing the client sent before either is lost.
         """
         while self._at >= len(self._pending):
             self._pending, self._at = [], 0
+            if self._closing is not None:
+                reply, self._closing = self._closing, None
+                await self._control(OP_CLOSE, reply)
+                await trio.aclose_forcefully(self._stream)
             if not self._open:
                 return None
             try:
@@ -293,20 +302,18 @@ class SinkConnection:
             try:
                 events = self._reader.feed(data)
             except ProtocolError as exc:
-                await self._control(OP_CLOSE, struct.pack("!H", exc.code) + exc.reason.encode())
+                events = exc.events
+                self._closing = struct.pack("!H", exc.code) + exc.reason.encode()
                 self._ended(exc.code)
-                return None
             for event in events:
                 if isinstance(event, Message):
                     self._pending.append(event)
                 elif isinstance(event, Ping):
                     await self._control(OP_PONG, event.data)
                 elif isinstance(event, Close):
-                    echo = b"" if event.code is None else struct.pack("!H", event.code)
-                    await self._control(OP_CLOSE, echo)
+                    self._closing = b"" if event.code is None else struct.pack("!H", event.code)
                     self.closed_by_client = True
                     self._ended(event.code)
-                    await trio.aclose_forcefully(self._stream)
                 # a Pong needs nothing
         message = self._pending[self._at]
         self._at += 1

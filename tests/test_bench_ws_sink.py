@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import socket
 import struct
 import typing
 
@@ -296,14 +298,50 @@ async def test_a_protocol_error_gets_a_1002_close_and_ends_the_connection() -> N
         async with trio.open_nursery() as nursery:
             port = await nursery.start(sink.serve_sink, recorder.handler)
             stream, ws = await _raw_client(port)
-            await stream.send_all(b"\x81\x02hi")  # not masked
-            got = await _read_events(stream, ws, 1)
-            assert isinstance(got[0], CloseConnection)
-            assert got[0].code == 1002
+            # A good message, then one not masked, in one write: the first still counts.
+            await stream.send_all(ws.send(TextMessage(data="ok")) + b"\x81\x02hi")
+            got = await _read_events(stream, ws, 2)
+            assert isinstance(got[0], TextMessage)  # the echo of "ok"
+            assert isinstance(got[1], CloseConnection)
+            assert got[1].code == 1002
             await recorder.finished.wait()
-            assert recorder.messages == []
+            assert recorder.messages == [sink.Message(True, b"ok")]
             assert recorder.connections[0].close_code == 1002
             assert not recorder.connections[0].closed_by_client
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_close_reply_waits_until_every_message_before_it_was_read() -> None:
+    """Three messages and a close in one write: while the handler still holds the
+    second and third, the client has no close reply (nothing at all), so a client
+    that leaves on that reply cannot cut the server's count short."""
+    got: list[sink.Message] = []
+    holding, gate, finished = trio.Event(), trio.Event(), trio.Event()
+
+    async def handler(conn: sink.SinkConnection) -> None:
+        while (message := await conn.receive()) is not None:
+            got.append(message)
+            if len(got) == 1:
+                holding.set()
+                await gate.wait()
+        finished.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(sink.serve_sink, handler)
+            stream, ws = await _raw_client(port)
+            wire = b"".join(ws.send(TextMessage(data=f"m{i}")) for i in range(3))
+            await stream.send_all(wire + ws.send(CloseConnection(code=1000)))
+            await holding.wait()
+            fd = stream.socket.fileno()
+            with socket.socket(fileno=os.dup(fd)) as raw, pytest.raises(BlockingIOError):
+                raw.recv(1, socket.MSG_DONTWAIT)  # no close reply yet
+            gate.set()
+            closing = await _read_events(stream, ws, 1)
+            assert isinstance(closing[0], CloseConnection)
+            assert closing[0].code == 1000
+            await finished.wait()
+            assert got == [sink.Message(True, f"m{i}".encode()) for i in range(3)]
             nursery.cancel_scope.cancel()
 
 
