@@ -7,8 +7,8 @@ numbers are the client's cost: JSON + base64 encoding, websocket framing and the
 loopback), next to the same session with the in-process ``RecordingProvider`` (no
 wire at all) in the same run. Each path's best run is reported.
 
-A third path runs a counting server in **another process** (on the asyncio
-``websockets`` package, whose C masking keeps the server's cost low), so this process's
+A third path runs a counting server in **another process** (trio and
+``benchmarks.ws_sink``, whose numpy unmasking keeps the server's cost low), so this process's
 CPU time (``getrusage``: user + system) over the session is the client's alone:
 ``client us/frame`` is the load-robust figure (on a shared machine wall time swings
 with other work; the CPU a session burns much less). For instruction counts, run this
@@ -86,36 +86,32 @@ DONE = "bench_done"  # the code of the error event the other-process server answ
 
 
 def _serve_remote() -> None:
-    """The counting server of the other process, on the asyncio ``websockets`` package
-    (as ``capacity_server``: its C masking keeps the server's own cost low, so the
-    client is what the wall clock measures; a trio-websocket server here unmasked in
-    Python and was the slower end). On a commit it answers with an ``error`` event
-    carrying ``DONE`` and the sample count (an event the codec decodes, so the client
-    sees that the server has every sample). Prints its port."""
-    import asyncio
+    """The counting server of the other process, on trio with ``benchmarks.ws_sink``
+    (as ``capacity_server``: it unmasks frames with numpy, which keeps the server's own
+    cost low, so the client is what the wall clock measures; a trio-websocket server
+    here unmasked in Python and was the slower end). On a commit it answers with an
+    ``error`` event carrying ``DONE`` and the sample count (an event the codec decodes,
+    so the client sees that the server has every sample). Prints its port; serves
+    until killed."""
+    from benchmarks.ws_sink import SinkConnection, serve_sink
 
-    from websockets.asyncio.server import ServerConnection, serve
-    from websockets.exceptions import ConnectionClosed as Closed
-
-    async def handler(ws: ServerConnection) -> None:
+    async def handler(ws: SinkConnection) -> None:
         await ws.send(json.dumps({"type": "session.created", "event_id": "e0"}))
         samples = 0
-        with contextlib.suppress(Closed):
-            async for message in ws:
-                event = json.loads(message)
-                if event.get("type") == "input_audio_buffer.append":
-                    samples += len(base64.b64decode(event["audio"])) // 2
-                elif event.get("type") == "input_audio_buffer.commit":
-                    error = {"message": str(samples), "code": DONE}
-                    await ws.send(json.dumps({"type": "error", "error": error}))
-                    samples = 0
+        while (message := await ws.receive()) is not None:
+            event = json.loads(message.data)
+            if event.get("type") == "input_audio_buffer.append":
+                samples += len(base64.b64decode(event["audio"])) // 2
+            elif event.get("type") == "input_audio_buffer.commit":
+                error = {"message": str(samples), "code": DONE}
+                await ws.send(json.dumps({"type": "error", "error": error}))
+                samples = 0
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None) as srv:
-            print(next(iter(srv.sockets)).getsockname()[1], flush=True)
-            await asyncio.Future()  # until killed
+        async with trio.open_nursery() as nursery:
+            print(await nursery.start(serve_sink, handler), flush=True)
 
-    asyncio.run(main())
+    trio.run(main)
 
 
 async def run_client_only(url: str, pcm: Int16) -> tuple[float, float, int]:

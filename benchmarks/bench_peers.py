@@ -15,9 +15,11 @@ every row, interleaved in the same process, best of several runs. Rows:
   quality and at ``VERY_HIGH``, fed ``rtc.AudioFrame`` chunks downmixed with numpy, its
   output cut into 20 ms frames by ``AudioByteStream`` (package ``livekit-agents``) when
   that is installed, else by a plain byte buffer; both flushed.
-- ``Pipecat``: ``SOXRStreamAudioResampler`` (package ``pipecat-ai``), driven by asyncio
-  as Pipecat drives it, chunks downmixed with numpy, output cut by a plain byte buffer;
-  it has no flush, so its tail stays inside.
+- ``Pipecat``: ``SOXRStreamAudioResampler`` (package ``pipecat-ai``), its ``resample``
+  coroutine awaited in one ``trio.run`` per run (voxtrio's benchmarks run no asyncio;
+  in Pipecat's source that coroutine awaits nothing, so the loop under it does not
+  matter), chunks downmixed with numpy, output cut by a plain byte buffer; it has no
+  flush, so its tail stays inside.
 
 A peer whose package is missing gets a row saying why and no numbers. Columns:
 frames/s (output 20 ms frames per second of this process's CPU time, ``results.clock``),
@@ -28,7 +30,6 @@ the SNR against the one-shot ``soxr.resample`` of the whole downmixed signal
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import importlib
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import trio
 
 from benchmarks.bench_codecs import (
     CHUNK,
@@ -142,6 +144,8 @@ def pipecat_run() -> tuple[Run | None, str]:
     per_call = "in_rate" in inspect.signature(SOXRStreamAudioResampler.resample).parameters
 
     def run(chunks: Sequence[Int16]) -> list[Int16]:
+        # ``resample`` is ``async def`` but awaits nothing (it calls soxr and returns):
+        # a trio loop drives it as well as Pipecat's asyncio one.
         async def go() -> list[Int16]:
             if per_call:
                 resampler = SOXRStreamAudioResampler()
@@ -159,7 +163,7 @@ def pipecat_run() -> tuple[Run | None, str]:
             framer.flush(out)  # the resampler itself has no flush: its tail stays inside
             return out
 
-        return asyncio.run(go())
+        return trio.run(go)
 
     return run, "no flush in its API"
 
