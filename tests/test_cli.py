@@ -343,6 +343,23 @@ async def test_gemini_with_a_key_talks_to_the_given_url(tmp_path: Path) -> None:
     assert b"gm-test-key" not in result.stdout + result.stderr
 
 
+async def run_until_the_user_line(
+    cmd: list[str], cwd: Path
+) -> tuple[trio.Process, bytes]:
+    """Start ``cmd`` and read its output until the user's words are printed: the
+    session is then up and has a stored turn."""
+    proc = await trio.lowlevel.open_process(
+        cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while USER_LINE.encode() not in seen:
+        chunk = await proc.stdout.receive_some()
+        assert chunk, seen
+        seen += chunk
+    return proc, seen
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
 async def test_ctrl_c_ends_a_realtime_run_cleanly(tmp_path: Path) -> None:
     # --linger 60: left alone the run would wait a minute after the reply, so ending
@@ -350,16 +367,9 @@ async def test_ctrl_c_ends_a_realtime_run_cleanly(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "voxtrio", "run", WAV, "--realtime", "--linger", "60",
            "--session-id", "live", "--db", "live.sqlite3"]  # fmt: skip
     with trio.fail_after(60):
-        proc = await trio.lowlevel.open_process(
-            cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        proc, seen = await run_until_the_user_line(cmd, tmp_path)
         assert proc.stdout is not None
         assert proc.stderr is not None
-        seen = b""
-        while USER_LINE.encode() not in seen:
-            chunk = await proc.stdout.receive_some()
-            assert chunk, seen
-            seen += chunk
         proc.send_signal(signal.SIGINT)
         with trio.fail_after(15):
             async for chunk in proc.stdout:
@@ -384,16 +394,9 @@ async def test_a_closed_stdout_ends_the_run_quietly_and_keeps_the_transcript(
     cmd = [sys.executable, "-m", "voxtrio", "run", WAV, "--realtime", "--linger", "60",
            "--session-id", "piped", "--db", "piped.sqlite3"]  # fmt: skip
     with trio.fail_after(60):
-        proc = await trio.lowlevel.open_process(
-            cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        proc, seen = await run_until_the_user_line(cmd, tmp_path)
         assert proc.stdout is not None
         assert proc.stderr is not None
-        seen = b""
-        while USER_LINE.encode() not in seen:
-            chunk = await proc.stdout.receive_some()
-            assert chunk, seen
-            seen += chunk
         await proc.stdout.aclose()  # the reader is done (as `head` exits)
         with trio.fail_after(15):
             errors = b"".join([chunk async for chunk in proc.stderr])
