@@ -76,11 +76,35 @@ __all__ = [
     "HandshakeRejected",
     "TlsUntrusted",
     "WebSocket",
+    "frame_header",
+    "xor_mask",
     "open_websocket",
 ]
 
 _READ_SIZE = 65536
 _KEYS = 1024  # bytes of mask keys drawn from os.urandom at a time (256 frames)
+
+
+def frame_header(first: int, n: int, *, masked: bool) -> bytes:
+    """A frame's header (RFC 6455 section 5.2) up to the masking key: ``first`` is
+    the FIN/RSV/opcode byte, ``n`` the payload length (7-, 16- or 64-bit form);
+    ``masked``: a client's frame (the mask bit set; the key follows the header)."""
+    mask = 0x80 if masked else 0
+    if n < 126:
+        return bytes((first, mask | n))
+    if n < 65536:
+        return struct.pack("!BBH", first, mask | 126, n)
+    return struct.pack("!BBQ", first, mask | 127, n)
+
+
+def xor_mask(data: bytes | bytearray, key: bytes, offset: int = 0, n: int | None = None) -> bytes:
+    """``data[offset:offset + n]`` XORed with the 4-byte ``key`` repeated: masking
+    and unmasking are the same operation (numpy: the key tiled, one vector XOR)."""
+    n = len(data) - offset if n is None else n
+    if n == 0:
+        return b""
+    tiled = np.frombuffer(key * (n // 4 + 1), np.uint8, n)
+    return (np.frombuffer(data, np.uint8, n, offset) ^ tiled).tobytes()
 
 
 class _DataFrames:
@@ -114,18 +138,8 @@ class _DataFrames:
             payload, first = data.encode("utf-8"), 0x81  # FIN + text
         else:
             payload, first = bytes(data), 0x82  # FIN + binary
-        n = len(payload)
-        if n < 126:
-            head = bytes((first, 0x80 | n))
-        elif n < 65536:
-            head = struct.pack("!BBH", first, 0xFE, n)
-        else:
-            head = struct.pack("!BBQ", first, 0xFF, n)
         key = self._key()
-        if not n:
-            return head + key
-        masked = np.frombuffer(payload, np.uint8) ^ np.frombuffer(key * (n // 4 + 1), np.uint8, n)
-        return head + key + masked.tobytes()
+        return frame_header(first, len(payload), masked=True) + key + xor_mask(payload, key)
 
 
 #: DEBUG lines for the websocket's life (handshake, closes). The URL is logged
