@@ -83,12 +83,7 @@ async def provider() -> AsyncIterator[tuple[str, trio.Process, list[dict[str, An
     assert proc.stdout is not None
     report: list[dict[str, Any]] = []
     try:
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = await proc.stdout.receive_some(1)
-            if not chunk:
-                raise RuntimeError("the provider process exited before listening")
-            buf += chunk
+        buf = await _first_line(proc.stdout, "the provider process")
         yield buf.split()[1].decode(), proc, report
         await proc.stdin.send_all(b"report\n")
         buf = b""
@@ -107,6 +102,18 @@ async def provider() -> AsyncIterator[tuple[str, trio.Process, list[dict[str, An
                 await proc.wait()
 
 
+async def _first_line(stdout: trio.abc.ReceiveStream, who: str) -> bytes:
+    """The first line a child process prints (its address), read a byte at a time so
+    nothing after it is taken from the stream."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = await stdout.receive_some(1)
+        if not chunk:
+            raise RuntimeError(f"{who} exited before listening")
+        line += chunk
+    return line
+
+
 @contextlib.asynccontextmanager
 async def worker(provider_url: str, db: str, max_calls: int) -> AsyncIterator[tuple[str, int]]:
     """A `voxtrio serve` process: its URL and pid. SIGTERM (drain) at the end."""
@@ -117,12 +124,7 @@ async def worker(provider_url: str, db: str, max_calls: int) -> AsyncIterator[tu
     proc = await trio.lowlevel.open_process(cmd, env=env, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     try:
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = await proc.stdout.receive_some(1)
-            if not chunk:
-                raise RuntimeError("the worker exited before listening")
-            line += chunk
+        line = await _first_line(proc.stdout, "the worker")
         yield line.split()[1].decode(), proc.pid
         proc.terminate()
         with trio.fail_after(20):
