@@ -27,10 +27,9 @@ from typing import Any
 
 import attrs
 import numpy as np
-import trio
 
 import voxtrio
-from voxtrio import AudioFormat, ReconnectPolicy, SubscriberLagged
+from voxtrio import AudioFormat, ReconnectPolicy
 from voxtrio.runtime import Session
 from voxtrio.runtime.websocket_provider import WebsocketProvider
 from voxtrio.testing import ConnectionScript, OpenAILoopback, open_openai_loopback
@@ -41,7 +40,7 @@ from voxtrio.testing.openai import LoopbackConnection
 from voxtrio.testing.wsserver import WsConnection
 
 from . import loopback_helpers
-from .loopback_helpers import Recorder, drain
+from .loopback_helpers import Recorder, recorded_session
 
 PROVIDERS = ("openai", "gemini")
 FAST = ReconnectPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts=8)
@@ -463,24 +462,13 @@ async def session_for(
     reconnect: ReconnectPolicy = FAST,
     **options: Any,
 ) -> AsyncIterator[tuple[Session, Recorder]]:
-    """A session against ``server`` with a recorder subscribed before the first
-    checkpoint and the output drained. On the way out: nothing missed, and the key
-    in no event."""
+    """A session against ``server``: :func:`loopback_helpers.recorded_session`
+    (the output drained, nothing missed, the key in no event)."""
     provider = server.provider(reconnect=reconnect)
-    async with (
-        trio.open_nursery() as nursery,
-        voxtrio.open_session(
-            provider, instructions=instructions, realtime_playback=False, **options
-        ) as session,
-    ):
-        recorder = Recorder(session.subscribe(max_buffer=1_000_000))
-        nursery.start_soon(recorder.run)
-        nursery.start_soon(drain, session.output)
-        yield session, recorder
-    assert recorder.ended.is_set()
-    assert recorder.of(SubscriberLagged) == []
-    for event in recorder.events:
-        assert server.key not in repr(event)
+    async with recorded_session(
+        provider, server.key, instructions=instructions, realtime_playback=False, **options
+    ) as pair:
+        yield pair
 
 
 def noise(seconds: float, seed: int, fmt: AudioFormat) -> np.ndarray:

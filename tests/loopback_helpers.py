@@ -208,6 +208,28 @@ def provider_for(
 
 
 @asynccontextmanager
+async def recorded_session(
+    provider: voxtrio.Provider, key: str, **session_options: Any
+) -> AsyncIterator[tuple[Session, Recorder]]:
+    """``open_session(provider, **session_options)`` with a recorder subscribed
+    before the first checkpoint (so it sees every event) and the output drained.
+    On the way out: no event was missed and none mentions ``key``."""
+    async with (
+        trio.open_nursery() as nursery,
+        voxtrio.open_session(provider, **session_options) as session,
+    ):
+        recorder = Recorder(session.subscribe(max_buffer=1_000_000))
+        nursery.start_soon(recorder.run)
+        nursery.start_soon(drain, session.output)
+        yield session, recorder
+    assert recorder.ended.is_set()
+    assert recorder.of(SubscriberLagged) == []
+    for event in recorder.events:
+        assert key not in repr(event)
+        assert key not in str(event)
+
+
+@asynccontextmanager
 async def openai_session(
     server: OpenAILoopback,
     *,
@@ -217,25 +239,12 @@ async def openai_session(
     live_input: bool | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[Session, Recorder]]:
-    """A session with ``OpenAIRealtime`` against ``server``, a recorder subscribed
-    before the first checkpoint (so it sees every event), and the output drained.
-    On the way out: no event was missed and none mentions the key."""
+    """A session with ``OpenAIRealtime`` against ``server``: :func:`recorded_session`."""
     provider = provider_for(server.url, reconnect=reconnect, **options)
-    async with (
-        trio.open_nursery() as nursery,
-        voxtrio.open_session(
-            provider, instructions=instructions, capture=capture, live_input=live_input
-        ) as session,
-    ):
-        recorder = Recorder(session.subscribe(max_buffer=1_000_000))
-        nursery.start_soon(recorder.run)
-        nursery.start_soon(drain, session.output)
-        yield session, recorder
-    assert recorder.ended.is_set()
-    assert recorder.of(SubscriberLagged) == []
-    for event in recorder.events:
-        assert KEY not in repr(event)
-        assert KEY not in str(event)
+    async with recorded_session(
+        provider, KEY, instructions=instructions, capture=capture, live_input=live_input
+    ) as pair:
+        yield pair
 
 
 def tone(seconds: float, fmt: AudioFormat = OPENAI, *, amplitude: int = 8000) -> np.ndarray:
