@@ -3,12 +3,16 @@ handshake on cancellation, and a server message over the size limit."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 import trio
+import trio.testing
+import wsproto
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wsproto.events import AcceptConnection, Request, TextMessage
 
 from voxtrio.actors.link import ConnectTarget
 from voxtrio.actors.link.transport import ConnectionClosed, WebSocket, open_websocket
@@ -134,3 +138,22 @@ def test_own_data_frames_take_a_new_mask_key_each_time() -> None:
     frames = _DataFrames()
     keys = {frames.frame(b"")[2:6] for _ in range(600)}  # over two blocks of keys
     assert len(keys) > 590  # 600 random 32-bit keys: a repeat is ~4e-5 likely
+
+
+async def test_the_echo_server_reads_a_message_that_arrives_in_two_reads() -> None:
+    """A TCP read can end inside a frame; the test server must join the pieces (it
+    once parsed the first piece as a whole message)."""
+    with trio.fail_after(10):
+        async with open_echo_server() as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+            await stream.send_all(client.send(Request(host="127.0.0.1", target="/echo")))
+            while not any(isinstance(e, AcceptConnection) for e in client.events()):
+                client.receive_data(await stream.receive_some(65536))
+            wire = client.send(TextMessage(json.dumps({"type": "setup", "pad": "x" * 200})))
+            await stream.send_all(wire[:60])
+            await trio.testing.wait_all_tasks_blocked()  # the server has read the piece
+            await stream.send_all(wire[60:])
+            conn = await server.wait_for_connection(1)
+            assert conn.setup == {"type": "setup", "pad": "x" * 200}
+            await stream.aclose()

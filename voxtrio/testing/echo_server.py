@@ -215,12 +215,18 @@ class EchoConnection:
 
     async def _serve(self, ws: wsproto.WSConnection, stream: trio.SocketStream) -> None:
         self._ws, self._stream = ws, stream
+        parts: list[str] = []
         while True:
             for event in ws.events():
                 if isinstance(event, TextMessage):
-                    # Whole messages only: the client never fragments.
+                    # A message can come in pieces: the client never fragments, but a
+                    # read can end inside a frame, and wsproto hands over what it has.
+                    parts.append(event.data)
+                    if not event.message_finished:
+                        continue
+                    text, parts = "".join(parts), []
                     if self.close_code is None and not await self._on_message(
-                        json.loads(event.data)
+                        json.loads(text)
                     ):
                         return
                 elif isinstance(event, Ping):
