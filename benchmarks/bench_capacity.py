@@ -2,9 +2,12 @@
 
 For each N, a fresh client process runs N push-mode sessions (``open_session`` with no
 capture, ``OpenAIRealtime`` pointed at 127.0.0.1), each fed one 20 ms chunk of 48 kHz
-stereo int16 every 20 ms by ``session.send_audio`` on the real-time clock
-(``trio.sleep_until``), as a phone call is. The sessions' phases are spread evenly over
-the 20 ms, as independent calls are. The counting server
+stereo int16 every 20 ms by ``session.send_audio`` on the real-time clock, as a phone
+call is. The sessions' phases are spread over the 20 ms, as independent calls are: one
+:class:`FeedClock` task keeps the clock for all of them, in ``PHASES`` slots 1 ms apart,
+and wakes the sessions of a slot through one ``trio.Event`` -- what a media server
+delivering many calls' packets does -- rather than N tasks each sleeping on the clock,
+which would measure trio's timer heap, not voxtrio. The counting server
 (``benchmarks/capacity_server.py``) runs in another process, so the client's cost is
 measured alone (on a 2-core machine the server has the other core).
 
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +53,47 @@ P99_TARGET_MS = 20.0
 RSS_TARGET_MB = 2.0
 LOOP_CHUNKS = 50  # the input repeats every second
 GIVE_UP_S = 2.0  # a session this far behind the clock is not realtime: it stops early
+PHASES = 20  # feed slots per 20 ms period, 1 ms apart
+
+
+class FeedClock:
+    """One task feeding the real-time clock to many sessions.
+
+    Slot ``p`` of tick ``k`` is due at ``start + k * PERIOD + p * PERIOD / phases``.
+    :meth:`run` sleeps until each slot in turn and releases it; a session waits for
+    its slot with :meth:`wait`, one ``trio.Event`` per slot and tick (so a session that
+    is behind never waits for a tick already released).
+    """
+
+    def __init__(self, start: float, phases: int = PHASES) -> None:
+        self.start = start
+        self.phases = phases
+        self._released = [0] * phases  # ticks released so far, per slot
+        self._events = [trio.Event() for _ in range(phases)]
+
+    def slot(self, i: int, n: int) -> int:
+        """The slot of session ``i`` of ``n``: spread evenly over the period."""
+        return i * self.phases // n
+
+    def due(self, slot: int, tick: int) -> float:
+        return self.start + tick * PERIOD + slot * PERIOD / self.phases
+
+    async def wait(self, slot: int, tick: int) -> float:
+        """Return once ``tick`` of ``slot`` is released; its due time."""
+        if self._released[slot] > tick:  # behind: no wait, but still a checkpoint
+            await trio.lowlevel.checkpoint()
+        while self._released[slot] <= tick:
+            await self._events[slot].wait()
+        return self.due(slot, tick)
+
+    async def run(self, ticks: int) -> None:
+        """Release every slot of ``ticks`` ticks, each at its due time."""
+        for tick in range(ticks):
+            for slot in range(self.phases):
+                await trio.sleep_until(self.due(slot, tick))
+                self._released[slot] = tick + 1
+                event, self._events[slot] = self._events[slot], trio.Event()
+                event.set()
 
 
 def _chunks() -> list[Int16]:
@@ -56,10 +101,21 @@ def _chunks() -> list[Int16]:
     return [pcm[i * CHUNK : (i + 1) * CHUNK].copy() for i in range(LOOP_CHUNKS)]
 
 
+class TaskSteps(trio.abc.Instrument):
+    """Counts the scheduler's task steps, per task name: how many wake-ups the live
+    chunks cost, whatever each wake-up does."""
+
+    def __init__(self) -> None:
+        self.steps: Counter[str] = Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task.name] += 1
+
+
 # ------------------------------------------------------------------- client process
 
 
-async def _client(n: int, url: str, seconds: float, out: Path) -> None:
+async def _client(n: int, url: str, seconds: float, out: Path, count_steps: bool = False) -> None:
     chunks = _chunks()
     frames = int(seconds / PERIOD)
     sends = np.full((n, frames), np.nan)
@@ -69,7 +125,7 @@ async def _client(n: int, url: str, seconds: float, out: Path) -> None:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     opened, finished = 0, 0
     all_open, all_done, start = trio.Event(), trio.Event(), trio.Event()
-    t_start = 0.0
+    clock = FeedClock(0.0)
 
     async def one(i: int) -> None:
         nonlocal opened, finished
@@ -81,16 +137,15 @@ async def _client(n: int, url: str, seconds: float, out: Path) -> None:
             if opened == n:
                 all_open.set()
             await start.wait()
-            deadline = t_start + PERIOD * i / n
+            slot = clock.slot(i, n)
             for k in range(frames):
-                await trio.sleep_until(deadline)
-                late[i, k] = trio.current_time() - deadline
+                due = await clock.wait(slot, k)
+                late[i, k] = trio.current_time() - due
                 if late[i, k] > GIVE_UP_S:
                     behind[i] = True
                     break
                 sends[i, k] = time.monotonic()
                 await session.send_audio(chunks[k % LOOP_CHUNKS], SOURCE)
-                deadline += PERIOD
             drops[i] = session.stats().dropped_frames
             finished += 1
             if finished == n:
@@ -104,18 +159,27 @@ async def _client(n: int, url: str, seconds: float, out: Path) -> None:
         with trio.fail_after(60 + n * 0.2):
             await all_open.wait()
         await trio.sleep(0.2)
-        t_start = trio.current_time() + 0.1
+        clock.start = trio.current_time() + 0.1
+        nursery.start_soon(clock.run, frames)
         cpu0, wall0 = time.process_time(), time.monotonic()
         sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+        steps = TaskSteps()
+        if count_steps:
+            trio.lowlevel.add_instrument(steps)
         start.set()
         with trio.fail_after(seconds * 3 + 30):
             await all_done.wait()
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         kernel = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0
+        if count_steps:
+            trio.lowlevel.remove_instrument(steps)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    names = sorted(steps.steps)
     np.savez(out, sends=sends, late=late, drops=drops, behind=behind, cpu_s=np.array(cpu),
              sys_s=np.array(kernel),
-             wall_s=np.array(wall), rss0_kb=np.array(rss0), rss1_kb=np.array(rss1))
+             wall_s=np.array(wall), rss0_kb=np.array(rss0), rss1_kb=np.array(rss1),
+             step_names=np.array(names, dtype=str),
+             step_counts=np.array([steps.steps[k] for k in names], dtype=np.int64))
 
 
 # ------------------------------------------------------------------- orchestration
@@ -166,7 +230,9 @@ def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def _spawn(n: int, seconds: float, tmp: Path) -> tuple[dict[str, np.ndarray], ...] | str:
+def _spawn(
+    n: int, seconds: float, tmp: Path, count_steps: bool = False
+) -> tuple[dict[str, np.ndarray], ...] | str:
     """One N: a fresh server process and a fresh client process; their data or an error."""
     root = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
@@ -183,7 +249,7 @@ def _spawn(n: int, seconds: float, tmp: Path) -> tuple[dict[str, np.ndarray], ..
             client = subprocess.run(
                 [sys.executable, "-m", "benchmarks.bench_capacity", "--client", str(n),
                  "--url", f"ws://127.0.0.1:{port}/v1/realtime", "--seconds", str(seconds),
-                 "--out", str(client_out)],
+                 "--out", str(client_out), *(["--count-steps"] if count_steps else [])],
                 env=env, timeout=seconds * 4 + 120 + n, capture_output=True, text=True,
                 check=False,
             )
@@ -199,6 +265,33 @@ def _spawn(n: int, seconds: float, tmp: Path) -> tuple[dict[str, np.ndarray], ..
         return f"client process failed ({client.returncode}): {last}"
     with np.load(client_out) as c, np.load(server_out) as s:
         return {k: c[k] for k in c.files}, {k: s[k] for k in s.files}
+
+
+STEPS_N = 50  # sessions in the task-step count (a short run of its own)
+# Task names -> what they are, for the table (a name not listed is shown as it is).
+_STEP_LABELS = {
+    "__main__._client.<locals>.one": "feed + send_audio",
+    "__main__.FeedClock.run": "feed clock",
+    "voxtrio.convert": "convert actor",
+    "voxtrio.actors.link.connection.Link._run_connected.<locals>.write": "link writer",
+    "voxtrio.actors.link.connection.Link.pump": "link pump",
+}
+
+
+def task_steps(tmp: Path, seconds: float = 3.0) -> dict[str, float] | str:
+    """Scheduler task steps per live chunk sent, by task, for ``STEPS_N`` sessions (a
+    run of its own: the instrument's cost stays out of the CPU figures)."""
+    got = _spawn(STEPS_N, seconds, tmp, count_steps=True)
+    if isinstance(got, str):
+        return got
+    client = got[0]
+    chunks = max(int(np.isfinite(client["sends"]).sum()), 1)
+    per: dict[str, float] = {}
+    for name, count in zip(client["step_names"], client["step_counts"], strict=True):
+        if count:
+            label = _STEP_LABELS.get(str(name), str(name))
+            per[label] = per.get(label, 0.0) + int(count) / chunks
+    return dict(sorted(((k, v) for k, v in per.items() if v >= 0.005), key=lambda kv: -kv[1]))
 
 
 def run_one(n: int, seconds: float, tmp: Path) -> dict[str, float | int | bool | str]:
@@ -275,12 +368,23 @@ def main(quick: bool = False) -> Table:
                   f"{r['drops']:5d} {r['missing_frames']:5d} {r['sessions_fell_behind']:6d} "
                   f"{r['rss_per_session_mb']:7.3f} {r['load_avg_1m']:5.1f} "
                   f"{'yes' if r['realtime'] else 'NO':>8s}", flush=True)
+        steps = task_steps(Path(tmpdir))
     ok = [int(r["sessions"] or 0) for r in table.rows if r["realtime"]]
     largest = max(ok, default=0)
     table.meta["largest_realtime_n"] = largest
     measured = [r for r in table.rows if not r["note"]]
     best_cost = min((float(r["cpu_us_per_chunk"] or 0) for r in measured), default=math.nan)
     table.meta["min_cpu_us_per_chunk"] = best_cost
+    if isinstance(steps, str):
+        print(f"task steps: {steps}")
+    else:
+        total = sum(steps.values())
+        table.meta["task_steps_n"] = STEPS_N
+        table.meta["task_steps_per_chunk"] = total
+        for label, value in steps.items():
+            table.meta[f"task_steps_per_chunk[{label}]"] = value
+        print(f"scheduler task steps per live chunk at N = {STEPS_N}: {total:.2f} ("
+              + ", ".join(f"{label} {value:.2f}" for label, value in steps.items()) + ")")
     print(f"largest N that stayed realtime (p99 < {P99_TARGET_MS:g} ms, pacing p99 < "
           f"{P99_TARGET_MS:g} ms, no drops): {largest} of {', '.join(map(str, counts))}")
     if measured:
@@ -298,8 +402,10 @@ def _client_main(argv: list[str]) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--count-steps", action="store_true",
+                        help="count the scheduler's task steps (a trio instrument)")
     args = parser.parse_args(argv)
-    trio.run(_client, args.client, args.url, args.seconds, args.out)
+    trio.run(_client, args.client, args.url, args.seconds, args.out, args.count_steps)
 
 
 if __name__ == "__main__":

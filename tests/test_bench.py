@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trio
 
 from benchmarks import bench_capacity, bench_peers
 from benchmarks.results import SCHEMA, Table, as_tables, clean, document
@@ -152,3 +153,57 @@ def test_voxtrio_bench_refuses_an_output_in_a_missing_directory(tmp_path: Path) 
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("voxtrio: error: --plot: no directory")
+
+
+async def test_feed_clock_releases_each_session_at_its_phase(autojump_clock: object) -> None:
+    n, ticks = 7, 4
+    seen: dict[tuple[int, int], tuple[float, float]] = {}
+    with trio.fail_after(60):
+        clock = bench_capacity.FeedClock(trio.current_time() + 1.0, phases=5)
+
+        async def session(i: int) -> None:
+            slot = clock.slot(i, n)
+            for k in range(ticks):
+                due = await clock.wait(slot, k)
+                seen[i, k] = (due, trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(session, i)
+            nursery.start_soon(clock.run, ticks)
+    slots = [clock.slot(i, n) for i in range(n)]
+    assert slots == sorted(slots)
+    assert (slots[0], slots[-1]) == (0, 4)  # spread over every slot
+    for (i, k), (due, woke) in seen.items():
+        assert due == pytest.approx(clock.start + k * 0.020 + slots[i] * 0.004)
+        assert woke == pytest.approx(due)  # released at its due time, not before or after
+    assert len(seen) == n * ticks
+
+
+async def test_feed_clock_lets_a_late_session_catch_up_without_waiting(
+    autojump_clock: object,
+) -> None:
+    with trio.fail_after(60):
+        clock = bench_capacity.FeedClock(trio.current_time(), phases=2)
+        await clock.run(3)  # nobody waited: every tick of both slots is released
+        t = trio.current_time()
+        dues = [await clock.wait(1, k) for k in range(3)]
+    assert trio.current_time() == t  # no tick waited for
+    assert dues == [pytest.approx(clock.start + k * 0.020 + 0.010) for k in range(3)]
+
+
+async def test_task_steps_counts_each_wake_up_of_a_named_task() -> None:
+    steps = bench_capacity.TaskSteps()
+    with trio.fail_after(10):
+        trio.lowlevel.add_instrument(steps)
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def three_passes() -> None:
+                    for _ in range(3):
+                        await trio.lowlevel.checkpoint()
+
+                nursery.start_soon(three_passes, name="three")
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+    assert steps.steps["three"] == 4  # the first step, then one after each checkpoint

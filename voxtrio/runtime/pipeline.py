@@ -142,11 +142,11 @@ class Pipeline:
             store_errors=self._store_err_rx,
             playback=self._play_tx,
         )
-        await outer.start(partial(self._supervised, "hub", hub_run))
-        await inner.start(self._stoppable, "playback", self._run_playback)
+        await outer.start(partial(self._supervised, "hub", hub_run), name="voxtrio.hub")
+        await inner.start(self._stoppable, "playback", self._run_playback, name="voxtrio.playback")
         runner = partial(self.tool_runner.run, self.events_tx.clone())
-        await inner.start(self._stoppable, "tools", runner)
-        await inner.start(self._stoppable, "link", self._run_link)
+        await inner.start(self._stoppable, "tools", runner, name="voxtrio.tools")
+        await inner.start(self._stoppable, "link", self._run_link, name="voxtrio.link")
         convert = partial(
             convert_actor.run,
             self._in_rx,
@@ -155,13 +155,15 @@ class Pipeline:
             frame_ms=plan.provider.input_frame_ms,
             counter=self.counters["convert"],
         )
-        await inner.start(self._stoppable, "convert", convert)
+        await inner.start(self._stoppable, "convert", convert, name="voxtrio.convert")
         if plan.tools.in_band and plan.tools.tools:
             # A provider whose codecs cannot be given tools hears of them in band.
             self.push.send_nowait(UpdateSession(tools=plan.tools.declared))
-        await inner.start(self._stoppable, "turns", self._run_turn_controls)
+        await inner.start(self._stoppable, "turns", self._run_turn_controls, name="voxtrio.turns")
         if plan.capture is not None:
-            await inner.start(self._stoppable, "capture", self._run_capture, plan.capture)
+            await inner.start(
+                self._stoppable, "capture", self._run_capture, plan.capture, name="voxtrio.capture"
+            )
 
     async def _supervised(
         self,
