@@ -16,14 +16,15 @@ Paths:
   The int16 downmix rounds once more than the float path, which costs a little SNR.
 - ``floor``: the issue's bare-work floor, the same definition ``bench_peers`` uses
   (:func:`run_floor`): one float32 ``soxr.ResampleStream`` on input downmixed
-  beforehand (the downmix is not timed), no int16 and no framing, flushed: nothing
-  can be faster than the resampler itself. The codec-path target is measured
-  against this row.
+  beforehand (the downmix is not timed; the same int16-unit float32 the converter
+  feeds soxr), no int16 and no framing, flushed: nothing can be faster than the
+  resampler itself. The codec-path target is measured against this row.
 - ``bare loop``: the converter's own work with no objects -- the same numeric kernels
-  inline: float32 downmix, one ``soxr.ResampleStream`` in float32, rint/clip to int16,
-  plain numpy slicing into 480-sample arrays, flushed at the end. Converter vs this row
-  is the cost of the objects alone (why it reads ~0.95 where the floor reads ~0.4:
-  the downmix, int16 rounding and framing cost as much as the resampler).
+  inline: the float32 downmix in int16 units (one dot product, weights 0.5/0.5), one
+  ``soxr.ResampleStream`` in float32 on ``(samples, 1)``, rint/clip/cast to int16 (no
+  rescale), plain numpy slicing into 480-sample arrays, flushed at the end. Converter
+  vs this row is the cost of the objects alone (why it reads ~0.9 where the floor
+  reads ~0.4: the downmix, int16 rounding and framing cost as much as the resampler).
 - ``per-chunk FFT``: ``scipy.signal.resample`` on each 20 ms chunk (the approach we
   replace): clicks at every chunk boundary.
 - ``soxr int16, no flush``: an int16 ``soxr.ResampleStream`` that is never flushed,
@@ -34,12 +35,21 @@ Columns: frames/s (24 kHz 20 ms output frames per second of this process's CPU t
 to the bare loop, the SNR against the one-shot ``soxr.resample`` of the whole (float64,
 downmixed) signal over the samples the path produced, and the samples lost at the end
 compared with that one-shot output.
+
+A second table runs the floor and the converter on the same signal in blocks of 20,
+100 and 1000 ms (the 20 ms row is the first table's measurement), with a verdict
+against the 0.9x target per block size: the per-chunk Python and numpy call overhead
+that keeps the 20 ms ratio low is spread over more samples in larger blocks. Its rows
+carry no ``frames_per_s`` key, so ``--plot`` draws only the first table.
+
+``python -m benchmarks.bench_codecs [--quick]``, or ``python -m benchmarks codecs``.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -56,6 +66,8 @@ OUT_RATE = 24_000
 CHUNK = IN_RATE // 50  # 20 ms of input
 FRAME = OUT_RATE // 50  # 20 ms of output
 TARGET_RATIO = 0.90
+#: The input block sizes of the second table (ms of 48 kHz input per push).
+BLOCK_MS = (20, 100, 1000)
 #: The floor's row name, the same in bench_codecs and bench_peers.
 FLOOR_NAME = "floor: soxr float32 stream alone, pre-downmixed"
 
@@ -98,9 +110,10 @@ def snr_db(out: Int16, ref: Float) -> float:
 # Each takes the list of 20 ms stereo chunks and returns a list of mono int16 arrays
 # (the output frames' PCM), doing whatever per-frame work that path really does.
 
-_HALF = np.float32(0.5 / 32768.0)
-_W = np.array([_HALF, _HALF], dtype=np.float32)
-_S = np.float32(32768.0)
+# The converter's kernels (voxtrio.codecs.convert): the float stream runs in int16
+# units, so the downmix is one exact dot product by 0.5/0.5 into (samples, 1) and the
+# way back is rint, clip and a cast with no rescale.
+_W = np.array([[0.5], [0.5]], dtype=np.float32)
 _HI = np.float32(32767.0)
 _LO = np.float32(-32768.0)
 
@@ -135,17 +148,17 @@ def run_public_objects(chunks: Sequence[Int16]) -> list[Int16]:
 
 
 def _to_int16(y: npt.NDArray[np.float32]) -> Int16:
-    x = y * _S
-    np.rint(x, out=x)
-    np.minimum(x, _HI, out=x)
-    np.maximum(x, _LO, out=x)
-    return x.astype(np.int16)
+    """float32 in int16 units -> int16, rounding ``y`` (a fresh array) in place."""
+    np.rint(y, out=y)
+    np.minimum(y, _HI, out=y)
+    np.maximum(y, _LO, out=y)
+    return y.astype(np.int16)
 
 
 def run_bare_loop(chunks: Sequence[Int16]) -> list[Int16]:
     stream = soxr.ResampleStream(IN_RATE, OUT_RATE, 1, dtype="float32", quality="VHQ")
     out: list[Int16] = []
-    pending: Int16 = np.zeros(0, dtype=np.int16)
+    pending: Int16 = np.zeros((0, 1), dtype=np.int16)
     for c in chunks:
         y = stream.resample_chunk(c.dot(_W))
         if not y.shape[0]:  # soxr emits in blocks: often nothing for a 20 ms chunk
@@ -158,7 +171,7 @@ def run_bare_loop(chunks: Sequence[Int16]) -> list[Int16]:
             out.append(x[i : i + FRAME])
             i += FRAME
         pending = x[i:]
-    tail = _to_int16(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    tail = _to_int16(stream.resample_chunk(np.zeros((0, 1), dtype=np.float32), last=True))
     x = np.concatenate((pending, tail))
     for i in range(0, x.shape[0], FRAME):
         out.append(x[i : i + FRAME])
@@ -166,7 +179,8 @@ def run_bare_loop(chunks: Sequence[Int16]) -> list[Int16]:
 
 
 def downmixed(chunks: Sequence[Int16]) -> list[npt.NDArray[np.float32]]:
-    """The floor's input: each chunk downmixed to float32 mono beforehand."""
+    """The floor's input: each chunk downmixed beforehand to what the converter feeds
+    soxr (float32 ``(samples, 1)`` in int16 units)."""
     return [np.ascontiguousarray(c.dot(_W), dtype=np.float32) for c in chunks]
 
 
@@ -177,7 +191,7 @@ def run_floor(mono: Sequence[npt.NDArray[np.float32]]) -> int:
     n = 0
     for c in mono:
         n += int(stream.resample_chunk(c).shape[0])
-    n += int(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True).shape[0])
+    n += int(stream.resample_chunk(np.zeros((0, 1), dtype=np.float32), last=True).shape[0])
     return n
 
 
@@ -214,6 +228,27 @@ class Path:
     note: str = ""
 
 
+@dataclass
+class Block:
+    """The second table's floor and converter runs at one input block size."""
+
+    ms: int
+    chunks: list[Int16]
+    mono: list[npt.NDArray[np.float32]]
+    floor_best: float = math.inf
+    floor_samples: int = 0
+    best: float = math.inf
+    frames: int = 0
+    snr: float = math.nan
+    lost: int = 0
+    same: bool = False  # the converter's output equals its 20 ms-chunk output
+
+
+def blocks_of(stereo: Int16, ms: int) -> list[Int16]:
+    size = IN_RATE * ms // 1000
+    return [stereo[i : i + size] for i in range(0, stereo.shape[0], size)]
+
+
 def _have_scipy() -> bool:
     try:
         import scipy.signal  # noqa: F401
@@ -222,7 +257,7 @@ def _have_scipy() -> bool:
     return True
 
 
-def main(quick: bool = False) -> Table:
+def main(quick: bool = False) -> list[Table]:
     seconds = 5.0 if quick else 60.0
     repeats = 3 if quick else 15
     stereo = make_input(seconds)
@@ -243,6 +278,10 @@ def main(quick: bool = False) -> Table:
 
     mono_chunks = downmixed(chunks)
     floor_best, floor_samples = math.inf, 0
+    # The larger blocks of the second table (its 20 ms row is this table's run).
+    blocks = [Block(ms, c, downmixed(c)) for ms in BLOCK_MS if ms != 20
+              for c in [blocks_of(stereo, ms)]]  # fmt: skip
+    conv20: Int16 = np.zeros((0, 1), dtype=np.int16)
     for _ in range(repeats):
         gc.collect()
         t0 = clock()
@@ -264,6 +303,22 @@ def main(quick: bool = False) -> Table:
                 mono = pcm.reshape(-1)
                 p.lost = len(ref) - len(mono)
                 p.snr = snr_db(mono, ref)
+                if p.run is run_converter:
+                    conv20 = pcm
+        for b in blocks:
+            gc.collect()
+            t0 = clock()
+            b.floor_samples = run_floor(b.mono)
+            b.floor_best = min(b.floor_best, clock() - t0)
+            gc.collect()
+            t0 = clock()
+            out = run_converter(b.chunks)
+            b.best = min(b.best, clock() - t0)
+            b.frames = len(out)
+            pcm = np.concatenate(out) if out else np.zeros((0, 1), dtype=np.int16)
+            b.lost = len(ref) - pcm.shape[0]
+            b.snr = snr_db(pcm.reshape(-1), ref)
+            b.same = np.array_equal(pcm, conv20)
 
     bare = next(p for p in paths if p.run is run_bare_loop)
     bare_fps = bare.frames / bare.best
@@ -308,8 +363,60 @@ def main(quick: bool = False) -> Table:
     )
     table.meta.update(converter_vs_floor=ratio, converter_vs_bare=conv_fps / bare_fps,
                       target_met=met)
+    sizes = block_table(quick, repeats, seconds, (20, floor_fps, conv_fps, conv.snr, conv.lost),
+                        blocks)  # fmt: skip
+    for row in sizes.rows:
+        table.meta[f"converter_vs_floor_{row['block_ms']}ms"] = row["converter_vs_floor"]
+        table.meta[f"target_met_{row['block_ms']}ms"] = row["target_met"]
+    return [table, sizes]
+
+
+def block_table(
+    quick: bool,
+    repeats: int,
+    seconds: float,
+    first: tuple[int, float, float, float, int],
+    blocks: Sequence[Block],
+) -> Table:
+    """Print and return the floor-vs-converter table by input block size; ``first`` is
+    the 20 ms row from the main table (ms, floor fps, converter fps, SNR, lost)."""
+    rows = [first] + [
+        (b.ms, math.ceil(b.floor_samples / FRAME) / b.floor_best, b.frames / b.best, b.snr, b.lost)
+        for b in blocks
+    ]
+    same = {b.ms: b.same for b in blocks}
+    print()
+    print(
+        f"floor vs converter by input block size: the same {seconds:g} s input pushed in "
+        f"20, 100 and 1000 ms blocks; best of {repeats} interleaved runs"
+    )
+    header = (f"{'block':>6s} {'floor frames/s':>15s} {'converter frames/s':>19s} "
+              f"{'x floor':>7s} {'SNR dB':>7s} {'lost':>5s}  verdict (>= {TARGET_RATIO:.0%}, "
+              "0 lost)")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    table = Table(
+        "codecs by block size: floor vs converter, 48 kHz stereo int16 -> 24 kHz mono 20 ms",
+        meta={"input_s": seconds, "repeats": repeats, "target_ratio": TARGET_RATIO},
+    )
+    for ms, floor_fps, conv_fps, snr, lost in rows:
+        ratio = conv_fps / floor_fps
+        met = ratio >= TARGET_RATIO and lost == 0
+        verdict = "MET" if met else "NOT MET"
+        if quick:
+            verdict += " (quick run: too short to judge)"
+        note = "" if ms == 20 else (
+            "output == 20 ms output" if same[ms] else "OUTPUT != 20 ms OUTPUT")  # fmt: skip
+        print(f"{ms:4d} ms {floor_fps:15,.0f} {conv_fps:19,.0f} {ratio:7.2f} {snr:7.1f} "
+              f"{lost:5d}  {verdict}{'; ' + note if note else ''}")  # fmt: skip
+        table.add(block_ms=ms, floor_fps=floor_fps, converter_fps=conv_fps,
+                  converter_vs_floor=ratio, target_met=met, snr_db=snr, samples_lost=lost,
+                  note=note)  # fmt: skip
     return table
 
 
 if __name__ == "__main__":
-    main()
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        sys.exit(0)
+    main(quick="--quick" in sys.argv[1:])

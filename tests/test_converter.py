@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from voxtrio.codecs import AudioFormat, AudioFrame, FrameMs, concat_frames
 from voxtrio.codecs.convert import Converter, convert_oneshot, to_float
+from voxtrio.codecs.resample import float_to_int16
 
 RATES = st.sampled_from([8_000, 16_000, 22_050, 24_000, 44_100, 48_000]) | st.integers(
     8_000, 96_000
@@ -180,6 +181,91 @@ def test_to_float_stereo_to_mono_is_the_exact_mean(rows: list[tuple[int, int]]) 
     assert got.shape == (len(rows),)
     for value, (left, right) in zip(got.tolist(), rows, strict=True):
         assert Fraction(value) == Fraction(left + right, 65536)
+
+
+@st.composite
+def full_scale(draw: st.DrawFn, samples: int, channels: int) -> np.ndarray:
+    """int16 ``(samples, channels)`` that reaches the rails: full-scale noise, square
+    waves (soxr's ringing overshoots them, so the output clips), the extremes, or a mix."""
+    kind = draw(st.sampled_from(["noise", "square", "extremes", "mixed"]), label="signal")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    if kind == "noise":
+        return rng.integers(-32768, 32768, (samples, channels)).astype(np.int16)
+    if kind == "square":
+        period = draw(st.integers(2, 200), label="period")
+        wave = np.where(np.arange(samples) % period < max(1, period // 2), 32767, -32768)
+        signs = np.array(draw(st.lists(st.sampled_from([1, -1]), min_size=channels,
+                                       max_size=channels), label="signs"))  # fmt: skip
+        square: np.ndarray = np.clip(wave[:, None] * signs, -32768, 32767).astype(np.int16)
+        return square
+    if kind == "extremes":
+        rails = np.array([-32768, -32767, 0, 32766, 32767], dtype=np.int16)
+        picked: np.ndarray = rng.choice(rails, (samples, channels))
+        return picked
+    pcm = rng.integers(-32768, 32768, (samples, channels)).astype(np.int16)
+    pcm[rng.random(samples) < 0.3] = 32767
+    pcm[rng.random(samples) < 0.3] = -32768
+    return pcm
+
+
+@settings(max_examples=80, deadline=None)
+@given(formats(), FRAME_MS, st.integers(0, 4_000), st.data())
+def test_int16_unit_stream_equals_the_one_shot_at_full_scale(
+    fmts: tuple[AudioFormat, AudioFormat], frame_ms: FrameMs, samples: int, data: st.DataObject
+) -> None:
+    """The stream runs in int16 units; the one-shot reference must use the same scale
+    (a mismatch in scale, rounding or clipping shows up at full scale), and the output
+    does clip there."""
+    source, target = fmts
+    pcm = data.draw(full_scale(samples, source.channels), label="pcm")
+    frames = run(Converter(source, target, frame_ms), [pcm[a:b] for a, b in split(samples, data)])
+    assert np.array_equal(joined(frames, target.channels), convert_oneshot(pcm, source, target))
+
+
+def test_a_full_scale_square_wave_clips_at_both_rails_in_the_stream() -> None:
+    source, target = AudioFormat(48_000, 2), AudioFormat(24_000, 1)
+    wave = np.where(np.arange(48_000) % 96 < 48, 32767, -32768).astype(np.int16)
+    pcm = np.stack([wave, wave], axis=1)
+    frames = run(Converter(source, target), [pcm[i : i + 960] for i in range(0, 48_000, 960)])
+    got = joined(frames, 1)
+    # soxr's ringing overshoots the square: the output sits on both rails, as clipped.
+    assert np.count_nonzero(got == 32767) > 100
+    assert np.count_nonzero(got == -32768) > 100
+    assert np.array_equal(got, convert_oneshot(pcm, source, target))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 2), st.integers(0, 2_000), st.data())
+def test_equal_rates_round_the_exact_mix_half_to_even(
+    src: int, samples: int, data: st.DataObject
+) -> None:
+    """Passing through (no resampler), the int16-unit mix of two channels is (L + R) / 2
+    exactly, rounded half to even: the scale is int16 units, not [-1, 1)."""
+    fmt = AudioFormat(24_000, src)
+    pcm = data.draw(full_scale(samples, src), label="pcm")
+    want = np.rint(pcm.astype(np.float64).mean(axis=1, keepdims=True)).astype(np.int16)
+    pieces = [pcm[a:b] for a, b in split(samples, data)]
+    assert np.array_equal(joined(run(Converter(fmt, AudioFormat(24_000, 1)), pieces), 1), want)
+    assert np.array_equal(convert_oneshot(pcm, fmt, AudioFormat(24_000, 1)), want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(formats(), st.integers(0, 3_000), st.data())
+def test_int16_units_are_a_pure_rescale_of_the_unit_float_path(
+    fmts: tuple[AudioFormat, AudioFormat], samples: int, data: st.DataObject
+) -> None:
+    """soxr is linear and 32768 is a power of two, so resampling in int16 units gives
+    exactly what resampling the public ``to_float`` scale ([-1, 1)) and scaling back
+    gives, for the exact mappings (all but a mono mix of more than 2 channels)."""
+    source, target = fmts
+    if target.channels == 1 and source.channels > 2:
+        target = AudioFormat(target.sample_rate, source.channels)  # N -> N: exact too
+    pcm = data.draw(full_scale(samples, source.channels), label="pcm")
+    x = to_float(pcm, target.channels)
+    if source.sample_rate != target.sample_rate:
+        x = soxr.resample(x, source.sample_rate, target.sample_rate, quality="VHQ")
+    want = float_to_int16(np.asarray(x, dtype=np.float32)).reshape(-1, target.channels)
+    assert np.array_equal(convert_oneshot(pcm, source, target), want)
 
 
 def test_unsupported_channel_mappings_are_refused() -> None:
