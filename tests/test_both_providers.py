@@ -7,9 +7,10 @@ reconnect; a reconnect re-seeds the transcript (quoted, hostile text included) a
 the store holds it; a tool call and its result survive a reconnect; the outage
 buffer keeps the newest audio, input that can wait is never dropped; out of
 retries or never connecting ends the session by itself; a refused key is one
-final error; cancellation at any point -- streaming, backing off, reconnecting,
-inside the handshake, or at a hypothesis-chosen moment -- leaves no task and no
-socket behind (unclosed sockets fail the test through ``ResourceWarning``).
+final error, and a key refused during an outage reports the audio it strands;
+cancellation at any point -- streaming, backing off, reconnecting, inside the
+handshake, or at a hypothesis-chosen moment -- leaves no task and no socket behind
+(unclosed sockets fail the test through ``ResourceWarning``).
 
 Protocol-specific session tests stay in test_openai_session.py,
 test_gemini_session.py, test_provider_link.py and test_session_store.py.

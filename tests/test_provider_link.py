@@ -509,3 +509,36 @@ async def test_refused_for_good_while_a_drop_report_waits_to_go_out() -> None:
     assert (dropped.frames, dropped.samples, dropped.total_frames) == (50, 50 * 480, 50)
     assert (final.code, final.recoverable) == ("handshake_rejected", False)
     assert KEY not in final.message
+
+
+async def test_a_deliberate_close_reports_no_drop() -> None:
+    """The app closes (the link is cancelled) while its audio waits for a
+    connection: not a loss to report -- no AudioDropped, no final error."""
+    gate = trio.Event()  # never set: every handshake waits
+    with trio.fail_after(30):
+        async with gated_refusals(503, gate) as (url, _):
+            input_tx, input_rx = trio.open_memory_channel[LinkInput](10)
+            events_tx, events_rx = trio.open_memory_channel[Event](100)
+            for batch in batches(0.4):
+                input_tx.send_nowait(batch)
+
+            async def instructions() -> str:
+                raise AssertionError("no connection is ever up")
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    partial(
+                        provider_link.run,
+                        input_rx,
+                        events_tx,
+                        name="openai",
+                        codec_factory=OpenAIRealtimeCodec,
+                        target=ConnectTarget(url, headers=auth_headers(KEY), secrets=(KEY,)),
+                        instructions=instructions,
+                        policy=FAST,
+                    )
+                )
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()  # the session closing
+            got = [event async for event in events_rx]
+    assert got == []
