@@ -50,6 +50,7 @@ from voxtrio.codecs.g711 import mulaw_encode
 from voxtrio.testing import ConnectionScript, open_openai_loopback
 from voxtrio.testing.telephony import TelephonyCall, open_telephony_call
 
+from .children import StderrFile, failure, first_line
 from .results import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,42 +77,34 @@ async def provider() -> AsyncIterator[tuple[str, trio.Process, list[dict[str, An
     its URL, the process, and (filled in when the block ends) its timing report."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "benchmarks.telephony_provider"]
-    proc = await trio.lowlevel.open_process(
-        cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    report: list[dict[str, Any]] = []
-    try:
-        buf = await _first_line(proc.stdout, "the provider process")
-        yield buf.split()[1].decode(), proc, report
-        await proc.stdin.send_all(b"report\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = await proc.stdout.receive_some(1 << 16)
-            if not chunk:
-                break
-            buf += chunk
-        report.append(json.loads(buf))
-        with trio.fail_after(10):
-            await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            with trio.CancelScope(shield=True):
+    name = "the provider process"
+    with StderrFile() as stderr:
+        proc = await trio.lowlevel.open_process(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr.file
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        report: list[dict[str, Any]] = []
+        try:
+            buf = await first_line(proc, name, stderr)
+            yield buf.split()[1].decode(), proc, report
+            await proc.stdin.send_all(b"report\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some(1 << 16)
+                if not chunk:  # it died before its report
+                    with trio.move_on_after(5):
+                        await proc.wait()
+                    raise failure(proc, name, stderr)
+                buf += chunk
+            report.append(json.loads(buf))
+            with trio.fail_after(10):
                 await proc.wait()
-
-
-async def _first_line(stdout: trio.abc.ReceiveStream, who: str) -> bytes:
-    """The first line a child process prints (its address), read a byte at a time so
-    nothing after it is taken from the stream."""
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = await stdout.receive_some(1)
-        if not chunk:
-            raise RuntimeError(f"{who} exited before listening")
-        line += chunk
-    return line
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                with trio.CancelScope(shield=True):
+                    await proc.wait()
 
 
 @contextlib.asynccontextmanager
@@ -121,19 +114,21 @@ async def worker(provider_url: str, db: str, max_calls: int) -> AsyncIterator[tu
     cmd = [sys.executable, "-m", "voxtrio", "serve", "--port", "0", "--max-calls",
            str(max_calls), "--provider", "openai", "--base-url", provider_url,
            "--drain-timeout", "5"]  # fmt: skip
-    proc = await trio.lowlevel.open_process(cmd, env=env, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    try:
-        line = await _first_line(proc.stdout, "the worker")
-        yield line.split()[1].decode(), proc.pid
-        proc.terminate()
-        with trio.fail_after(20):
-            await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            with trio.CancelScope(shield=True):
+    with StderrFile() as stderr:
+        proc = await trio.lowlevel.open_process(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=stderr.file
+        )
+        try:
+            line = await first_line(proc, "the worker", stderr)
+            yield line.split()[1].decode(), proc.pid
+            proc.terminate()
+            with trio.fail_after(20):
                 await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                with trio.CancelScope(shield=True):
+                    await proc.wait()
 
 
 def runqueue_wait_s(pid: int) -> float:

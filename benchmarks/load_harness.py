@@ -69,6 +69,7 @@ from voxtrio.testing import (
 )
 
 from .bench_store_shared import TimedSqliteStore
+from .children import ChildFailed, StderrFile, failure
 
 __all__ = ["LoadPlan", "LoadResult", "count_tasks", "open_fds", "rss_mb", "run_load"]
 
@@ -392,6 +393,8 @@ class _Provider:
     internal_errors: int = 0
     ready: trio.Event = attrs.Factory(trio.Event)
     done: trio.Event = attrs.Factory(trio.Event)
+    #: The harness closed the child's stdin: it may end now.
+    stopping: bool = False
 
     def take(self, record: dict[str, Any], progress: _Progress) -> None:
         if "port" in record:
@@ -408,9 +411,23 @@ class _Provider:
             self.done.set()
 
 
+#: What a failed server child is called in its ChildFailed.
+SERVER = "the load server process"
+
+
 async def _read_provider(
-    stdout: trio.abc.ReceiveStream, provider: _Provider, progress: _Progress, n: int
+    child: trio.Process,
+    stderr: StderrFile | None,
+    provider: _Provider,
+    progress: _Progress,
+    n: int,
 ) -> None:
+    """Take the child's lines as they come. Its stdout ending before the harness let
+    it stop (or with an exit code other than 0) means it died: raise
+    :class:`ChildFailed` at once, with its stderr, rather than wait for lines that
+    will never come."""
+    stdout = child.stdout
+    assert stdout is not None
     buffer = b""
     async with stdout:
         async for chunk in stdout:
@@ -420,6 +437,21 @@ async def _read_provider(
                 provider.take(json.loads(line), progress)
             if len(provider.ports) >= n:
                 provider.ready.set()
+    with trio.move_on_after(5):  # stdout closes as it exits: reap it
+        await child.wait()
+    code = child.returncode
+    if provider.stopping and code == 0:
+        return
+    what = f"exited with code {code}" if code is not None else "closed its stdout"
+    if not provider.stopping:
+        what += " before the harness let it stop"
+    raise failure(child, SERVER, stderr, what)
+
+
+def _server_command(plan: LoadPlan) -> list[str]:
+    """The child's command line (the provider's side of ``plan``)."""
+    return [sys.executable, "-m", "benchmarks.load_harness", "serve",
+            json.dumps(attrs.asdict(plan))]  # fmt: skip
 
 
 async def _app(
@@ -480,7 +512,12 @@ async def _lag(result: LoadResult) -> None:
 async def run_load(plan: LoadPlan, db: Path) -> LoadResult:
     """Run ``plan`` with the shared store at ``db`` (a new file); see the module
     docstring for what is measured. Must run in a trio run of its own (the task and
-    fd counts are of the whole run and process)."""
+    fd counts are of the whole run and process).
+
+    Raises:
+        ChildFailed: the server child died (before or during the run), quoting the
+            end of its stderr; the sessions are cancelled at once.
+    """
     result = LoadResult(plan)
     gc.collect()
     result.fds_before = open_fds()
@@ -495,38 +532,40 @@ async def run_load(plan: LoadPlan, db: Path) -> LoadResult:
     # The store itself, not a wrapper: a wrapped store would turn the writer's
     # direct hand-over to the store's thread off. Commit times come from its thread.
     sqlite = TimedSqliteStore(db)
-    command = [sys.executable, "-m", "benchmarks.load_harness", "serve",
-               json.dumps(attrs.asdict(plan))]  # fmt: skip
+    command = _server_command(plan)
     path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
     try:
-        async with trio.open_nursery() as outer:
-            child = await outer.start(partial(
-                trio.run_process, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                check=False,
-            ))  # fmt: skip
-            assert child.stdout is not None
-            assert child.stdin is not None
-            outer.start_soon(_read_provider, child.stdout, provider, progress, plan.sessions)
-            await provider.ready.wait()
-            async with trio.open_nursery() as sampler:
-                sampler.start_soon(_sample, result, plan.sample_every_s)
-                sampler.start_soon(_lag, result)
-                async with trio.open_nursery() as nursery:
-                    for port, state in zip(provider.ports, states, strict=True):
-                        nursery.start_soon(_app, port, sqlite, state, stop, progress)
-                    await provider.done.wait()
-                    # Let what is on its way arrive (bounded), then leave normally.
-                    with trio.move_on_after(plan.drain_s):
-                        await progress.wait(lambda: progress.outstanding == 0)
-                    stop.set()
-                    with trio.move_on_after(plan.hang_after_s):
-                        await progress.wait(lambda: progress.running == 0)
-                    result.hung = sum(not s.ended for s in states)
-                    nursery.cancel_scope.cancel()  # the hung ones, if any
-                result.rss.append((time.perf_counter() - wall0, rss_mb()))
-                sampler.cancel_scope.cancel()
-            await child.stdin.aclose()
+        with StderrFile() as stderr:
+            async with trio.open_nursery() as outer:
+                child = await outer.start(partial(
+                    trio.run_process, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=stderr.file, env=env, check=False,
+                ))  # fmt: skip
+                assert child.stdin is not None
+                outer.start_soon(_read_provider, child, stderr, provider, progress, plan.sessions)
+                await provider.ready.wait()
+                async with trio.open_nursery() as sampler:
+                    sampler.start_soon(_sample, result, plan.sample_every_s)
+                    sampler.start_soon(_lag, result)
+                    async with trio.open_nursery() as nursery:
+                        for port, state in zip(provider.ports, states, strict=True):
+                            nursery.start_soon(_app, port, sqlite, state, stop, progress)
+                        await provider.done.wait()
+                        # Let what is on its way arrive (bounded), then leave normally.
+                        with trio.move_on_after(plan.drain_s):
+                            await progress.wait(lambda: progress.outstanding == 0)
+                        stop.set()
+                        with trio.move_on_after(plan.hang_after_s):
+                            await progress.wait(lambda: progress.running == 0)
+                        result.hung = sum(not s.ended for s in states)
+                        nursery.cancel_scope.cancel()  # the hung ones, if any
+                    result.rss.append((time.perf_counter() - wall0, rss_mb()))
+                    sampler.cancel_scope.cancel()
+                provider.stopping = True
+                await child.stdin.aclose()
+    except* ChildFailed as failed:  # from the reader: the server died; not as a group
+        raise failed.exceptions[0] from None
     finally:
         await sqlite.aclose()
     result.wall_s = time.perf_counter() - wall0

@@ -7,9 +7,10 @@ reconnect; a reconnect re-seeds the transcript (quoted, hostile text included) a
 the store holds it; a tool call and its result survive a reconnect; the outage
 buffer keeps the newest audio, input that can wait is never dropped; out of
 retries or never connecting ends the session by itself; a refused key is one
-final error; cancellation at any point -- streaming, backing off, reconnecting,
-inside the handshake, or at a hypothesis-chosen moment -- leaves no task and no
-socket behind (unclosed sockets fail the test through ``ResourceWarning``).
+final error, and a key refused during an outage reports the audio it strands;
+cancellation at any point -- streaming, backing off, reconnecting, inside the
+handshake, or at a hypothesis-chosen moment -- leaves no task and no socket behind
+(unclosed sockets fail the test through ``ResourceWarning``).
 
 Protocol-specific session tests stay in test_openai_session.py,
 test_gemini_session.py, test_provider_link.py and test_session_store.py.
@@ -22,6 +23,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import attrs
 import numpy as np
 import pytest
 import trio
@@ -47,6 +49,7 @@ from voxtrio.codecs.convert import convert_oneshot
 from voxtrio.codecs.transcript import UserItem
 
 from .both_providers import (
+    FAST,
     PROVIDERS,
     Backend,
     Plan,
@@ -389,6 +392,54 @@ async def test_a_refused_key_is_one_final_error(backend: Backend) -> None:
     assert backend.key not in errors[0].message
     assert backend.refusal in errors[0].message
     assert not recorder.of(SessionReconnecting)
+
+
+async def test_a_key_refused_during_an_outage_reports_the_audio_it_strands(
+    backend: Backend,
+) -> None:
+    """The connection is lost; while the provider is away (503) the app sends 0.5 s
+    of audio, which waits in the link's outbox; then the provider comes back and
+    refuses the key for good (OpenAI: HTTP 401; Gemini: close 1008). That audio will
+    never go out: the app gets ``AudioDropped(edge="link_buffer")`` for exactly it,
+    before the final error, and received + dropped == sent."""
+    fmt = backend.fmt
+    a, b = noise(0.4, 1, fmt), noise(0.5, 2, fmt)
+    with trio.fail_after(30):
+        async with (
+            backend.serve((Plan(resumption=False),), Plan(reject_status=503)) as server,
+            session_for(server, reconnect=attrs.evolve(FAST, max_attempts=10_000)) as (
+                session,
+                recorder,
+            ),
+        ):
+            await push(session, a, fmt)
+            await server.wait_for_audio(len(a))
+            await server.current.close(1011)
+            await recorder.wait_for_error("connection_lost")
+            await push(session, b, fmt)  # while nobody can connect
+            await trio.testing.wait_all_tasks_blocked()
+            assert session.stats().edges["convert"].queued == 0  # all in the link
+            server.server.api_key = "sk-revoked-0000"  # the app's key is refused now
+            server.set_default(Plan())
+            await recorder.ended.wait()
+            sent = session.stats().edges["convert"].samples
+    assert [c.rejected_status for c in server.connections][-1] == (
+        401 if backend.name == "openai" else None
+    )
+    (dropped,) = drops(recorder)
+    assert (dropped.edge, dropped.samples, dropped.frames) == (
+        "link_buffer",
+        len(b),
+        len(b) // frame(backend),
+    )
+    assert dropped.total_frames == dropped.frames
+    final = recorder.events[-1]
+    assert isinstance(final, ErrorEvent)
+    assert not final.recoverable
+    assert backend.refusal in final.message
+    assert recorder.events.index(dropped) < recorder.events.index(final)
+    assert server.received() == len(a)
+    assert server.received() + dropped.samples == sent == len(a) + len(b)
 
 
 # ------------------------------------------------------------------ cancellation

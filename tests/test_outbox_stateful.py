@@ -17,7 +17,10 @@ resume or not. A plain model says what must have happened; the invariants:
   within the retention budget unless the oldest kept entry holds a control;
 * released audio is delivered when consumed, dropped on a resumption; a control
   is never released;
-* a text is offered as a first write exactly once.
+* a text is offered as a first write exactly once;
+* giving up (abandon, with no connection up) returns exactly what waited, in
+  order, and counts its audio as dropped: what is abandoned + what was delivered
+  + what the outage budget dropped == what was put.
 
 The retention budget is drawn per run (below, at or above the outage budget), so
 runs with and without releases are both explored.
@@ -71,6 +74,7 @@ class OutboxMachine(RuleBasedStateMachine):
         self.released: list[tuple[int, list[AudioFrame]]] = []  # (last index, frames)
         self.delivered: list[Item] = []
         self.dropped: list[AudioFrame] = []
+        self.abandoned: list[Item] = []
         self.first_writes: list[SendText] = []
 
     @initialize(kept_budget_s=st.sampled_from(KEPT_BUDGETS_S))
@@ -202,6 +206,23 @@ class OutboxMachine(RuleBasedStateMachine):
         self.released = []
         self.connected = self.retain = False
 
+    # ------------------------------------------------------------- giving up
+
+    @precondition(lambda self: not self.connected)
+    @rule()
+    def abandon(self) -> None:
+        gone = self.box.abandon()
+        assert [id(i) for i in gone] == [id(i) for i, _ in self.waiting]  # in order
+        self.abandoned += [i for i, _ in self.waiting]
+        self.waiting = []
+        assert len(self.box) == 0
+        assert self.box.audio_s == 0
+        # Nothing kept or released with no connection up: every input is accounted.
+        assert not self.unconfirmed
+        assert not self.released
+        accounted = self.abandoned + self.delivered + self.dropped
+        assert sorted(map(id, accounted)) == sorted(map(id, self.put_items))
+
     # ------------------------------------------------------------- invariants
 
     @invariant()
@@ -212,6 +233,7 @@ class OutboxMachine(RuleBasedStateMachine):
             + [f for _, frames in self.released for f in frames]
             + self.delivered
             + list(self.dropped)
+            + self.abandoned
         )
         assert sorted(map(id, places)) == sorted(map(id, self.put_items))
 
@@ -227,8 +249,9 @@ class OutboxMachine(RuleBasedStateMachine):
 
     @invariant()
     def drops_are_counted_once(self) -> None:
-        assert self.drops.frames == len(self.dropped)
-        assert self.drops.samples == sum(f.samples for f in self.dropped)
+        lost = self.dropped + [i for i in self.abandoned if isinstance(i, AudioFrame)]
+        assert self.drops.frames == len(lost)
+        assert self.drops.samples == sum(f.samples for f in lost)
 
     @invariant()
     def the_outbox_agrees_with_the_model(self) -> None:
@@ -369,3 +392,26 @@ def test_a_control_is_never_released() -> None:
     rest = box.peek(10)
     assert isinstance(rest.message, FrameBatch)
     assert rest.message.frames == tuple(after)
+
+
+def test_abandon_counts_what_waited_to_be_resent() -> None:
+    """Giving up after a connection whose session was to resume: the inputs put
+    back for the resend (their exact wire messages, and a text written before) are
+    abandoned with what never went out, in order, and every frame among them is
+    counted as dropped once; the outbox is empty after."""
+    drops = DropCounter("link_buffer")
+    box = Outbox(BUDGET_S, drops)
+    box.connection_up(retain=True)
+    written, text, waiting = _frames(2), SendText("hello"), _frames(3)
+    box.put(FrameBatch(tuple(written)))
+    box.put(text)
+    peeked = box.peek(10)
+    box.pop(peeked.count, ["wire 0", "wire 1"])  # kept as they were written
+    peeked = box.peek(10)
+    box.pop(peeked.count, ["wire 2"])  # the text
+    box.connection_down(resume=True)  # both wait to be resent
+    box.put(FrameBatch(tuple(waiting)))
+    gone = box.abandon()
+    assert gone == (*written, text, *waiting)
+    assert (drops.frames, drops.samples) == (5, 5 * 320)
+    assert (len(box), box.audio_s, box.full()) == (0, 0, False)

@@ -17,7 +17,7 @@ import json
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,8 @@ import numpy as np
 import pytest
 import trio
 import trio.testing
+import wsproto
+import wsproto.events
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -367,3 +369,176 @@ async def test_a_trusted_certificate_passes_and_an_early_hang_up_is_retried(
     assert [(e.code, e.recoverable) for e in errors] == [("connection_failed", False)]
     assert "websocket handshake" in errors[0].message
     assert [e.attempt for e in events if isinstance(e, SessionReconnecting)] == [1, 2]
+
+
+# ----------------------------------------------------- giving up loses nothing silently
+
+
+@asynccontextmanager
+async def gated_refusals(status: int, gate: trio.Event) -> AsyncIterator[tuple[str, list[int]]]:
+    """A websocket server on 127.0.0.1 that refuses every handshake with ``status``,
+    each only once ``gate`` is set (so a test decides when the link runs out).
+    Yields its URL and a list with the number of handshakes it refused."""
+    refused = [0]
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+            while not any(isinstance(e, wsproto.events.Request) for e in ws.events()):
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                ws.receive_data(data)
+            await gate.wait()
+            await stream.send_all(ws.send(wsproto.events.RejectConnection(status_code=status)))
+            refused[0] += 1
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime", refused
+        nursery.cancel_scope.cancel()
+
+
+async def link_until_it_gives_up(
+    inputs: Sequence[LinkInput],
+    status: int,
+    policy: ReconnectPolicy,
+    *,
+    live_input: bool,
+    events_buffer: int = 100,
+) -> list[Event]:
+    """Run the link alone against :func:`gated_refusals`: ``inputs`` are queued
+    before it starts; the server refuses only once everything stopped moving (the
+    link took what it could), and the events are read only once everything stopped
+    moving again after that. Returns every event, up to the link's end."""
+    gate = trio.Event()
+    async with gated_refusals(status, gate) as (url, refused):
+        input_tx, input_rx = trio.open_memory_channel[LinkInput](len(inputs))
+        events_tx, events_rx = trio.open_memory_channel[Event](events_buffer)
+        for msg in inputs:
+            input_tx.send_nowait(msg)
+
+        async def instructions() -> str:
+            raise AssertionError("no connection is ever up")
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(
+                    provider_link.run,
+                    input_rx,
+                    events_tx,
+                    name="openai",
+                    codec_factory=OpenAIRealtimeCodec,
+                    target=ConnectTarget(url, headers=auth_headers(KEY), secrets=(KEY,)),
+                    instructions=instructions,
+                    policy=policy,
+                    live_input=live_input,
+                )
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+            # A refusal for good ends the link before anything else moves.
+            await trio.testing.wait_all_tasks_blocked()
+            got = [event async for event in events_rx]
+        assert refused[0] == (policy.max_attempts if status == 503 else 1)
+    return got
+
+
+def batches(seconds: float, per_batch: int = 10) -> list[FrameBatch]:
+    """``seconds`` of noise in 20 ms frames, ``per_batch`` frames a batch."""
+    frames = [
+        AudioFrame.from_pcm(chunk, OPENAI, pts=i * 480)
+        for i, chunk in enumerate(np.split(noise(seconds, 3), round(seconds * 50)))
+    ]
+    return [FrameBatch(tuple(frames[i : i + per_batch])) for i in range(0, len(frames), per_batch)]
+
+
+@pytest.mark.parametrize("live", [True, False])
+async def test_out_of_retries_the_audio_never_sent_is_reported_before_the_final_error(
+    live: bool,
+) -> None:
+    """The link never connects (503 until it runs out of retries) with 1 s of audio
+    (five batches of ten 20 ms frames) and an end of input given, and a 0.3 s
+    outage buffer.
+
+    Live audio: the outage buffer drops the oldest 35 frames as they come (a report
+    per batch); the newest 15 wait in the outbox until the link gives up, and are
+    reported before the final error. A file (not live): the outbox takes two
+    batches (0.4 s: then it is full), the pump holds the third, two wait in the
+    input channel; all 50 frames are reported before the final error."""
+    policy = ReconnectPolicy(
+        initial_backoff_s=0.01, max_backoff_s=0.02, max_attempts=3, outage_buffer_s=0.3
+    )
+    with trio.fail_after(30):
+        got = await link_until_it_gives_up(
+            [*batches(1.0), voxtrio.messages.EndOfInput()], 503, policy, live_input=live
+        )
+    final = got[-1]
+    assert isinstance(final, ErrorEvent)
+    assert (final.code, final.recoverable) == ("connection_failed", False)
+    assert "after 3 failed attempts" in final.message
+    reported = [e for e in got if isinstance(e, voxtrio.AudioDropped)]
+    assert all(d.edge == "link_buffer" for d in reported)
+    assert got[-2] is reported[-1]  # right before the final error
+    assert [type(e) for e in got[-4:-2]] == [SessionReconnecting] * 2
+    assert reported[-1].total_frames == 50  # dropped by policy + never sent == all
+    assert sum(d.frames for d in reported) == 50
+    assert sum(d.samples for d in reported) == 50 * 480
+    if live:
+        assert [d.frames for d in reported] == [5, 10, 10, 10, 15]  # by policy, then the end
+    else:
+        assert len(reported) == 1  # nothing dropped by policy: a file waits
+
+
+async def test_refused_for_good_while_a_drop_report_waits_to_go_out() -> None:
+    """Nobody reads the link's events when the outage buffer drops live audio, so
+    the pump's first report (5 frames) waits to go out and the pump takes no more;
+    then the key is refused (401). The report cut short by the link's end is not
+    lost: one AudioDropped counts all 50 frames (the 5 dropped by the buffer, the
+    15 in the outbox, the 30 still in the input channel), then the final error."""
+    policy = ReconnectPolicy(initial_backoff_s=0.01, max_attempts=3, outage_buffer_s=0.3)
+    with trio.fail_after(30):
+        got = await link_until_it_gives_up(
+            batches(1.0), 401, policy, live_input=True, events_buffer=0
+        )
+    assert [type(e).__name__ for e in got] == ["AudioDropped", "ErrorEvent"]
+    dropped, final = got
+    assert isinstance(dropped, voxtrio.AudioDropped)
+    assert isinstance(final, ErrorEvent)
+    assert (dropped.frames, dropped.samples, dropped.total_frames) == (50, 50 * 480, 50)
+    assert (final.code, final.recoverable) == ("handshake_rejected", False)
+    assert KEY not in final.message
+
+
+async def test_a_deliberate_close_reports_no_drop() -> None:
+    """The app closes (the link is cancelled) while its audio waits for a
+    connection: not a loss to report -- no AudioDropped, no final error."""
+    gate = trio.Event()  # never set: every handshake waits
+    with trio.fail_after(30):
+        async with gated_refusals(503, gate) as (url, _):
+            input_tx, input_rx = trio.open_memory_channel[LinkInput](10)
+            events_tx, events_rx = trio.open_memory_channel[Event](100)
+            for batch in batches(0.4):
+                input_tx.send_nowait(batch)
+
+            async def instructions() -> str:
+                raise AssertionError("no connection is ever up")
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    partial(
+                        provider_link.run,
+                        input_rx,
+                        events_tx,
+                        name="openai",
+                        codec_factory=OpenAIRealtimeCodec,
+                        target=ConnectTarget(url, headers=auth_headers(KEY), secrets=(KEY,)),
+                        instructions=instructions,
+                        policy=FAST,
+                    )
+                )
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()  # the session closing
+            got = [event async for event in events_rx]
+    assert got == []

@@ -308,10 +308,21 @@ class ToolResult:
 
 @attrs.frozen
 class AudioDropped:
-    """Live audio was dropped on a full edge, by policy. Counts are since the last report.
+    """Audio was dropped and will never reach its destination. Counts are since the
+    last report.
+
+    Either live audio dropped on a full edge, by policy (the capture's buffer, the
+    link's outage buffer, playback), or -- ``edge="link_buffer"`` -- input audio the
+    provider link held and never delivered when it gave up for good (refused for
+    good, out of retries): that report comes right before the link's final,
+    non-recoverable ``ErrorEvent``, and counts what waited in the link's outbox or
+    was kept to be resent, exactly. A deliberate close of the session reports no
+    drop for what was still queued.
 
     ``edge`` names where (``capture``, ``link_buffer``, ``playback``);
-    ``total_frames`` counts every drop on that edge so far.
+    ``frames`` and ``samples`` (per channel) count the audio dropped since the
+    previous report on that edge; ``total_frames`` counts every drop on that edge
+    so far.
     """
 
     edge: str

@@ -37,8 +37,10 @@ Life of a link::
                                 │  a close once that window opened is the
                                 │  scheduled end ("session_expired"), no fault
                                 └─ refused for good (the codec's verdict on the
-                                   HTTP status or close code) ─▶ one ErrorEvent
-                                   (not recoverable), no retry, the link ends
+                                   HTTP status or close code), or out of retries
+                                   ─▶ AudioDropped for the audio never delivered
+                                   (if any) ─▶ one ErrorEvent (not recoverable),
+                                   no retry, the link ends
 
 **Moves** (goAway, a session's time limit) close the old connection before
 opening the new one. The writer first stops at an input boundary, so every input
@@ -141,6 +143,15 @@ async def run(
     Reports readiness at once: audio sent before the first connection is up waits
     in the outbox. Returns after a non-recoverable ``ErrorEvent`` (refused for good,
     out of retries). Closes ``events`` on exit.
+
+    **Giving up loses nothing silently.** Before that final error, the input audio
+    the link took or was given and will never deliver -- waiting in the outbox,
+    kept to be resent, held while the outbox was full, or waiting in ``receive``
+    -- is reported as one ``AudioDropped(edge="link_buffer")`` with its exact
+    frames and samples (see :meth:`~voxtrio.actors.link.connection.Link.end`).
+    Audio still upstream (converting, or sent into ``receive`` while the session
+    shuts down) is not counted. A deliberate close (the session closing, which
+    cancels the link) reports nothing: the app chose to stop.
     """
     # (Long only for its docstring, which is the link's contract with the session.)
     link = Link(
@@ -153,11 +164,11 @@ async def run(
         live_input=live_input,
         base_instructions=base_instructions,
     )
-    with events, secrets_redacted(target.secrets):
+    with events, receive, secrets_redacted(target.secrets):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(link.pump, receive)
             task_status.started()
-            await serve(
+            verdict = await serve(
                 link.connection,
                 name=name,
                 policy=link.policy,
@@ -167,3 +178,4 @@ async def run(
                 redact=target.redact,
             )
             nursery.cancel_scope.cancel()
+        await link.end(verdict, receive)  # the pump has stopped

@@ -21,6 +21,7 @@ from ...codecs.wire import (
     excerpt,
 )
 from ...messages import (
+    AudioDropped,
     ErrorEvent,
     Event,
     InputTranscriptionFailed,
@@ -33,7 +34,7 @@ from ...messages import (
 from ..base import DropCounter, InstructionsSource
 from .activity import Activity
 from .outbox import Outbox
-from .retry import Fatal, ReconnectPolicy, Retry
+from .retry import Fatal, GaveUp, ReconnectPolicy, Retry
 from .transport import (
     ConnectFailed,
     ConnectionClosed,
@@ -124,6 +125,10 @@ class Link:
         #: Why the last connection that was up ended (SessionReconnected.reason).
         self.end_reason = ""
         self._moving: _Move | None = None  # the current connection is being moved
+        #: The input the pump took and waits to put (the outbox is full).
+        self._holding: LinkInput | None = None
+        #: A drop report the pump is sending (cut short if the link gives up).
+        self._reporting: AudioDropped | None = None
 
     # ------------------------------------------------------------- reporting
 
@@ -147,16 +152,55 @@ class Link:
 
     async def pump(self, receive: trio.MemoryReceiveChannel[LinkInput]) -> None:
         """Input channel -> outbox. Backpressure while connected (or always, for
-        input that can wait); live audio dropped oldest first while not."""
-        with receive:
-            async for msg in receive:
-                await self.outbox.wait_not_full(lambda: self.connected or not self.live_input)
-                self.outbox.put(msg)
-                if self.live_input and not self.connected:
-                    self.outbox.drop_oldest_audio()
-                    report = self.drops.report()
-                    if report is not None:
-                        await self.emit(report)
+        input that can wait); live audio dropped oldest first while not. The
+        caller owns (and closes) ``receive``: :meth:`end` reads what is left."""
+        async for msg in receive:
+            self._holding = msg
+            await self.outbox.wait_not_full(lambda: self.connected or not self.live_input)
+            self.outbox.put(msg)
+            self._holding = None
+            if self.live_input and not self.connected:
+                self.outbox.drop_oldest_audio()
+                report = self.drops.report()
+                if report is not None:
+                    self._reporting = report
+                    await self.emit(report)
+                    self._reporting = None
+
+    async def end(self, verdict: GaveUp, receive: trio.MemoryReceiveChannel[LinkInput]) -> None:
+        """The link gave up for good (refused for good, out of retries); the pump
+        has stopped. Report the input audio that will never reach the provider,
+        then the final error: one ``AudioDropped(edge="link_buffer")`` -- counting
+        what the outbox held (:meth:`Outbox.abandon`: never written, or waiting to
+        be resent to a resumed session), the input the pump held while the outbox
+        was full, what waited in ``receive`` for the pump, and drops not reported
+        yet (released audio of a session that was to resume, a report the pump
+        was sending when it stopped) -- then the non-recoverable ``ErrorEvent``, so
+        the app hears of every lost frame before the session ends. (Audio sent
+        into ``receive`` after this, while the session shuts down, is not counted.)
+
+        Not called when the session closes the link deliberately (it is cancelled
+        then): what is still queued on a close is not a loss to report.
+        """
+        if self._holding is not None:
+            self.outbox.put(self._holding)  # taken from the input: it counts
+            self._holding = None
+        while True:  # in order, after what the pump took
+            try:
+                self.outbox.put(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        self.outbox.abandon()
+        report = self.drops.report()
+        cut = self._reporting  # taken out of the counter, never received
+        if cut is not None:
+            frames = cut.frames + (report.frames if report else 0)
+            samples = cut.samples + (report.samples if report else 0)
+            report = AudioDropped(self.drops.edge, frames, samples, self.drops.frames)
+            self._reporting = None
+        if report is not None:
+            await self.emit(report)
+        await self.error(verdict.message, verdict.code, recoverable=False)
 
     # ------------------------------------------------------------- one connection
 

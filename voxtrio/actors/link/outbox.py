@@ -68,12 +68,20 @@ The rules:
   exactly the audio the resumed session never got). If the next one does not
   resume, it counts as delivered, like everything else written.
 
+* **Giving up loses nothing silently.** When the link gives up for good (refused
+  for good, out of retries), :meth:`Outbox.abandon` empties the outbox: every frame
+  still waiting -- never written, or written on a connection that is gone and
+  waiting to be resent to a resumed session that will not come -- is counted as
+  dropped, and the inputs are returned (the link reports the count as
+  ``AudioDropped`` before its final error). Not on a deliberate close (the link is
+  cancelled then, and nothing is counted).
+
 Accounting: every frame put is, at any time, in exactly one of: waiting, kept
 (written, unconfirmed, held for a resend), released (written, unconfirmed, no
 longer held: see above), delivered (written on a connection that did not retain
 it, confirmed, or written on a connection after which the session did not resume),
-or counted as dropped (by the outage budget, or released and not consumed before a
-resumption).
+or counted as dropped (by the outage budget, released and not consumed before a
+resumption, or abandoned when the link gave up).
 """
 
 from __future__ import annotations
@@ -433,6 +441,28 @@ class Outbox:
                 kept.append(item)
         self._items = kept
         self._wake()
+
+    def abandon(self) -> tuple[AudioFrame | LinkInput, ...]:
+        """The link gave up for good: empty the outbox, count every frame in it as
+        dropped, and return, in order, the inputs it held -- what waited to be
+        written and what waited to be written again (a resend's inputs, a control
+        written before). Call it with no connection up: :meth:`connection_down` has
+        then settled what was kept (resent, delivered or dropped)."""
+        assert not self._sent, "abandon() while connected"
+        assert not self._released, "abandon() while connected"
+        gone: list[AudioFrame | LinkInput] = []
+        for item in self._items:
+            if isinstance(item, _Resend):
+                gone.extend(item.items)
+            else:
+                gone.append(_unwrap(item))
+        frames = [i for i in gone if isinstance(i, AudioFrame)]
+        if frames:
+            self.drops.count(sum(f.samples for f in frames), len(frames))
+        self._items.clear()
+        self._waiting_ns = 0
+        self._wake()
+        return tuple(gone)
 
     # ----------------------------------------------------------------- waiting
 

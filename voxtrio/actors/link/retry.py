@@ -3,7 +3,9 @@
 Whether a refused handshake or a closed connection is worth another attempt is the
 codec's call (``codec.classify_rejection``, ``codec.classify_close``); a connection
 decides and raises :class:`Retry` or :class:`Fatal`, and :func:`serve` only counts
-attempts, backs off, and reports.
+attempts, backs off, and reports. When it gives up it returns a :class:`GaveUp`
+instead of reporting the final error itself: the link first reports the audio that
+will never go out (:meth:`~voxtrio.actors.link.connection.Link.end`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import trio
 
 from ...messages import Event, SessionReconnecting
 
-__all__ = ["Fatal", "ReconnectPolicy", "Retry", "serve"]
+__all__ = ["Fatal", "GaveUp", "ReconnectPolicy", "Retry", "serve"]
 
 log = logging.getLogger("voxtrio.link")
 
@@ -144,6 +146,16 @@ class Fatal(Exception):
         self.code = code
 
 
+@attrs.frozen
+class GaveUp:
+    """How a link that gave up for good ended (refused for good, or out of
+    retries): the message and code of its final, non-recoverable ``ErrorEvent``
+    (the message not redacted yet)."""
+
+    message: str
+    code: str
+
+
 #: One connection's life: ``(attempt, reconnecting)``; ends by raising Retry or Fatal.
 Connect = Callable[[int, bool], Awaitable[None]]
 #: Reports an error: ``(message, code, recoverable)``.
@@ -159,8 +171,12 @@ async def serve(
     emit: Callable[[Event], Awaitable[None]],
     error: ReportError,
     redact: Callable[[str], str],
-) -> None:
+) -> GaveUp:
     """Connect, run, reconnect; returns when the link gives up or is refused for good.
+
+    Returns how it ended; the caller reports the final error (after what was lost:
+    see :meth:`~voxtrio.actors.link.connection.Link.end`). A cancellation (the
+    session closing) ends it with no verdict.
 
     ``max_attempts`` bounds the consecutive failed attempts: from the start, the
     first attempt counts; after a lost connection, the reconnect attempts do. A
@@ -186,8 +202,7 @@ async def serve(
             await connect(retry, reconnecting)
         except Fatal as exc:
             log.error("%s: %s; not retrying", name, redact(str(exc)))
-            await error(str(exc), exc.code, False)
-            return
+            return GaveUp(str(exc), exc.code)
         except Retry as exc:
             reason = str(exc)
             planned = exc.planned and exc.was_up
@@ -203,10 +218,8 @@ async def serve(
             failures += 1
             if failures >= policy.max_attempts:
                 log.error("%s: giving up after %d failed attempts", name, failures)
-                await error(
+                return GaveUp(
                     f"giving up on {name} after {failures} failed attempts: {reason}",
                     "connection_failed",
-                    False,
                 )
-                return
             retry += 1
