@@ -47,10 +47,10 @@ import numpy as np
 import trio
 
 from voxtrio.codecs.g711 import mulaw_encode
-from voxtrio.testing import ConnectionScript, open_openai_loopback
+from voxtrio.testing import ConnectionScript, open_openai_loopback, open_serve_worker
+from voxtrio.testing.processes import StderrFile, failure, first_line
 from voxtrio.testing.telephony import TelephonyCall, open_telephony_call
 
-from .children import StderrFile, failure, first_line
 from .results import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,30 +99,6 @@ async def provider() -> AsyncIterator[tuple[str, trio.Process, list[dict[str, An
                 buf += chunk
             report.append(json.loads(buf))
             with trio.fail_after(10):
-                await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                with trio.CancelScope(shield=True):
-                    await proc.wait()
-
-
-@contextlib.asynccontextmanager
-async def worker(provider_url: str, db: str, max_calls: int) -> AsyncIterator[tuple[str, int]]:
-    """A `voxtrio serve` process: its URL and pid. SIGTERM (drain) at the end."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), VOXTRIO_DB=db, OPENAI_API_KEY="test")
-    cmd = [sys.executable, "-m", "voxtrio", "serve", "--port", "0", "--max-calls",
-           str(max_calls), "--provider", "openai", "--base-url", provider_url,
-           "--drain-timeout", "5"]  # fmt: skip
-    with StderrFile() as stderr:
-        proc = await trio.lowlevel.open_process(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=stderr.file
-        )
-        try:
-            line = await first_line(proc, "the worker", stderr)
-            yield line.split()[1].decode(), proc.pid
-            proc.terminate()
-            with trio.fail_after(20):
                 await proc.wait()
         finally:
             if proc.returncode is None:
@@ -205,8 +181,9 @@ async def capacity_run(calls: int, seconds: float, db: str) -> dict[str, float]:
     offset = time.monotonic() - trio.current_time()
     async with (
         provider() as (provider_url, _, report),
-        worker(provider_url, db, calls + 5) as (url, pid),
+        open_serve_worker(provider_url, db, calls + 5) as (url, proc),
     ):
+        pid = proc.pid
         await warm_up(url)
         sends: list[list[tuple[float, int]]] = [[] for _ in range(calls)]
         boxes: list[list[TelephonyCall]] = [[] for _ in range(calls)]
@@ -279,7 +256,10 @@ async def resume_run(dsn: str, resumes: int) -> list[float]:
     times: list[float] = []
     async with open_openai_loopback(default_script=script, api_key="test") as loopback:
         url = loopback.url
-        async with worker(url, dsn, 10) as (url_a, _), worker(url, dsn, 10) as (url_b, _):
+        async with (
+            open_serve_worker(url, dsn, 10) as (url_a, _),
+            open_serve_worker(url, dsn, 10) as (url_b, _),
+        ):
             for i in range(resumes):
                 sid = f"CA{uuid.uuid4().hex}"
                 async with open_telephony_call(url_a, call_sid=sid) as call:

@@ -67,9 +67,9 @@ from voxtrio.testing import (
     OpenAILoopback,
     open_openai_loopback,
 )
+from voxtrio.testing.processes import ChildFailed, StderrFile, failure
 
 from .bench_store_shared import TimedSqliteStore
-from .children import ChildFailed, StderrFile, failure
 
 __all__ = ["LoadPlan", "LoadResult", "count_tasks", "open_fds", "rss_mb", "run_load"]
 

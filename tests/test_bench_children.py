@@ -1,4 +1,4 @@
-"""The benchmarks' child processes (:mod:`benchmarks.children`), with real
+"""Child processes of tests and benchmarks (:mod:`voxtrio.testing.processes`), with real
 subprocesses (``sys.executable -c ...``): the listening line is read and nothing
 after it; a child that exits first, or never prints, is a ``ChildFailed`` naming it,
 its exit code and the end of its stderr; the load harness stops at once when its
@@ -17,15 +17,17 @@ import pytest
 import trio
 
 from benchmarks import load_harness
-from benchmarks.children import TAIL_CHARS, ChildFailed, StderrFile, first_line
 from benchmarks.load_harness import LoadPlan, run_load
+from voxtrio.testing.processes import TAIL_CHARS, ChildFailed, StderrFile, first_line
 
 
 @asynccontextmanager
-async def child(code: str) -> AsyncIterator[tuple[trio.Process, StderrFile]]:
-    """``python -c code`` with its stdout piped and its stderr in a StderrFile;
-    killed (if still running) and reaped on the way out."""
-    with StderrFile() as stderr:
+async def child(
+    code: str, secrets: tuple[str, ...] = ()
+) -> AsyncIterator[tuple[trio.Process, StderrFile]]:
+    """``python -c code`` with its stdout piped and its stderr in a StderrFile (that
+    redacts ``secrets``); killed (if still running) and reaped on the way out."""
+    with StderrFile(secrets) as stderr:
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr.file
         )
@@ -83,6 +85,22 @@ async def test_a_child_that_never_prints_times_out() -> None:
     failed = caught.value
     assert failed.returncode is None
     assert str(failed).startswith("the worker printed no line within 0.2 s")
+
+
+async def test_the_secrets_it_was_given_are_never_quoted() -> None:
+    """A child that writes a password to its stderr and exits: the ChildFailed quotes
+    its stderr with ``***`` where the password was; nor is it in the StderrFile's repr."""
+    secret = "pw-Zq81xK-secret"
+    code = f"import sys; sys.stderr.write('FATAL: dsn=u:{secret}@db\\n'); sys.exit(3)"
+    with trio.fail_after(30):
+        async with child(code, secrets=(secret, "")) as (proc, stderr):
+            assert secret not in repr(stderr)
+            with pytest.raises(ChildFailed) as caught:
+                await first_line(proc, "the worker", stderr, timeout_s=20)
+    assert caught.value.returncode == 3
+    assert caught.value.stderr == "FATAL: dsn=u:***@db"
+    assert secret not in str(caught.value)
+    assert "dsn=u:***@db" in str(caught.value)
 
 
 @pytest.fixture

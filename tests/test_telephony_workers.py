@@ -6,67 +6,36 @@ a bounded load run with random drops loses no turn."""
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import trio
 
 import voxtrio
 from voxtrio.codecs.transcript import AssistantItem, UserItem
-from voxtrio.testing import ConnectionScript, OpenAILoopback, open_openai_loopback
+from voxtrio.testing import (
+    ConnectionScript,
+    OpenAILoopback,
+    open_openai_loopback,
+    open_serve_worker,
+)
 from voxtrio.testing.telephony import TelephonyCall, open_telephony_call, wav_to_mulaw
 
 from .telephony_helpers import HELLO
 
 pytestmark = pytest.mark.postgres
-ROOT = Path(__file__).resolve().parents[1]
 UTTERANCE = wav_to_mulaw(HELLO)
 REPLY_MS = 400
 
 
 @contextlib.asynccontextmanager
-async def worker_process(
-    dsn: str, loopback: OpenAILoopback, max_calls: int = 50
-) -> AsyncIterator[tuple[str, trio.Process]]:
-    """A `voxtrio serve` subprocess and its media-stream URL; SIGTERM at the end, after
-    which it must exit 0 (drained)."""
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(ROOT),
-        VOXTRIO_DB=dsn,  # the DSN (with its password) stays out of argv
-        OPENAI_API_KEY="test",
-    )
-    cmd = [sys.executable, "-m", "voxtrio", "serve", "--port", "0", "--max-calls", str(max_calls),
-           "--provider", "openai", "--base-url", loopback.url, "--drain-timeout", "5"]
-    proc = await trio.lowlevel.open_process(cmd, env=env, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    try:
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = await proc.stdout.receive_some(1)
-            assert chunk, "the worker exited before listening"
-            line += chunk
-        assert line.startswith(b"listening ws://"), line
-        yield line.split()[1].decode(), proc
-        proc.terminate()  # SIGTERM: drain
-        with trio.fail_after(15):
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            with trio.CancelScope(shield=True):
-                await proc.wait()
-
-
-@contextlib.asynccontextmanager
 async def worker(dsn: str, loopback: OpenAILoopback, max_calls: int = 50) -> AsyncIterator[str]:
-    async with worker_process(dsn, loopback, max_calls) as (url, _):
+    """A `voxtrio serve` worker's URL; SIGTERM at the end, after which it must exit 0
+    (drained)."""
+    serving = open_serve_worker(loopback.url, dsn, max_calls, require_clean_exit=True)
+    async with serving as (url, _):
         yield url
 
 
@@ -179,11 +148,12 @@ async def test_load_run_of_100_calls_over_two_workers(pg_dsn: str) -> None:
 async def test_sigterm_drains_a_worker_and_lets_the_live_call_finish(pg_dsn: str) -> None:
     with trio.fail_after(60):
         call_sid = f"CA{uuid.uuid4().hex}"
-        async with open_openai_loopback(
-            default_script=ConnectionScript(reply_ms=REPLY_MS), api_key="test"
-        ) as loopback, worker_process(pg_dsn, loopback) as (url, proc), open_telephony_call(
-            url, call_sid=call_sid
-        ) as live:
+        script = ConnectionScript(reply_ms=REPLY_MS)
+        async with (
+            open_openai_loopback(default_script=script, api_key="test") as loopback,
+            open_serve_worker(loopback.url, pg_dsn, require_clean_exit=True) as (url, proc),
+            open_telephony_call(url, call_sid=call_sid) as live,
+        ):
             await one_turn(live)
             proc.terminate()  # SIGTERM while the call is live
             assert proc.stdout is not None

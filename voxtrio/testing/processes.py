@@ -1,10 +1,12 @@
-"""The benchmarks' child processes (a loopback provider, ``voxtrio serve`` workers, the
-load harness's servers): their stderr kept to quote, their "listening" line read, and
-their death turned into one exception that says who died, how, and what it said.
+"""Child processes of tests and benchmarks (a loopback provider, ``voxtrio serve``
+workers -- :mod:`voxtrio.testing.serve_worker` --, the load harness's servers): their
+stderr kept to quote, their "listening" line read, and their death turned into one
+exception that says who died, how, and what it said.
 
 * :class:`StderrFile` -- a child's stderr goes to a temporary file, not a pipe:
   nobody has to read it while the child runs (a full pipe would block the child),
-  and its tail can be quoted when the child fails.
+  and its tail can be quoted when the child fails (with the secrets it was given,
+  such as a DSN's password, replaced by ``***``).
 * :func:`first_line` -- the child's first stdout line (its address), with a
   timeout; a child that exits (or stays silent) first is a :class:`ChildFailed`.
 * :func:`failure` -- the :class:`ChildFailed` for a child that died.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from types import TracebackType
 
 import trio
@@ -44,17 +47,33 @@ class ChildFailed(RuntimeError):
 
 class StderrFile:
     """A temporary file to pass as a child's ``stderr`` (use it as a context manager:
-    the file is closed and gone on exit); :meth:`tail` reads what the child wrote."""
+    the file is closed and gone on exit); :meth:`tail` reads what the child wrote.
 
-    def __init__(self) -> None:
+    ``secrets`` (say, a DSN's password) are replaced by ``***`` in whatever this
+    quotes (:meth:`redact`), so a child that prints one does not put it in an
+    exception message. They are kept only in a private attribute, never in a repr."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __repr__(self) -> str:
+        return f"<StderrFile fd={self.file.fileno() if not self.file.closed else None}>"
+
+    def redact(self, text: str) -> str:
+        """``text`` with each secret replaced by ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def tail(self, chars: int = TAIL_CHARS) -> str:
-        """The last ``chars`` characters written so far, stripped."""
+        """The last ``chars`` characters written so far, stripped, secrets redacted."""
         fd = self.file.fileno()
         size = os.fstat(fd).st_size
-        start = max(0, size - 4 * chars)  # bytes enough for ``chars`` UTF-8 characters
-        text = os.pread(fd, size - start, start).decode("utf-8", "replace")
+        # bytes enough for ``chars`` UTF-8 characters, and for a secret cut at the start
+        extra = max((len(s.encode()) for s in self._secrets), default=0)
+        start = max(0, size - 4 * chars - extra)
+        text = self.redact(os.pread(fd, size - start, start).decode("utf-8", "replace"))
         return text[-chars:].strip()
 
     def close(self) -> None:
@@ -112,5 +131,10 @@ async def first_line(
                 raise failure(proc, name, stderr, None) from None
             line += chunk
         return line
-    said = f" (it printed {line[-200:]!r})" if line else ""
+    said = ""
+    if line:
+        printed = line[-200:].decode("utf-8", "replace")
+        if stderr is not None:
+            printed = stderr.redact(printed)
+        said = f" (it printed {printed!r})"
     raise failure(proc, name, stderr, f"printed no line within {timeout_s:g} s{said}")
