@@ -43,3 +43,18 @@ async def test_a_worker_that_exits_before_listening_is_a_child_failed() -> None:
     assert str(failed).startswith("the worker exited with code 2")
     assert "--max-calls" in failed.stderr
     assert PASSWORD not in str(failed)
+
+
+async def test_a_sigterm_right_after_the_listening_line_drains() -> None:
+    """``voxtrio serve`` handles SIGTERM before it prints its listening line: a
+    SIGTERM at once drains it (exit 0), never kills it (-15). Before the fix the
+    handler went in after the line, and about 4 in 10 such starts died with -15."""
+    with trio.fail_after(120):
+        async with open_openai_loopback(
+            default_script=ConnectionScript(), api_key="test"
+        ) as loopback:
+            for _ in range(5):
+                async with open_serve_worker(loopback.url, DSN, 3) as (_url, proc):
+                    proc.terminate()
+                    code = await proc.wait()
+                assert code == 0, code

@@ -75,23 +75,25 @@ async def _serve(
     instructions: str | None,
     drain_timeout: float,
 ) -> None:
-    async with _factory(*factory_args) as factory, trio.open_nursery() as nursery:
-        server: MediaStreamServer = await nursery.start(
-            partial(
-                serve_media_streams,
-                factory,
-                host=host,
-                port=port,
-                max_calls=max_calls,
-                store=store,
-                instructions=instructions,
+    # The signal handlers go in before the listening line is printed: whoever started
+    # this process may send SIGTERM as soon as it reads that line, and it must drain.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with _factory(*factory_args) as factory, trio.open_nursery() as nursery:
+            server: MediaStreamServer = await nursery.start(
+                partial(
+                    serve_media_streams,
+                    factory,
+                    host=host,
+                    port=port,
+                    max_calls=max_calls,
+                    store=store,
+                    instructions=instructions,
+                )
             )
-        )
-        click.echo(f"listening {server.url}")
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             nursery.start_soon(_drain_on_signal, server, signals, drain_timeout)
+            click.echo(f"listening {server.url}")
             await server.wait_drained()
-        nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
     aclose = getattr(store, "aclose", None)
     if aclose is not None:
         await aclose()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -44,34 +43,6 @@ def _db_secrets(db: str) -> list[str]:
     except Exception:  # no psycopg, or not a DSN it can parse: hide all of it
         return [db]
     return [str(password)] if password else []
-
-
-def _catches(pid: int, signum: int) -> bool | None:
-    """Whether process ``pid`` has a handler for ``signum`` (its ``SigCgt`` mask in
-    ``/proc``); None where that cannot be known (no such file: not Linux, or gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    return None
-
-
-async def _until_catching_sigterm(
-    proc: trio.Process, name: str, stderr: StderrFile, timeout_s: float
-) -> None:
-    """Wait until the worker handles SIGTERM. It prints its listening line just
-    before it installs the handler, so a SIGTERM sent at once could still kill it
-    outright (exit -15, no drain); after this, a SIGTERM means drain."""
-    with trio.move_on_after(timeout_s):
-        while _catches(proc.pid, signal.SIGTERM) is False:
-            if proc.poll() is not None:
-                raise failure(proc, name, stderr)
-            await trio.sleep(0.002)
-        return
-    raise failure(proc, name, stderr, f"did not handle SIGTERM within {timeout_s:g} s")
 
 
 def _pythonpath() -> str:
@@ -109,8 +80,8 @@ async def open_serve_worker(
 
     Yields:
         ``(url, process)``: its ``ws://127.0.0.1:PORT/...`` URL and the process,
-        once it handles SIGTERM (on Linux: its ``/proc`` signal mask says so), so
-        a SIGTERM from then on drains it rather than killing it. The
+        once it listens; ``voxtrio serve`` handles SIGTERM before it says so, so a
+        SIGTERM from then on drains it rather than killing it. The
         block may signal it itself (the process's stdout is still a pipe to read what
         it says after the listening line, such as ``draining: ...``).
 
@@ -134,7 +105,6 @@ async def open_serve_worker(
             if not line.startswith(b"listening ws://"):
                 printed = stderr.redact(line[:200].decode("utf-8", "replace"))
                 raise failure(proc, name, stderr, f"printed {printed!r}, not its listening line")
-            await _until_catching_sigterm(proc, name, stderr, listening_timeout_s)
             yield line.split()[1].decode(), proc
             proc.terminate()  # SIGTERM: drain (nothing if the block already ended it)
             with trio.move_on_after(exit_timeout_s):
