@@ -7,6 +7,10 @@ segment covers samples ``[floor(k*S), floor((k+1)*S))`` of that segment, so fram
 sizes differ from ``S`` by less than one sample and their sum never drifts
 (11 025 Hz at 20 ms alternates 220 and 221 samples).
 
+:class:`Reframer` frames G.711 streams too: for a ``mulaw``/``alaw`` format it cuts the
+uint8 codes on the same grid, untouched (never decoded), and its frames carry the
+encoding.
+
 The framing math is done in integers (``S = num / den``) so the per-frame hot path
 never touches :class:`fractions.Fraction`. The formats and frames themselves live on
 the ground floor, :mod:`voxtrio.audio`, and are re-exported here.
@@ -110,11 +114,15 @@ def upmix(pcm: np.ndarray, channels: int) -> np.ndarray:
 
 _EMPTY_BYTES = b""
 _INT16: Final = np.dtype(np.int16)
+_UINT8: Final = np.dtype(np.uint8)
+#: The G.711 code of a zero sample (mu-law's positive zero, A-law's smallest positive
+#: level): what a padded G.711 frame is filled with.
+SILENCE_CODES: Final = {"mulaw": 0xFF, "alaw": 0xD5}
 _BYTES_TYPES: Final = (bytes, bytearray, memoryview)
 
 
 class Reframer:
-    """Cuts a PCM stream into exact frames of ``frame_ms``.
+    """Cuts a PCM or G.711 stream into exact frames of ``frame_ms``.
 
     Frame ``k`` of a segment covers samples ``[floor(k*S), floor((k+1)*S))`` of the
     segment, ``S = sample_rate * frame_ms / 1000``. A segment starts at construction
@@ -124,12 +132,19 @@ class Reframer:
     Input that does not fill a frame (or, for bytes, a whole sample) is carried to the
     next push, never dropped; :meth:`flush` emits it.
 
+    The format's encoding is carried through: for ``pcm16`` the samples are int16
+    ``(samples, channels)``; for ``mulaw``/``alaw`` they are the uint8 codes
+    ``(samples, 1)``, framed byte for byte and never decoded, and every frame carries
+    that ``encoding``.
+
     Not thread-safe; one owner at a time.
     """
 
     __slots__ = (
         "_bytes_tail",
         "_den",
+        "_dtype",
+        "_enc",
         "_fmt",
         "_frame_ms",
         "_k",
@@ -141,6 +156,8 @@ class Reframer:
         "_rate",
         "_seg_pts",
         "_size",
+        "_width",
+        "_wire",
     )
 
     # State: the current segment started at pts ``_seg_pts``; ``_next_pts`` is the pts
@@ -164,6 +181,11 @@ class Reframer:
         """Start a new segment at ``_next_pts`` with this format and frame length."""
         size = frame_fraction(fmt.sample_rate, frame_ms)
         self._fmt = fmt
+        self._enc = fmt.encoding
+        # What a sample is: int16 PCM (little-endian on the wire) or a uint8 G.711 code.
+        self._dtype = _INT16 if fmt.is_pcm else _UINT8
+        self._wire = "<i2" if fmt.is_pcm else "u1"
+        self._width = fmt.sample_width  # bytes per sample of one channel
         self._rate = fmt.sample_rate
         self._frame_ms = frame_ms
         self._size = size
@@ -206,21 +228,23 @@ class Reframer:
         return self._need
 
     def push(self, pcm: PcmInput) -> list[AudioFrame]:
-        """Add PCM and return every frame it completes.
+        """Add PCM (or G.711 codes) and return every frame it completes.
 
         Args:
             pcm: ``(samples, channels)`` int16, 1-D int16 for mono, or interleaved
                 little-endian int16 bytes (a partial trailing sample is kept for the
-                next push). Arrays are copied: the caller may reuse its buffer.
+                next push). For a G.711 format: the codes as bytes or a uint8 array
+                (``(n,)``, ``(n, 1)``; any other shape is read as its flat C-order
+                sequence). Arrays are copied: the caller may reuse its buffer.
 
         Raises:
             ValueError: wrong dtype, channel count or dimensionality.
         """
         channels = self._fmt.channels
-        # Fast path first: a native int16 (samples, channels) array.
+        # Fast path first: a native int16 (or, for G.711, uint8) (samples, channels) array.
         if (
             type(pcm) is np.ndarray
-            and pcm.dtype is _INT16
+            and pcm.dtype is self._dtype
             and pcm.ndim == 2
             and pcm.shape[1] == channels
         ):
@@ -228,18 +252,29 @@ class Reframer:
                 return []
             arr = pcm.copy()  # C-contiguous, ours alone
         elif isinstance(pcm, _BYTES_TYPES):
-            raw = bytes(memoryview(pcm).cast("B"))
+            raw = pcm if type(pcm) is bytes else bytes(memoryview(pcm).cast("B"))
             if self._bytes_tail:
                 raw = self._bytes_tail + raw
-            stride = 2 * channels
+            width = self._width
+            stride = width * channels
             cut = len(raw) - len(raw) % stride
             self._bytes_tail = raw[cut:]
             if not cut:
                 return []
             # frombuffer over immutable bytes: already read-only, no copy needed.
-            arr = np.frombuffer(raw, dtype="<i2", count=cut // 2).reshape(-1, channels)
-            if arr.dtype != np.int16:  # big-endian host
-                arr = arr.astype(np.int16)
+            arr = np.frombuffer(raw, dtype=self._wire, count=cut // width)
+            arr = arr.reshape(-1, channels)
+            if arr.dtype is not self._dtype:  # big-endian host
+                arr = arr.astype(self._dtype)
+        elif self._dtype is _UINT8:
+            if not isinstance(pcm, np.ndarray) or pcm.dtype != np.uint8:
+                raise ValueError(
+                    f"{self._enc} codes are uint8 (bytes or a uint8 array), got "
+                    f"{getattr(pcm, 'dtype', type(pcm).__name__)}"
+                )
+            if not pcm.size:
+                return []
+            arr = pcm.reshape(-1, 1).copy()  # C order, ours alone
         else:
             arr = as_pcm(pcm, channels)
             if not arr.shape[0]:
@@ -250,8 +285,9 @@ class Reframer:
     def push_owned(self, arr: np.ndarray) -> list[AudioFrame]:
         """Cut ``arr``, taking ownership of it: the hot path for the other codecs.
 
-        ``arr`` must be a ``(samples, channels)`` int16 array of this format that
-        nobody else holds or will write to (e.g. freshly computed); it may be empty.
+        ``arr`` must be a ``(samples, channels)`` int16 array of this format (uint8
+        ``(samples, 1)`` codes for G.711) that nobody else holds or will write to
+        (e.g. freshly computed); it may be empty.
         No validation and no copy; the frames are read-only views of it (or of its
         concatenation with what was pending).
 
@@ -282,13 +318,14 @@ class Reframer:
                 return []
         buf.setflags(write=False)
         rate = self._rate
+        enc = self._enc
         pts = self._next_pts
         frames: list[AudioFrame] = []
         offset = 0
         if self._den == 1:
             # Integer S: frame k is [k*S, (k+1)*S), every frame has `need` samples.
             while offset + need <= total:
-                frames.append(build_frame(buf[offset : offset + need], rate, pts + offset, 0))
+                frames.append(build_frame(buf[offset : offset + need], rate, pts + offset, 0, enc))
                 offset += need
         else:
             num = self._num
@@ -296,7 +333,7 @@ class Reframer:
             k = self._k
             emitted = pts - self._seg_pts  # floor(k*S)
             while offset + need <= total:
-                frames.append(build_frame(buf[offset : offset + need], rate, pts + offset, 0))
+                frames.append(build_frame(buf[offset : offset + need], rate, pts + offset, 0, enc))
                 offset += need
                 emitted += need
                 k += 1
@@ -314,7 +351,8 @@ class Reframer:
 
         Args:
             pad: zero-pad the last partial frame to its full size (``padded`` tells
-                how many samples were added); if False it is emitted short.
+                how many samples were added; G.711 is padded with the code of zero,
+                :data:`SILENCE_CODES`); if False it is emitted short.
 
         Returns:
             At most one frame. A partial trailing sample of bytes input cannot be
@@ -331,16 +369,34 @@ class Reframer:
             padded = 0
             if pad:
                 padded = self._need - buf.shape[0]  # > 0: a whole frame is never held
-                zeros = np.zeros((padded, self._fmt.channels), dtype=np.int16)
+                if self._dtype is _INT16:
+                    zeros = np.zeros((padded, self._fmt.channels), dtype=np.int16)
+                else:
+                    zeros = np.full((padded, 1), SILENCE_CODES[self._enc], dtype=np.uint8)
                 buf = np.concatenate([buf, zeros])
             if buf.flags.writeable:
                 buf.setflags(write=False)
-            frames.append(build_frame(buf, self._rate, self._next_pts, padded))
+            frames.append(build_frame(buf, self._rate, self._next_pts, padded, self._enc))
             self._next_pts += buf.shape[0]
         self._pending = []
         self._pending_len = 0
         self._start_segment()
         return frames
+
+    def discard(self) -> None:
+        """Drop everything held (nothing is emitted) and start a new segment at
+        :attr:`next_pts`: the dropped samples never get a pts."""
+        self._bytes_tail = _EMPTY_BYTES
+        self._pending = []
+        self._pending_len = 0
+        self._start_segment()
+
+    def restart_at(self, pts: int) -> None:
+        """Drop everything held and start a new segment at ``pts``, or at
+        :attr:`next_pts` if that is later (pts never go back): e.g. to skip over
+        audio the owner discarded."""
+        self._next_pts = max(self._next_pts, pts)
+        self.discard()
 
     def reframe(self, fmt: AudioFormat, frame_ms: FrameMs = 20) -> list[AudioFrame]:
         """Drain the current framing, then switch to ``fmt`` and ``frame_ms``.

@@ -2,9 +2,10 @@
 
 A telephone call is 8 kHz G.711 (mu-law or A-law), and some providers take it as it
 is (OpenAI Realtime's ``audio/pcmu`` and ``audio/pcma``). Then the codes must reach
-the wire untouched: :class:`CodeFramer` cuts them into exact frames with the same
-grid rule as :class:`~voxtrio.codecs.audio.Reframer` (frame ``k`` covers samples
-``[floor(k*S), floor((k+1)*S))``) and never decodes, filters or resamples them.
+the wire untouched: :class:`CodeFramer` (a thin use of
+:class:`~voxtrio.codecs.audio.Reframer`, which frames G.711 formats on its usual grid:
+frame ``k`` covers samples ``[floor(k*S), floor((k+1)*S))``) cuts them into exact
+frames and never decodes, filters or resamples them.
 
 :class:`StreamConverter` is the input conversion for any pair of formats: the pass-
 through above when source and target are the same G.711 format; otherwise decode
@@ -15,11 +16,12 @@ when the target is G.711.
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from ..audio import AudioFormat, AudioFrame, Encoding, FrameMs, build_frame, frame_fraction
+from ..audio import AudioFormat, AudioFrame, Encoding, FrameMs, build_frame
+from .audio import SILENCE_CODES, Reframer
 from .convert import Converter
 from .g711 import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 
@@ -33,14 +35,11 @@ __all__ = [
     "silence_code",
 ]
 
-#: The code of a zero sample: mu-law's positive zero, A-law's smallest positive level.
-_SILENCE: Final = {"mulaw": 0xFF, "alaw": 0xD5}
-
 
 def silence_code(encoding: str) -> int:
     """The G.711 code that decodes to (nearest) zero, for padding and silence."""
     try:
-        return _SILENCE[encoding]
+        return SILENCE_CODES[encoding]
     except KeyError:
         raise ValueError(f"{encoding!r} is not a G.711 encoding (mulaw, alaw)") from None
 
@@ -86,93 +85,69 @@ class FrameConverter(Protocol):
 class CodeFramer:
     """Cuts a G.711 stream into exact frames of ``frame_ms``, codes untouched.
 
-    The grid is the :class:`~voxtrio.codecs.audio.Reframer`'s: frame ``k`` of a
-    segment covers samples ``[floor(k*S), floor((k+1)*S))``; a segment starts at
-    construction and after every :meth:`flush`. What does not fill a frame waits for
-    the next push; :meth:`flush` emits it short (never padded). ``pts`` count samples
-    and continue across segments (:attr:`next_pts` may be moved forward by the owner,
+    A thin use of :class:`~voxtrio.codecs.audio.Reframer`, which frames G.711 formats
+    itself (same grid: frame ``k`` of a segment covers samples
+    ``[floor(k*S), floor((k+1)*S))``; a segment starts at construction and after every
+    :meth:`flush`). What this adds is the G.711 contract: PCM formats are refused, and
+    :meth:`flush` emits what waits short (never padded). ``pts`` count samples and
+    continue across segments (:attr:`next_pts` may be moved forward by the owner,
     e.g. to skip audio it discarded).
 
     Not thread-safe; one owner at a time.
     """
 
-    __slots__ = ("_den", "_enc", "_fmt", "_k", "_num", "_pending", "_rate", "_seg_pts", "next_pts")
+    __slots__ = ("_framer",)
 
     def __init__(self, fmt: AudioFormat, frame_ms: FrameMs = 20) -> None:
         if not isinstance(fmt, AudioFormat) or fmt.is_pcm:
             raise ValueError(f"CodeFramer frames G.711 (mulaw, alaw) audio, got {fmt!r}")
-        size = frame_fraction(fmt.sample_rate, frame_ms)
-        self._fmt = fmt
-        self._enc = fmt.encoding
-        self._rate = fmt.sample_rate
-        self._num, self._den = size.numerator, size.denominator
-        self._pending = b""
-        self.next_pts = 0
-        self._seg_pts = 0
-        self._k = 0
+        self._framer = Reframer(fmt, frame_ms)
 
     @property
     def format(self) -> AudioFormat:
         """The format of the frames (and of the codes pushed)."""
-        return self._fmt
+        return self._framer.format
 
     @property
     def pending_samples(self) -> int:
         """Samples held back, waiting for the rest of their frame."""
-        return len(self._pending)
+        return self._framer.pending_samples
+
+    @property
+    def next_pts(self) -> int:
+        """The pts the next emitted frame will carry."""
+        return self._framer.next_pts
+
+    @next_pts.setter
+    def next_pts(self, pts: int) -> None:
+        """Move forward to ``pts``, as :meth:`restart_at`: what is held is dropped and
+        a new segment starts there (the way to skip audio the owner discarded).
+
+        Raises:
+            ValueError: ``pts`` before :attr:`next_pts` (pts never go back).
+        """
+        if pts < self._framer.next_pts:
+            raise ValueError(f"next_pts only moves forward: {pts} < {self._framer.next_pts}")
+        self._framer.restart_at(pts)
 
     def push(self, pcm: np.ndarray | bytes) -> list[AudioFrame]:
         """Add codes (bytes, or a uint8 array ``(n,)``/``(n, 1)``); returns the
         frames they complete, in order."""
-        if isinstance(pcm, np.ndarray):
-            if pcm.dtype != np.uint8:
-                raise ValueError(f"{self._enc} codes are uint8, got {pcm.dtype}")
-            data = np.ascontiguousarray(pcm).tobytes()
-        else:
-            data = bytes(pcm)
-        buf = self._pending + data if self._pending else data
-        frames: list[AudioFrame] = []
-        offset = 0
-        num, den, k = self._num, self._den, self._k
-        emitted = self.next_pts - self._seg_pts  # floor(k*S) samples of this segment
-        while True:
-            need = (k + 1) * num // den - emitted
-            if len(buf) - offset < need:
-                break
-            frames.append(self._frame(buf[offset : offset + need], self.next_pts, 0))
-            offset += need
-            emitted += need
-            self.next_pts += need
-            k += 1
-        self._k = k
-        self._pending = buf[offset:]
-        return frames
+        return self._framer.push(pcm)
 
     def flush(self) -> list[AudioFrame]:
         """Emit what is held as one short frame (none if nothing is) and start a
         new segment where it ended."""
-        frames = []
-        if self._pending:
-            frames.append(self._frame(self._pending, self.next_pts, 0))
-            self.next_pts += len(self._pending)
-        self.discard()
-        return frames
+        return self._framer.flush(pad=False)
 
     def discard(self) -> None:
         """Forget what is held and start a new segment at :attr:`next_pts`."""
-        self._pending = b""
-        self._seg_pts = self.next_pts
-        self._k = 0
+        self._framer.discard()
 
     def restart_at(self, pts: int) -> None:
         """Start a new segment at ``pts`` (not before :attr:`next_pts`), dropping
         what is held."""
-        self.next_pts = max(self.next_pts, pts)
-        self.discard()
-
-    def _frame(self, codes: bytes, pts: int, padded: int) -> AudioFrame:
-        arr = np.frombuffer(codes, dtype=np.uint8).reshape(-1, 1)  # read-only view
-        return build_frame(arr, self._rate, pts, padded, self._enc)
+        self._framer.restart_at(pts)
 
 
 class StreamConverter:
