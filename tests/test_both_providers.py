@@ -284,6 +284,11 @@ async def test_outage_buffer_keeps_the_newest_audio(
         assert reported[-1].total_frames == (len(b) - kept) // frame(backend)
     sent = stats.edges["convert"].samples
     assert server.received() + dropped == sent == len(a) + len(b) + len(c)
+    # Session.stats() counts what the link reported, once the session has routed it.
+    after = session.stats()
+    assert after.link_dropped_samples == dropped
+    assert after.link_dropped_frames == sum(d.frames for d in reported)
+    assert after.dropped_frames == after.link_dropped_frames  # nothing else dropped
 
 
 @pytest.mark.parametrize("live", [False, True])
@@ -422,7 +427,8 @@ async def test_a_key_refused_during_an_outage_reports_the_audio_it_strands(
             server.server.api_key = "sk-revoked-0000"  # the app's key is refused now
             server.set_default(Plan())
             await recorder.ended.wait()
-            sent = session.stats().edges["convert"].samples
+            stats = session.stats()
+            sent = stats.edges["convert"].samples
     assert [c.rejected_status for c in server.connections][-1] == (
         401 if backend.name == "openai" else None
     )
@@ -440,6 +446,12 @@ async def test_a_key_refused_during_an_outage_reports_the_audio_it_strands(
     assert recorder.events.index(dropped) < recorder.events.index(final)
     assert server.received() == len(a)
     assert server.received() + dropped.samples == sent == len(a) + len(b)
+    # What the app was told is what Session.stats() counts.
+    assert (stats.link_dropped_frames, stats.link_dropped_samples) == (
+        dropped.frames,
+        dropped.samples,
+    )
+    assert stats.dropped_frames == dropped.frames
 
 
 # ------------------------------------------------------------------ cancellation

@@ -30,7 +30,7 @@ from ..audio import AudioFormat, AudioFrame
 from ..codecs.transcript import Item, instructions_with_context
 from ..codecs.turns import TurnState
 from ..errors import SessionClosedError
-from ..messages import EndOfInput, Event, LinkInput, PlaybackInput, UpdateSession
+from ..messages import AudioDropped, EndOfInput, Event, LinkInput, PlaybackInput, UpdateSession
 from .hub import EventHub
 from .plan import Plan
 from .provider import ResumingProvider
@@ -74,6 +74,11 @@ class Pipeline:
             continue_reply=not plan.provider.capabilities.replies_after_tool_result,
         )
         self.hub.observe(self.tool_runner.notice)
+        #: audio the provider link dropped (its outage buffer, or what it never
+        #: delivered when it gave up), from the AudioDropped events it reported
+        self.link_dropped_frames = 0
+        self.link_dropped_samples = 0
+        self.hub.observe(self._count_link_drops)
         #: the base instructions now (``Session.update_instructions`` changes them),
         #: and the transcript the current connection's instructions were given
         self.base_instructions = plan.instructions
@@ -86,6 +91,13 @@ class Pipeline:
         self.hub.turns = TurnDriver(
             self.turns, self.playback_state, plan.provider.capabilities, self._turn_tx
         )
+
+    def _count_link_drops(self, event: Event) -> None:
+        """The link counts its drops itself and reports them; the pipeline's own edges
+        (capture, playback) are counted where they drop, so only the others add here."""
+        if type(event) is AudioDropped and event.edge not in self.counters:
+            self.link_dropped_frames += event.frames
+            self.link_dropped_samples += event.samples
 
     def queued(self, edge: str) -> int:
         """Messages (or, for playback, frames) waiting on ``edge`` now."""

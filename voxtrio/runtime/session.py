@@ -381,6 +381,8 @@ class Session:
             events=p.hub.delivered,
             subscribers_lagged=tuple(s.lagged_total for s in p.hub.subscribers),
             turns=TurnStats.of(p.turns.metrics, p.playback_state.underruns),
+            link_dropped_frames=p.link_dropped_frames,
+            link_dropped_samples=p.link_dropped_samples,
         )
 
     # -------------------------------------------------------------------- close

@@ -81,12 +81,19 @@ class SessionStats:
         events: events routed by the hub.
         subscribers_lagged: per live subscriber, events it missed so far.
         turns: per-turn latency figures (:class:`TurnStats`).
+        link_dropped_frames: input frames the provider link dropped: live audio over
+            its outage buffer, and what it never delivered when it gave up for good
+            (``AudioDropped(edge="link_buffer")``; counted as the session routes
+            those reports, so the app that has seen them sees them counted here).
+        link_dropped_samples: the same, in samples (per channel, provider rate).
     """
 
     edges: dict[str, EdgeStats]
     events: int
     subscribers_lagged: tuple[int, ...]
     turns: TurnStats = TurnStats()
+    link_dropped_frames: int = 0
+    link_dropped_samples: int = 0
 
     @property
     def frames_in(self) -> int:
@@ -120,5 +127,5 @@ class SessionStats:
 
     @property
     def dropped_frames(self) -> int:
-        """Frames dropped on any pipeline edge, summed over all edges."""
-        return sum(e.dropped_frames for e in self.edges.values())
+        """Frames dropped anywhere: on every pipeline edge and by the provider link."""
+        return sum(e.dropped_frames for e in self.edges.values()) + self.link_dropped_frames
