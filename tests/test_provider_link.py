@@ -400,6 +400,36 @@ async def gated_refusals(status: int, gate: trio.Event) -> AsyncIterator[tuple[s
         nursery.cancel_scope.cancel()
 
 
+async def start_unconnected_link(
+    nursery: trio.Nursery,
+    url: str,
+    input_rx: trio.MemoryReceiveChannel[LinkInput],
+    events_tx: trio.MemorySendChannel[Event],
+    policy: ReconnectPolicy,
+    *,
+    live_input: bool = True,
+) -> None:
+    """Start the OpenAI link alone toward :func:`gated_refusals`' ``url``, where no
+    connection ever comes up (so nothing may ask for instructions)."""
+
+    async def instructions() -> str:
+        raise AssertionError("no connection is ever up")
+
+    await nursery.start(
+        partial(
+            provider_link.run,
+            input_rx,
+            events_tx,
+            name="openai",
+            codec_factory=OpenAIRealtimeCodec,
+            target=ConnectTarget(url, headers=auth_headers(KEY), secrets=(KEY,)),
+            instructions=instructions,
+            policy=policy,
+            live_input=live_input,
+        )
+    )
+
+
 async def link_until_it_gives_up(
     inputs: Sequence[LinkInput],
     status: int,
@@ -418,23 +448,9 @@ async def link_until_it_gives_up(
         events_tx, events_rx = trio.open_memory_channel[Event](events_buffer)
         for msg in inputs:
             input_tx.send_nowait(msg)
-
-        async def instructions() -> str:
-            raise AssertionError("no connection is ever up")
-
         async with trio.open_nursery() as nursery:
-            await nursery.start(
-                partial(
-                    provider_link.run,
-                    input_rx,
-                    events_tx,
-                    name="openai",
-                    codec_factory=OpenAIRealtimeCodec,
-                    target=ConnectTarget(url, headers=auth_headers(KEY), secrets=(KEY,)),
-                    instructions=instructions,
-                    policy=policy,
-                    live_input=live_input,
-                )
+            await start_unconnected_link(
+                nursery, url, input_rx, events_tx, policy, live_input=live_input
             )
             await trio.testing.wait_all_tasks_blocked()
             gate.set()
@@ -521,23 +537,8 @@ async def test_a_deliberate_close_reports_no_drop() -> None:
             events_tx, events_rx = trio.open_memory_channel[Event](100)
             for batch in batches(0.4):
                 input_tx.send_nowait(batch)
-
-            async def instructions() -> str:
-                raise AssertionError("no connection is ever up")
-
             async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    partial(
-                        provider_link.run,
-                        input_rx,
-                        events_tx,
-                        name="openai",
-                        codec_factory=OpenAIRealtimeCodec,
-                        target=ConnectTarget(url, headers=auth_headers(KEY), secrets=(KEY,)),
-                        instructions=instructions,
-                        policy=FAST,
-                    )
-                )
+                await start_unconnected_link(nursery, url, input_rx, events_tx, FAST)
                 await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()  # the session closing
             got = [event async for event in events_rx]
