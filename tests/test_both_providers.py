@@ -45,13 +45,16 @@ from voxtrio import (
     ToolCall,
     ToolResult,
 )
+from voxtrio.audio import AudioFormat
 from voxtrio.codecs.convert import convert_oneshot
 from voxtrio.codecs.transcript import UserItem
+from voxtrio.runtime import Session
 
 from .both_providers import (
     FAST,
     PROVIDERS,
     Backend,
+    Loopback,
     Plan,
     noise,
     push,
@@ -71,6 +74,26 @@ from .loopback_helpers import (
 from .store_helpers import assistant_line, context_lines, user_line
 
 pytestmark = LOOPBACK_MARKS
+
+
+async def send_across_a_lost_connection(
+    server: Loopback,
+    session: Session,
+    recorder: Recorder,
+    before: np.ndarray,
+    during: np.ndarray,
+    fmt: AudioFormat,
+) -> None:
+    """``before`` reaches the server; the connection is then lost (close 1011) and
+    ``during`` is sent while nobody can connect (the server's default plan must
+    refuse). Returns once every frame reached the link: nothing else moves but
+    retries."""
+    await push(session, before, fmt)
+    await server.wait_for_audio(len(before))
+    await server.current.close(1011)
+    await recorder.wait_for_error("connection_lost")
+    await push(session, during, fmt)
+    await trio.testing.wait_all_tasks_blocked()
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -258,13 +281,7 @@ async def test_outage_buffer_keeps_the_newest_audio(
             backend.serve((Plan(),), Plan(reject_status=503)) as server,
             session_for(server, reconnect=policy) as (session, recorder),
         ):
-            await push(session, a, fmt)
-            await server.wait_for_audio(len(a))
-            await server.current.close(1011)
-            await recorder.wait_for_error("connection_lost")
-            await push(session, b, fmt)  # while nobody can connect
-            # Let every frame reach the link (nothing else moves but retries).
-            await trio.testing.wait_all_tasks_blocked()
+            await send_across_a_lost_connection(server, session, recorder, a, b, fmt)
             assert session.stats().edges["convert"].samples == len(a) + len(b)
             assert session.stats().edges["convert"].queued == 0
             server.set_default(Plan())  # the server is back
@@ -417,12 +434,7 @@ async def test_a_key_refused_during_an_outage_reports_the_audio_it_strands(
                 recorder,
             ),
         ):
-            await push(session, a, fmt)
-            await server.wait_for_audio(len(a))
-            await server.current.close(1011)
-            await recorder.wait_for_error("connection_lost")
-            await push(session, b, fmt)  # while nobody can connect
-            await trio.testing.wait_all_tasks_blocked()
+            await send_across_a_lost_connection(server, session, recorder, a, b, fmt)
             assert session.stats().edges["convert"].queued == 0  # all in the link
             server.server.api_key = "sk-revoked-0000"  # the app's key is refused now
             server.set_default(Plan())
