@@ -97,5 +97,11 @@ class DropCounter:
         self.unreported_frames = self.unreported_samples = 0
         return event
 
+    def take_back(self, report: AudioDropped) -> None:
+        """``report`` (from :meth:`report`) never reached anyone: its drops are
+        unreported again, so the next report carries them (the totals are unchanged)."""
+        self.unreported_frames += report.frames
+        self.unreported_samples += report.samples
+
     def __repr__(self) -> str:
         return f"DropCounter({self.edge!r}, frames={self.frames}, samples={self.samples})"

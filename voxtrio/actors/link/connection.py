@@ -190,14 +190,11 @@ class Link:
                 self.outbox.put(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
+        if self._reporting is not None:  # taken out of the counter, never received
+            self.drops.take_back(self._reporting)
+            self._reporting = None
         self.outbox.abandon()
         report = self.drops.report()
-        cut = self._reporting  # taken out of the counter, never received
-        if cut is not None:
-            frames = cut.frames + (report.frames if report else 0)
-            samples = cut.samples + (report.samples if report else 0)
-            report = AudioDropped(self.drops.edge, frames, samples, self.drops.frames)
-            self._reporting = None
         if report is not None:
             await self.emit(report)
         await self.error(verdict.message, verdict.code, recoverable=False)
