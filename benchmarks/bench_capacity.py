@@ -45,6 +45,7 @@ from benchmarks.bench_pipeline import SOURCE, TARGET, Int16, make_input
 from benchmarks.results import Table
 from voxtrio import OpenAIRealtime, open_session
 from voxtrio.codecs.convert import Converter
+from voxtrio.testing.processes import checkout_env
 
 CHUNK = SOURCE.sample_rate // 50  # 20 ms of input
 FRAME = TARGET.sample_rate // 50  # 20 ms of output
@@ -234,9 +235,7 @@ def _spawn(
     n: int, seconds: float, tmp: Path, count_steps: bool = False
 ) -> tuple[dict[str, np.ndarray], ...] | str:
     """One N: a fresh server process and a fresh client process; their data or an error."""
-    root = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
-    env = dict(os.environ, PYTHONPATH=path)
+    env = checkout_env()
     server_out, client_out = tmp / f"server-{n}.npz", tmp / f"client-{n}.npz"
     with subprocess.Popen(
         [sys.executable, "-m", "benchmarks.capacity_server", str(server_out)],

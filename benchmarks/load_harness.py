@@ -67,13 +67,12 @@ from voxtrio.testing import (
     OpenAILoopback,
     open_openai_loopback,
 )
-from voxtrio.testing.processes import ChildFailed, StderrFile, failure
+from voxtrio.testing.processes import ChildFailed, StderrFile, checkout_env, failure
 
 from .bench_store_shared import TimedSqliteStore
 
 __all__ = ["LoadPlan", "LoadResult", "count_tasks", "open_fds", "rss_mb", "run_load"]
 
-_ROOT = str(Path(__file__).resolve().parent.parent)
 KEY = "sk-load-test-4fJw9QzR2mXc"
 #: Close codes the link retries (1008 and OpenAI's 4001/4003/4004 would end the session).
 RETRIED_CLOSE_CODES = (1000, 1001, 1011, 1012, 1013)
@@ -533,8 +532,7 @@ async def run_load(plan: LoadPlan, db: Path) -> LoadResult:
     # direct hand-over to the store's thread off. Commit times come from its thread.
     sqlite = TimedSqliteStore(db)
     command = _server_command(plan)
-    path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=path)
+    env = checkout_env()
     try:
         with StderrFile() as stderr:
             async with trio.open_nursery() as outer:

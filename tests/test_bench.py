@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +15,14 @@ import trio
 
 from benchmarks import bench_capacity, bench_peers
 from benchmarks.results import SCHEMA, Table, as_tables, clean, document
+from voxtrio.testing.processes import checkout_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return dict(os.environ, PYTHONPATH=path, MPLBACKEND="Agg")
+    return checkout_env(MPLBACKEND="Agg")
 
 
 def test_quick_run_writes_the_json_rows_and_a_png(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ exception that says who died, how, and what it said.
 * :func:`first_line` -- the child's first stdout line (its address), with a
   timeout; a child that exits (or stays silent) first is a :class:`ChildFailed`.
 * :func:`failure` -- the :class:`ChildFailed` for a child that died.
+* :func:`checkout_env` -- the environment for a child that must run this same
+  voxtrio (its directory first on ``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -17,14 +19,26 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 
 import trio
 
-__all__ = ["ChildFailed", "StderrFile", "failure", "first_line"]
+__all__ = ["PACKAGE_ROOT", "ChildFailed", "StderrFile", "checkout_env", "failure", "first_line"]
+
+#: The directory holding the ``voxtrio`` package this module belongs to (a source
+#: checkout's root, where ``benchmarks`` lives too).
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 #: How much of a failed child's stderr a :class:`ChildFailed` quotes (its end).
 TAIL_CHARS = 2000
+
+
+def checkout_env(**extra: str) -> dict[str, str]:
+    """``os.environ`` with :data:`PACKAGE_ROOT` first on ``PYTHONPATH`` (so a child
+    runs the same voxtrio, and finds ``benchmarks``), plus ``extra``."""
+    path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, **extra)
 
 
 class ChildFailed(RuntimeError):

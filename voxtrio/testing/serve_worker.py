@@ -15,22 +15,15 @@ to every user), and its password is redacted from whatever the errors quote.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import trio
 
-from .processes import StderrFile, failure, first_line
+from .processes import StderrFile, checkout_env, failure, first_line
 
 __all__ = ["open_serve_worker"]
-
-#: The directory holding the ``voxtrio`` package this module belongs to: first on
-#: the child's PYTHONPATH, so the worker runs the same voxtrio as its parent.
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-
 
 def _db_secrets(db: str) -> list[str]:
     """What of ``db`` must not be quoted: a DSN's password (in URL or key=value form)."""
@@ -43,11 +36,6 @@ def _db_secrets(db: str) -> list[str]:
     except Exception:  # no psycopg, or not a DSN it can parse: hide all of it
         return [db]
     return [str(password)] if password else []
-
-
-def _pythonpath() -> str:
-    existing = os.environ.get("PYTHONPATH")
-    return os.pathsep.join([str(PACKAGE_ROOT), existing] if existing else [str(PACKAGE_ROOT)])
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +80,7 @@ async def open_serve_worker(
 
     If the block raises, the worker is killed (no drain) and reaped.
     """
-    env = dict(os.environ, PYTHONPATH=_pythonpath(), VOXTRIO_DB=db, OPENAI_API_KEY=api_key)
+    env = checkout_env(VOXTRIO_DB=db, OPENAI_API_KEY=api_key)  # the same voxtrio
     cmd = [sys.executable, "-m", "voxtrio", "serve", "--port", "0", "--max-calls",
            str(max_calls), "--provider", "openai", "--base-url", base_url,
            "--drain-timeout", f"{drain_timeout_s:g}"]  # fmt: skip
