@@ -48,12 +48,11 @@ import trio
 
 from voxtrio.codecs.g711 import mulaw_encode
 from voxtrio.testing import ConnectionScript, open_openai_loopback, open_serve_worker
-from voxtrio.testing.processes import StderrFile, failure, first_line
+from voxtrio.testing.processes import StderrFile, checkout_env, failure, first_line
 from voxtrio.testing.telephony import TelephonyCall, open_telephony_call
 
 from .results import Table
 
-ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 160  # 20 ms of 8 kHz G.711
 REPLY_MS = 400
 TICK = os.sysconf("SC_CLK_TCK")
@@ -75,7 +74,7 @@ def utterance(seed: int) -> bytes:
 async def provider() -> AsyncIterator[tuple[str, trio.Process, list[dict[str, Any]]]]:
     """The loopback provider in a process of its own (``benchmarks.telephony_provider``):
     its URL, the process, and (filled in when the block ends) its timing report."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = checkout_env()
     cmd = [sys.executable, "-m", "benchmarks.telephony_provider"]
     name = "the provider process"
     with StderrFile() as stderr:
